@@ -1,0 +1,203 @@
+"""Checkpoints: what a trained galae model is on disk.
+
+A checkpoint is a ``torch.save`` dict holding the resolved training config, the package versions,
+the latent registry layout (names, units, ranges), the data description (bands, pixel scale,
+stamp shape), the render settings, the encoder architecture and weights, the population prior,
+and (for resumable ``last.pt``) optimizer, scheduler, step and RNG state.  Loading checks the
+layout and refuses a checkpoint made for another registry, band set or format version with an
+error that says what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from galae.config import config_to_dict
+from galae.encoder import EncoderConfig, GalaxyEncoder
+from galae.latent import REGISTRY, LatentRegistry
+from galae.model import GalaxyGuide, GalaxyModel
+from galae.physics.sps import SPSTable
+from galae.prior import BroadPrior, FlowPrior
+from galae.render.renderer import GalaxyRenderer
+from galae.settings import DEFAULT_SETTINGS, RenderSettings
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "versions",
+    "registry_layout",
+    "build_modules",
+    "save_checkpoint",
+    "load_checkpoint",
+    "modules_from_state",
+]
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here (wrong layout, version or config)."""
+
+
+def versions() -> dict[str, str]:
+    import pyro
+
+    import galae
+
+    return {
+        "galae": galae.__version__,
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def registry_layout(registry: LatentRegistry = REGISTRY) -> list[dict[str, Any]]:
+    return [
+        {"name": p.name, "unit": p.unit, "low": p.low, "high": p.high, "scale": p.scale}
+        for p in registry
+    ]
+
+
+def _encoder_config(cfg: Any, data_info: dict[str, Any]) -> EncoderConfig:
+    return EncoderConfig(
+        n_bands=len(data_info["bands"]),
+        latent_dim=REGISTRY.dim,
+        widths=tuple(cfg.widths),
+        blocks_per_stage=cfg.blocks_per_stage,
+        hidden=cfg.hidden,
+        rank=cfg.rank,
+    )
+
+
+def build_modules(
+    cfg: Any, data_info: dict[str, Any], settings: RenderSettings = DEFAULT_SETTINGS
+) -> tuple[GalaxyModel, GalaxyGuide]:
+    """Fresh model and guide for a training config and a data description."""
+    sps = SPSTable.load(data_info.get("sps_table", "sdss"))
+    if tuple(sps.bands) != tuple(data_info["bands"]):
+        raise CheckpointError(
+            f"data bands {tuple(data_info['bands'])} do not match the population table's "
+            f"bands {tuple(sps.bands)}"
+        )
+    renderer = GalaxyRenderer(sps, settings)
+    model = GalaxyModel(renderer, BroadPrior(REGISTRY.dim), cfg.likelihood, cfg.student_df)
+    guide = GalaxyGuide(GalaxyEncoder(_encoder_config(cfg, data_info)))
+    return model, guide
+
+
+def save_checkpoint(
+    path: Path,
+    cfg: Any,
+    data_info: dict[str, Any],
+    model: GalaxyModel,
+    guide: GalaxyGuide,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any,
+    step: int,
+    final: bool = False,
+) -> None:
+    """Write atomically (temporary file, then rename) so an interruption never leaves half a file."""
+    prior = model.prior
+    state: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "kind": "galae-autoencoder",
+        "config": config_to_dict(cfg),
+        "loss_terms": cfg.loss_terms,
+        "versions": versions(),
+        "registry": registry_layout(model.registry),
+        "data_info": dict(data_info),
+        "render_settings": dataclasses.asdict(model.renderer.settings),
+        "encoder_config": guide.encoder.config.to_dict(),
+        "encoder_state": guide.encoder.state_dict(),
+        "prior_kind": "flow" if isinstance(prior, FlowPrior) else "broad",
+        "prior_hparams": getattr(prior, "hparams", {}),
+        "prior_state": prior.state_dict(),
+        "likelihood": model.likelihood,
+        "student_df": model.df,
+        "step": step,
+        "rng_cpu": torch.get_rng_state(),
+    }
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+        state["scheduler"] = scheduler.state_dict()
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(
+    path: str | Path, expect_config: Any | None = None, map_location: Any = "cpu"
+) -> dict[str, Any]:
+    """Read and check a checkpoint.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a galae checkpoint, truncated, another format version, another
+            latent registry, or (with ``expect_config``) a different model architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # truncated / not a torch file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({err})") from err
+    if not isinstance(state, dict) or state.get("kind") not in ("galae-autoencoder", "galae-unet"):
+        raise CheckpointError(f"{path} is not a galae checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {state.get('format_version')}, this galae reads "
+            f"format {FORMAT_VERSION} (made with galae {state.get('versions', {}).get('galae')})"
+        )
+    if state["kind"] == "galae-autoencoder" and state["registry"] != registry_layout():
+        theirs = [p["name"] for p in state["registry"]]
+        ours = list(REGISTRY.names)
+        diff = sorted(set(theirs) ^ set(ours)) or "ranges/units/order"
+        raise CheckpointError(
+            f"{path} was made for another latent registry (differs in: {diff}); "
+            "it cannot be used with this version of galae"
+        )
+    if expect_config is not None:
+        mine = config_to_dict(expect_config)
+        arch_keys = ("model", "widths", "blocks_per_stage", "hidden", "rank", "likelihood")
+        diffs = {
+            k: (state["config"].get(k), mine.get(k))
+            for k in arch_keys
+            if state["config"].get(k) != mine.get(k)
+        }
+        if diffs:
+            raise CheckpointError(
+                f"{path} comes from another config; differing keys (checkpoint, requested): "
+                f"{diffs}. Use another out_dir or resume=false."
+            )
+    return state
+
+
+def modules_from_state(state: dict[str, Any]) -> tuple[GalaxyModel, GalaxyGuide]:
+    """Rebuild model and guide (with weights and prior) from a loaded checkpoint."""
+    data_info = state["data_info"]
+    sps = SPSTable.load(data_info.get("sps_table", "sdss"))
+    settings = RenderSettings(**state["render_settings"])
+    renderer = GalaxyRenderer(sps, settings)
+    if state["prior_kind"] == "flow":
+        prior: torch.nn.Module = FlowPrior(REGISTRY.dim, **state["prior_hparams"])
+    else:
+        prior = BroadPrior(REGISTRY.dim)
+    prior.load_state_dict(state["prior_state"])
+    model = GalaxyModel(renderer, prior, state["likelihood"], state["student_df"])
+    encoder = GalaxyEncoder(EncoderConfig.from_dict(state["encoder_config"]))
+    encoder.load_state_dict(state["encoder_state"])
+    guide = GalaxyGuide(encoder)
+    model.eval()
+    guide.eval()
+    return model, guide

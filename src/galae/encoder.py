@@ -1,0 +1,209 @@
+"""The encoder: images (+ sigma, mask, PSF, redshift) -> the parameters of q(latent | image).
+
+Noise-aware input scaling: each band is divided by its typical pixel noise and compressed with
+asinh, so the network sees signal-to-noise, not flux::
+
+    x = asinh(image / s) / ASINH_SOFTENING,   s = median over unmasked pixels of sigma
+
+Observing conditions (log s, PSF FWHM, redshift and whether it is known) enter as a vector that is
+concatenated to the pooled image features.  A residual CNN (GroupNorm, SiLU, strided stages) is
+followed by an MLP that returns a low-rank-plus-diagonal Gaussian in the latent's unconstrained
+space (so the posterior can hold the age-metallicity-dust degeneracy), and a Gaussian over
+logit-redshift (a photometric-redshift head, used when the redshift is unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["EncoderConfig", "EncoderOutput", "GalaxyEncoder", "prepare_inputs", "ASINH_SOFTENING"]
+
+ASINH_SOFTENING: float = 3.0
+_LOG_SIGMA_CENTER: float = -2.0  # log10 of a typical SDSS sky sigma in nmgy per pixel
+_PSF_CENTER_ARCSEC: float = 1.4
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of :class:`GalaxyEncoder`.
+
+    Attributes:
+        n_bands: number of image bands C.
+        latent_dim: D, the number of latents.
+        widths: channels of the CNN stages; every stage after the first halves the resolution.
+        blocks_per_stage: residual blocks per stage.
+        hidden: width of the MLP head.
+        rank: rank of the low-rank covariance factor.
+        pool: the feature map is average-pooled to pool x pool before the MLP (keeps position).
+        groups: GroupNorm groups.
+    """
+
+    n_bands: int = 5
+    latent_dim: int = 20
+    widths: tuple[int, ...] = (32, 64, 96, 128)
+    blocks_per_stage: int = 1
+    hidden: int = 256
+    rank: int = 4
+    pool: int = 4
+    groups: int = 8
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EncoderConfig:
+        d = dict(d)
+        d["widths"] = tuple(d["widths"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class EncoderOutput:
+    """Parameters of q.
+
+    Attributes:
+        loc: (B, D) mean of the unconstrained latent.
+        cov_factor: (B, D, rank) low-rank factor W of the covariance W W^T + diag(cov_diag).
+        cov_diag: (B, D) positive diagonal.
+        z_loc, z_scale: (B,) Gaussian over logit of the redshift within its fallback range.
+    """
+
+    loc: Tensor
+    cov_factor: Tensor
+    cov_diag: Tensor
+    z_loc: Tensor
+    z_scale: Tensor
+
+    def distribution(self) -> torch.distributions.LowRankMultivariateNormal:
+        return torch.distributions.LowRankMultivariateNormal(self.loc, self.cov_factor, self.cov_diag)
+
+
+def prepare_inputs(
+    images: Tensor,
+    sigma: Tensor,
+    mask: Tensor | None,
+    psf_fwhm_arcsec: Tensor,
+    redshift: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """Scaled image tensor (B, C+3, H, W) and conditioning vector (B, 2C+2).
+
+    Image channels: asinh-scaled bands, a "masked in any band" channel, x and y coordinates
+    in [-1, 1] (so that position survives pooling).  Masked pixels are zero.
+    """
+    b, c, h, w = images.shape
+    good = torch.ones_like(images, dtype=torch.bool) if mask is None else ~mask
+    sig = torch.where(good, sigma, torch.full_like(sigma, float("nan")))
+    s = torch.nanmedian(sig.flatten(2), dim=-1).values  # (B, C)
+    s = torch.where(torch.isfinite(s), s, torch.ones_like(s)).clamp_min(1e-12)
+    x = torch.asinh(images / s[..., None, None]) / ASINH_SOFTENING
+    x = torch.where(good, x, torch.zeros_like(x))
+    any_masked = (~good).any(1, keepdim=True).to(images.dtype)
+    yy = torch.linspace(-1, 1, h, dtype=images.dtype, device=images.device)
+    xx = torch.linspace(-1, 1, w, dtype=images.dtype, device=images.device)
+    coords = torch.stack(torch.meshgrid(yy, xx, indexing="ij")).expand(b, 2, h, w)
+    img_in = torch.cat([x, any_masked, coords], 1)
+
+    if redshift is None:
+        z = torch.zeros(b, dtype=images.dtype, device=images.device)
+        known = torch.zeros_like(z)
+    else:
+        known = torch.isfinite(redshift).to(images.dtype)
+        z = torch.where(torch.isfinite(redshift), redshift, torch.zeros_like(redshift))
+    cond = torch.cat(
+        [
+            torch.log10(s) - _LOG_SIGMA_CENTER,
+            psf_fwhm_arcsec / _PSF_CENTER_ARCSEC - 1.0,
+            (z / 0.1)[:, None],
+            known[:, None],
+        ],
+        -1,
+    )
+    return img_in, cond
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, groups: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.n1 = nn.GroupNorm(min(groups, c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.n2 = nn.GroupNorm(min(groups, c_out), c_out)
+        self.skip = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.silu(self.n1(self.conv1(x)))
+        y = self.n2(self.conv2(y))
+        return F.silu(y + self.skip(x))
+
+
+class GalaxyEncoder(nn.Module):
+    """Residual CNN + MLP head returning :class:`EncoderOutput`."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        cfg = config
+        layers: list[nn.Module] = [
+            nn.Conv2d(cfg.n_bands + 3, cfg.widths[0], 3, 1, 1, bias=False),
+            nn.GroupNorm(min(cfg.groups, cfg.widths[0]), cfg.widths[0]),
+            nn.SiLU(),
+        ]
+        c_prev = cfg.widths[0]
+        for i, wdt in enumerate(cfg.widths):
+            for j in range(cfg.blocks_per_stage):
+                stride = 2 if (i > 0 and j == 0) else 1
+                layers.append(_ResBlock(c_prev, wdt, stride, cfg.groups))
+                c_prev = wdt
+        layers.append(nn.AdaptiveAvgPool2d(cfg.pool))
+        self.cnn = nn.Sequential(*layers)
+        d, r = cfg.latent_dim, cfg.rank
+        n_cond = 2 * cfg.n_bands + 2
+        self.head = nn.Sequential(
+            nn.Linear(c_prev * cfg.pool * cfg.pool + n_cond, cfg.hidden),
+            nn.SiLU(),
+            nn.Linear(cfg.hidden, cfg.hidden),
+            nn.SiLU(),
+        )
+        self.out_loc = nn.Linear(cfg.hidden, d)
+        self.out_factor = nn.Linear(cfg.hidden, d * r)
+        self.out_diag = nn.Linear(cfg.hidden, d)
+        self.out_z = nn.Linear(cfg.hidden, 2)
+        for lin in (self.out_loc, self.out_factor, self.out_diag, self.out_z):
+            nn.init.zeros_(lin.bias)
+            lin.weight.data.mul_(0.1)
+
+    def forward(
+        self,
+        images: Tensor,
+        sigma: Tensor,
+        mask: Tensor | None,
+        psf_fwhm_arcsec: Tensor,
+        redshift: Tensor | None,
+    ) -> EncoderOutput:
+        """images, sigma, mask: (B, C, H, W); psf_fwhm_arcsec: (B, C); redshift: (B,) or None."""
+        if images.shape[1] != self.config.n_bands:
+            raise ValueError(
+                f"encoder expects {self.config.n_bands} bands, got {images.shape[1]}"
+            )
+        img_in, cond = prepare_inputs(images, sigma, mask, psf_fwhm_arcsec, redshift)
+        feat = self.cnn(img_in).flatten(1)
+        hdn = self.head(torch.cat([feat, cond], -1))
+        b, d, r = images.shape[0], self.config.latent_dim, self.config.rank
+        z_out = self.out_z(hdn)
+        return EncoderOutput(
+            loc=self.out_loc(hdn),
+            cov_factor=self.out_factor(hdn).view(b, d, r),
+            cov_diag=F.softplus(self.out_diag(hdn) + 0.5413) + 1e-4,  # softplus(0.5413) = 1
+            z_loc=z_out[:, 0],
+            z_scale=F.softplus(z_out[:, 1] + 0.5413) + 1e-3,
+        )

@@ -1,0 +1,227 @@
+"""Mock galaxies with truth: ``python -m galae.mock --config configs/mock_analytic.yaml``.
+
+Two generators, registered by name:
+
+* ``analytic`` - galaxies drawn from the broad physical population
+  (:func:`galae.physics.population.sample_population`) and drawn by galae's own renderer;
+* ``particles`` - star-particle galaxies with spiral arms, bars, clumps, non-parametric
+  histories, foreground stars and neighbours (:mod:`galae.data.particles`), which the analytic
+  model cannot represent exactly.
+
+Both observe under SDSS-like conditions (:mod:`galae.data.conditions`) and write the HDF5 layout
+of :mod:`galae.data.hdf5` in chunks.  Each chunk has its own seed derived from (seed, chunk
+index), so the output is the same for any number of worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from galae.config import config_to_dict, load_config, parse_overrides
+from galae.data.conditions import ConditionsConfig, add_noise, sample_sdss_conditions
+from galae.data.hdf5 import H5Writer
+
+__all__ = ["MockConfig", "GENERATORS", "generate_chunk", "run_mock", "main"]
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """Every knob of a mock data set."""
+
+    generator: str = "analytic"  # a key of GENERATORS
+    n: int = 1000
+    seed: int = 0
+    out: str = "data/analytic.h5"
+    shape: tuple[int, ...] = (64, 64)
+    pixel_scale_arcsec: float = 0.396
+    bands: tuple[str, ...] = ("u", "g", "r", "i", "z")
+    redshift_min: float = 0.01
+    redshift_max: float = 0.25
+    redshift_distribution: str = "uniform"
+    log10_mstar_min: float = 8.5
+    log10_mstar_max: float = 11.7
+    chunk: int = 128  # galaxies per generated/written chunk
+    workers: int = 1  # generator processes
+    overwrite: bool = False
+    particles: dict | None = None  # options of the particle generator (ParticleMockConfig keys)
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise ValueError(f"unknown generator {self.generator!r}; known: {sorted(GENERATORS)}")
+        if self.n < 1 or self.chunk < 1 or self.workers < 1:
+            raise ValueError("n, chunk and workers must be >= 1")
+        if len(self.shape) != 2:
+            raise ValueError(f"shape must be [H, W], got {self.shape}")
+
+    def conditions_config(self) -> ConditionsConfig:
+        return ConditionsConfig(
+            redshift_min=self.redshift_min,
+            redshift_max=self.redshift_max,
+            redshift_distribution=self.redshift_distribution,
+            pixel_scale_arcsec=self.pixel_scale_arcsec,
+        )
+
+
+def _chunk_seeds(cfg: MockConfig, chunk_index: int) -> tuple[np.random.Generator, torch.Generator]:
+    ss = np.random.SeedSequence([cfg.seed, chunk_index])
+    rng = np.random.default_rng(ss)
+    tg = torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] % (2**63)))
+    return rng, tg
+
+
+_RENDERERS: dict[str, Any] = {}
+
+
+def _renderer() -> Any:
+    if "r" not in _RENDERERS:
+        from galae.render.renderer import GalaxyRenderer
+
+        _RENDERERS["r"] = GalaxyRenderer()
+    return _RENDERERS["r"]
+
+
+def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
+    from galae.physics.population import sample_population
+    from galae.render.observation import Observation
+
+    rng, tg = _chunk_seeds(cfg, chunk_index)
+    renderer = _renderer()
+    params = sample_population(
+        count, tg, log10_mstar_range=(cfg.log10_mstar_min, cfg.log10_mstar_max)
+    )
+    cond = sample_sdss_conditions(count, rng, cfg.bands, cfg.conditions_config())
+    obs = Observation.create(
+        cond.redshift, cond.psf_fwhm_arcsec, pixel_scale_arcsec=cfg.pixel_scale_arcsec,
+        shape=tuple(cfg.shape), bands=cfg.bands,
+    )
+    with torch.no_grad():
+        ren = renderer(params, obs)
+        noisy, sigma = add_noise(ren.images, cond, generator=tg)
+        derived = renderer.derived(params, obs)
+    truth_params = {k: v.numpy() for k, v in params.items()}
+    truth_params.update({k: v.numpy() for k, v in derived.items()})
+    return {
+        "images": noisy.numpy(),
+        "sigma": sigma.numpy(),
+        "mask": np.zeros(noisy.shape, dtype=bool),
+        "psf_fwhm_arcsec": cond.psf_fwhm_arcsec.astype(np.float32),
+        "redshift": cond.redshift.astype(np.float32),
+        "model_images": ren.images.numpy(),
+        "truth": {
+            "params": truth_params,
+            "maps": {k: v.numpy() for k, v in ren.maps.named().items()},
+        },
+    }
+
+
+def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
+    from galae.data.particles import ParticleMockConfig, generate_particle_mocks
+
+    rng, _ = _chunk_seeds(cfg, chunk_index)
+    pcfg = ParticleMockConfig.from_dict(
+        {**(cfg.particles or {}), "shape": list(cfg.shape),
+         "pixel_scale_arcsec": cfg.pixel_scale_arcsec, "bands": list(cfg.bands)}
+    )
+    cond = sample_sdss_conditions(count, rng, cfg.bands, cfg.conditions_config())
+    seed = int(np.random.SeedSequence([cfg.seed, chunk_index]).generate_state(1)[0])
+    return generate_particle_mocks(count, seed, pcfg, _renderer().sps, conditions=cond)
+
+
+GENERATORS: dict[str, Callable[[MockConfig, int, int], dict[str, Any]]] = {
+    "analytic": _analytic,
+    "particles": _particles,
+}
+
+
+def generate_chunk(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
+    """Generate one chunk (deterministic given cfg.seed and chunk_index)."""
+    if cfg.workers > 1:
+        torch.set_num_threads(1)
+    return GENERATORS[cfg.generator](cfg, chunk_index, count)
+
+
+def _chunks(cfg: MockConfig) -> Iterator[tuple[int, int]]:
+    for i, start in enumerate(range(0, cfg.n, cfg.chunk)):
+        yield i, min(cfg.chunk, cfg.n - start)
+
+
+def run_mock(
+    config: str | Path | MockConfig | None = None,
+    out: str | Path | None = None,
+    n: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> Path:
+    """Generate a mock data set; returns the output path."""
+    cfg = config if isinstance(config, MockConfig) else load_config(MockConfig, config, overrides)
+    changes = {k: v for k, v in (("out", out), ("n", n), ("seed", seed)) if v is not None}
+    cfg = replace(cfg, **{k: (str(v) if k == "out" else v) for k, v in changes.items()})
+    path = Path(cfg.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = H5Writer(
+        path,
+        bands=cfg.bands,
+        pixel_scale_arcsec=cfg.pixel_scale_arcsec,
+        generator=f"galae.mock.{cfg.generator}",
+        generator_config=json.dumps(config_to_dict(cfg), sort_keys=True),
+        capacity=cfg.n,
+        overwrite=cfg.overwrite,
+    )
+    bar = tqdm(total=cfg.n, desc=f"mock {cfg.generator}", unit="gal", disable=not progress)
+    with writer:
+        if cfg.workers == 1:
+            for i, count in _chunks(cfg):
+                writer.append(generate_chunk(cfg, i, count))
+                bar.update(count)
+        else:
+            ctx = get_context("spawn")
+            with ProcessPoolExecutor(cfg.workers, mp_context=ctx) as pool:
+                pending: list[tuple[Future, int]] = []
+                for i, count in _chunks(cfg):
+                    pending.append((pool.submit(generate_chunk, cfg, i, count), count))
+                    if len(pending) >= 2 * cfg.workers:
+                        fut, c = pending.pop(0)
+                        writer.append(fut.result())
+                        bar.update(c)
+                for fut, c in pending:
+                    writer.append(fut.result())
+                    bar.update(c)
+    bar.close()
+    return path
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(prog="python -m galae.mock", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", help="YAML config (keys of MockConfig)")
+    ap.add_argument("--n", type=int, help="number of galaxies")
+    ap.add_argument("--out", help="output HDF5 file")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--workers", type=int)
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides")
+    a = ap.parse_args(argv)
+    ov = parse_overrides(a.overrides)
+    if a.workers is not None:
+        ov["workers"] = a.workers
+    if a.overwrite:
+        ov["overwrite"] = True
+    cfg = load_config(MockConfig, a.config, ov)
+    path = run_mock(cfg, out=a.out, n=a.n, seed=a.seed)
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

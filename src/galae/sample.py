@@ -1,0 +1,575 @@
+"""The user-facing model: ``galae.load``, ``galae.sample``, ``GalaeModel.encode/analogues``.
+
+A :class:`GalaeModel` bundles the renderer (decoder), the encoder (amortized posterior) and the
+learned population prior of one checkpoint.  ``galae.load()`` returns the default model shipped
+inside the package; ``galae.load(path)`` any checkpoint.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from galae.checkpoint import load_checkpoint, modules_from_state
+from galae.data.conditions import ObservingConditions, add_noise, sample_sdss_conditions
+from galae.latent import REGISTRY
+from galae.model import Batch, GalaxyGuide, GalaxyModel
+from galae.render.observation import Observation, as_tensor
+from galae.render.psf import GaussianPSF
+
+__all__ = [
+    "GalaeModel",
+    "Posterior",
+    "Samples",
+    "load",
+    "sample",
+    "default_model_path",
+    "fit_population_prior",
+]
+
+DEFAULT_MODEL_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Generated galaxies.
+
+    Attributes:
+        images: (n, C, H, W) nanomaggies with noise.
+        model_images: (n, C, H, W) noiseless.
+        sigma: (n, C, H, W) the per-pixel noise used.
+        params: ``{name: (n,)}`` physical latents and derived observables.
+        maps: ``{name: (n, H, W)}`` resolved physical maps.
+        redshift: (n,); psf_fwhm_arcsec: (n, C).
+        bands: band names.
+    """
+
+    images: Tensor
+    model_images: Tensor
+    sigma: Tensor
+    params: dict[str, Tensor]
+    maps: dict[str, Tensor]
+    redshift: Tensor
+    psf_fwhm_arcsec: Tensor
+    bands: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """q(latent | image) for N galaxies.
+
+    Attributes:
+        params: ``{name: (N,)}`` posterior means in physical units, including derived observables
+            (``r_half_arcsec_<band>``, ``bulge_to_total_<band>``, ``mag_<band>``,
+            ``log10_mstar_msun``, ``log10_sfr_msun_per_yr``) and ``redshift``.
+        std: ``{name: (N,)}`` posterior standard deviations of the same quantities.
+        maps: ``{name: (N, H, W)}`` maps rendered at the posterior mean latent.
+        model_images: (N, C, H, W) reconstruction at the posterior mean latent.
+    """
+
+    params: dict[str, Tensor]
+    std: dict[str, Tensor]
+    maps: dict[str, Tensor]
+    model_images: Tensor
+    _owner: GalaeModel
+    _batch: Batch
+    _loc: Tensor
+    _cov_factor: Tensor
+    _cov_diag: Tensor
+    _z_dist: Any
+
+    def samples(self, k: int, seed: int | None = None, derived: bool = True) -> dict[str, Tensor]:
+        """k draws from q: ``{name: (k, N)}`` (latents, redshift, and derived observables)."""
+        return self._owner._posterior_draws(self, k, seed, derived)
+
+    def unconstrained_samples(self, k: int, seed: int | None = None) -> Tensor:
+        """(k, N, D) draws of the unconstrained latent."""
+        g = torch.Generator(device=self._loc.device)
+        if seed is not None:
+            g.manual_seed(seed)
+        q = torch.distributions.LowRankMultivariateNormal(
+            self._loc, self._cov_factor, self._cov_diag
+        )
+        return _draw(q, k, g)
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("galae") / "default_model" / DEFAULT_MODEL_FILE))
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+class GalaeModel:
+    """A trained galae model (renderer + encoder + population prior).
+
+    Args:
+        model, guide: the Pyro model and guide (from a checkpoint).
+        state: the checkpoint dict (config, data description, versions).
+        device: where to run.
+    """
+
+    def __init__(
+        self, model: GalaxyModel, guide: GalaxyGuide, state: dict[str, Any],
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.guide = guide.to(self.device).eval()
+        self.state = state
+        info = state["data_info"]
+        self.bands: tuple[str, ...] = tuple(info["bands"])
+        self.pixel_scale_arcsec: float = float(info["pixel_scale_arcsec"])
+        self.shape: tuple[int, int] = tuple(info["shape"])  # type: ignore[assignment]
+
+    # ----------------------------------------------------------------------------- loading
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> GalaeModel:
+        state = load_checkpoint(path, map_location="cpu")
+        model, guide = modules_from_state(state)
+        return cls(model, guide, state, device)
+
+    def to(self, device: str | torch.device) -> GalaeModel:
+        return GalaeModel(self.model, self.guide, self.state, device)
+
+    def __repr__(self) -> str:
+        return (
+            f"GalaeModel(bands={self.bands}, pixel_scale_arcsec={self.pixel_scale_arcsec}, "
+            f"shape={self.shape}, prior={self.state['prior_kind']}, "
+            f"trained_with={self.state['loss_terms']}, device={self.device})"
+        )
+
+    # ----------------------------------------------------------------------------- inputs
+    def make_batch(
+        self,
+        images: Any,
+        sigma: Any,
+        psf_fwhm_arcsec: Any = None,
+        redshift: Any = None,
+        pixel_scale_arcsec: float | None = None,
+        mask: Any = None,
+    ) -> Batch:
+        """Validate user arrays and build a :class:`Batch` (numpy or torch; single image ok).
+
+        NaN/inf pixels are masked (missing data); sigma must be > 0 and finite on every pixel
+        that is not masked.  ``sigma`` may be per pixel (N, C, H, W) or per band (N, C).
+        """
+        x = as_tensor(images, "images", torch.float32, self.device)
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W) or (C, H, W), got {tuple(x.shape)}")
+        n, c, h, w = x.shape
+        if c != len(self.bands):
+            raise ValueError(
+                f"images have {c} bands; this model expects {len(self.bands)} bands "
+                f"in the order {','.join(self.bands)}"
+            )
+        if sigma is None:
+            raise ValueError("sigma is required (per-pixel or per-band noise in nanomaggies)")
+        s = as_tensor(sigma, "sigma", torch.float32, self.device)
+        if s.dim() == x.dim() - 1 and s.shape == x.shape[1:]:
+            s = s.unsqueeze(0)
+        if s.dim() == 1 and n == 1 and s.shape[0] == c:
+            s = s.unsqueeze(0)
+        if s.dim() == 2:
+            if s.shape != (n, c):
+                raise ValueError(f"per-band sigma must be (N, C) = ({n}, {c}), got {tuple(s.shape)}")
+            s = s[..., None, None].expand(n, c, h, w)
+        if s.shape != x.shape:
+            raise ValueError(f"sigma shape {tuple(s.shape)} does not match images {tuple(x.shape)}")
+        m = torch.zeros_like(x, dtype=torch.bool)
+        if mask is not None:
+            mm = as_tensor(mask, "mask", torch.bool, self.device)
+            if mm.dim() == 3:
+                mm = mm.unsqueeze(0)
+            m = m | mm.expand_as(x)
+        bad = ~torch.isfinite(x)
+        if bad.any():
+            warnings.warn(
+                f"{int(bad.sum())} NaN/inf pixels masked", RuntimeWarning, stacklevel=3
+            )
+        m = m | bad | ~torch.isfinite(s)
+        good_s = s[~m]
+        if (good_s <= 0).any():
+            raise ValueError("sigma must be > 0 on every unmasked pixel (mask the others)")
+        x = torch.where(m, torch.zeros_like(x), x)
+        s = torch.where(m, torch.ones_like(s), s)
+
+        if psf_fwhm_arcsec is None:
+            raise ValueError("psf_fwhm_arcsec is required: (N, C), (C,) or a scalar")
+        p = as_tensor(psf_fwhm_arcsec, "psf_fwhm_arcsec", torch.float32, self.device)
+        p = p.expand(n, c) if p.dim() <= 1 else p
+        if p.shape != (n, c):
+            raise ValueError(f"psf_fwhm_arcsec must be (N, C) = ({n}, {c}), got {tuple(p.shape)}")
+        if not torch.isfinite(p).all() or (p <= 0).any():
+            raise ValueError("psf_fwhm_arcsec must be finite and > 0")
+
+        if redshift is None:
+            z = torch.full((n,), float("nan"), device=self.device)
+        else:
+            z = as_tensor(redshift, "redshift", torch.float32, self.device).reshape(-1)
+            if z.numel() == 1 and n > 1:
+                z = z.expand(n)
+            if z.shape != (n,):
+                raise ValueError(f"redshift must be (N,) = ({n},), got {tuple(z.shape)}")
+            if (z[torch.isfinite(z)] <= 0).any():
+                raise ValueError("redshift must be > 0 (NaN = unknown)")
+        scale = self.pixel_scale_arcsec if pixel_scale_arcsec is None else float(pixel_scale_arcsec)
+        if not scale > 0:
+            raise ValueError(f"pixel_scale_arcsec must be > 0, got {scale}")
+        if abs(scale / self.pixel_scale_arcsec - 1) > 0.01:
+            warnings.warn(
+                f"pixel scale {scale} differs from the training pixel scale "
+                f"{self.pixel_scale_arcsec}; the renderer handles it but the encoder was not "
+                "trained for it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return Batch(x, s, m, p, z, scale, self.bands, torch.arange(n, device=self.device))
+
+    # ----------------------------------------------------------------------------- encode
+    @torch.no_grad()
+    def encode(
+        self,
+        images: Any,
+        sigma: Any,
+        psf_fwhm_arcsec: Any = None,
+        redshift: Any = None,
+        pixel_scale_arcsec: float = 0.396,
+        mask: Any = None,
+        n_mc: int = 256,
+        n_mc_derived: int = 8,
+        batch_size: int = 256,
+        seed: int = 0,
+    ) -> Posterior:
+        """Amortized posterior for N images (see DESIGN.md's contract).
+
+        Posterior means and standard deviations of the latents come from ``n_mc`` draws pushed
+        through the bijection; those of the derived observables from ``n_mc_derived`` draws
+        rendered PSF-free on an enlarged stamp.  Galaxies with unknown redshift (None or NaN)
+        get it from the encoder's photometric-redshift head.
+        """
+        full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
+        known = torch.isfinite(full.redshift)
+        parts = []
+        # split into runs of known / unknown redshift, then into chunks
+        for flag in (True, False):
+            idx = torch.nonzero(known == flag).flatten()
+            for sl in _chunks(idx.numel(), batch_size):
+                parts.append(idx[sl])
+        pieces = [self._encode_part(full, ix, n_mc, n_mc_derived, seed) for ix in parts]
+        order = torch.cat(parts)
+        inv = torch.empty_like(order)
+        inv[order] = torch.arange(order.numel(), device=order.device)
+
+        def cat(key: str) -> dict[str, Tensor]:
+            names = pieces[0][key].keys()
+            return {nm: torch.cat([p[key][nm] for p in pieces])[inv] for nm in names}
+
+        loc = torch.cat([p["loc"] for p in pieces])[inv]
+        fac = torch.cat([p["fac"] for p in pieces])[inv]
+        diag = torch.cat([p["diag"] for p in pieces])[inv]
+        zl = torch.cat([p["zloc"] for p in pieces])[inv]
+        zs = torch.cat([p["zscale"] for p in pieces])[inv]
+        rec = torch.cat([p["rec"] for p in pieces])[inv]
+        return Posterior(
+            params=cat("mean"),
+            std=cat("std"),
+            maps=cat("maps"),
+            model_images=rec,
+            _owner=self,
+            _batch=full,
+            _loc=loc,
+            _cov_factor=fac,
+            _cov_diag=diag,
+            _z_dist=(zl, zs),
+        )
+
+    def _sub(self, b: Batch, ix: Tensor) -> Batch:
+        return Batch(b.images[ix], b.sigma[ix], b.mask[ix], b.psf_fwhm_arcsec[ix],
+                     b.redshift[ix], b.pixel_scale_arcsec, b.bands, torch.arange(ix.numel()))
+
+    def _encode_part(
+        self, full: Batch, ix: Tensor, n_mc: int, n_mc_derived: int, seed: int
+    ) -> dict[str, Any]:
+        b = self._sub(full, ix)
+        out = self.guide.encode(b)
+        q = self.guide.posterior_dist(out)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        u = _draw(q, n_mc, g)  # (k, B, D)
+        phys = REGISTRY.from_unconstrained(u)
+        mean = {k: v.mean(0) for k, v in phys.items()}
+        std = {k: v.std(0) for k, v in phys.items()}
+        if b.redshift_known:
+            z_mean, z_draws = b.redshift, b.redshift.expand(n_mc_derived, -1)
+            std["redshift"] = torch.zeros_like(b.redshift)
+        else:
+            zd = self.guide.redshift_dist(out)
+            z_all = zd.sample((n_mc,))
+            z_mean = z_all.mean(0)
+            std["redshift"] = z_all.std(0)
+            z_draws = z_all[:n_mc_derived]
+        mean["redshift"] = z_mean
+        # derived observables: average over a few rendered draws
+        dvals: dict[str, list[Tensor]] = {}
+        for j in range(n_mc_derived):
+            pj = {k: v[j] for k, v in phys.items()}
+            dj = self.model.renderer.derived(pj, b.observation(z_draws[j]))
+            for k, v in dj.items():
+                dvals.setdefault(k, []).append(v)
+        for k, v in dvals.items():
+            st = torch.stack(v)
+            mean[k] = st.mean(0)
+            std[k] = st.std(0) if st.shape[0] > 1 else torch.zeros_like(st[0])
+        ren = self.model.render(out.loc, b, z_mean)
+        return {
+            "mean": mean, "std": std, "maps": ren.maps.named(), "rec": ren.images,
+            "loc": out.loc, "fac": out.cov_factor, "diag": out.cov_diag,
+            "zloc": out.z_loc, "zscale": out.z_scale,
+        }
+
+    @torch.no_grad()
+    def _posterior_draws(
+        self, post: Posterior, k: int, seed: int | None, derived: bool
+    ) -> dict[str, Tensor]:
+        u = post.unconstrained_samples(k, seed)  # (k, N, D)
+        phys = REGISTRY.from_unconstrained(u)
+        b = post._batch
+        if b.redshift_known or torch.isfinite(b.redshift).all():
+            z = b.redshift.expand(k, -1)
+        else:
+            zl, zs = post._z_dist
+            zd = torch.distributions.TransformedDistribution(
+                torch.distributions.Normal(zl, zs), _z_transform()
+            )
+            z = torch.where(torch.isfinite(b.redshift), b.redshift, zd.sample((k,)))
+        out = dict(phys)
+        out["redshift"] = z
+        if derived:
+            dv: dict[str, list[Tensor]] = {}
+            for j in range(k):
+                obs = b.observation(z[j])
+                dj = self.model.renderer.derived({n: v[j] for n, v in phys.items()}, obs)
+                for name, v in dj.items():
+                    dv.setdefault(name, []).append(v)
+            out.update({name: torch.stack(v) for name, v in dv.items()})
+        return out
+
+    # ----------------------------------------------------------------------------- sampling
+    def conditions(self, n: int, seed: int) -> ObservingConditions:
+        """SDSS-like observing conditions for n generated galaxies."""
+        return sample_sdss_conditions(n, np.random.default_rng(seed), self.bands)
+
+    @torch.no_grad()
+    def render_samples(
+        self,
+        u: Tensor,
+        redshift: Tensor,
+        psf_fwhm_arcsec: Tensor,
+        sky_sigma_nmgy: Tensor,
+        gain_e_per_nmgy: Tensor | None,
+        generator: torch.Generator,
+        shape: tuple[int, int] | None = None,
+        with_derived: bool = True,
+    ) -> Samples:
+        """Render unconstrained latents u (n, D) under the given conditions, with noise."""
+        shape = self.shape if shape is None else shape
+        params = REGISTRY.from_unconstrained(u)
+        obs = Observation(redshift, GaussianPSF(psf_fwhm_arcsec), self.pixel_scale_arcsec,
+                          shape, self.bands)
+        ren = self.model.renderer(params, obs, validate=False)
+        noisy, sig = add_noise(ren.images, sky_sigma_nmgy=sky_sigma_nmgy,
+                               gain_e_per_nmgy=gain_e_per_nmgy, generator=generator)
+        out_params = dict(params)
+        out_params["redshift"] = redshift
+        if with_derived:
+            out_params.update(self.model.renderer.derived(params, obs))
+        return Samples(noisy, ren.images, sig, out_params, ren.maps.named(), redshift,
+                       psf_fwhm_arcsec, self.bands)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int = 100,
+        seed: int = 0,
+        redshift: Any = None,
+        psf_fwhm_arcsec: Any = None,
+        sky_sigma_nmgy: Any = None,
+        shape: tuple[int, int] | None = None,
+        batch_size: int = 512,
+        with_derived: bool = True,
+    ) -> Samples:
+        """Draw n new galaxies from the learned population prior.
+
+        Observing conditions are inputs, not part of the population: ``redshift`` (n,) or scalar,
+        ``psf_fwhm_arcsec`` (n, C) / (C,) / scalar, ``sky_sigma_nmgy`` (n, C) / (C,); whatever is
+        not given is drawn from SDSS-like conditions with the same seed.  Work is done in chunks
+        of ``batch_size`` so memory stays constant in n.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        cond = self.conditions(n, seed)
+        dev, f32 = self.device, torch.float32
+        c = len(self.bands)
+
+        def pick(user: Any, default: np.ndarray, name: str, per_band: bool) -> Tensor:
+            if user is None:
+                return torch.as_tensor(default, dtype=f32, device=dev)
+            t = as_tensor(user, name, f32, dev)
+            target = (n, c) if per_band else (n,)
+            try:
+                return t.expand(target).contiguous()
+            except RuntimeError:
+                raise ValueError(f"{name} must broadcast to {target}, got {tuple(t.shape)}") from None
+
+        z = pick(redshift, cond.redshift, "redshift", False)
+        psf = pick(psf_fwhm_arcsec, cond.psf_fwhm_arcsec, "psf_fwhm_arcsec", True)
+        sky = pick(sky_sigma_nmgy, cond.sky_sigma_nmgy, "sky_sigma_nmgy", True)
+        gain = torch.as_tensor(cond.gain_e_per_nmgy, dtype=f32, device=dev)
+        g = torch.Generator(device=dev).manual_seed(seed)
+        parts = []
+        for sl in _chunks(n, batch_size):
+            u = self.model.prior.sample(sl.stop - sl.start, generator=g)
+            parts.append(self.render_samples(u, z[sl], psf[sl], sky[sl], gain[sl], g, shape,
+                                             with_derived))
+        return _cat_samples(parts)
+
+    @torch.no_grad()
+    def analogues(
+        self,
+        image: Any,
+        sigma: Any,
+        n: int = 100,
+        psf_fwhm_arcsec: Any = None,
+        redshift: Any = None,
+        pixel_scale_arcsec: float | None = None,
+        mask: Any = None,
+        seed: int = 0,
+        batch_size: int = 512,
+    ) -> Samples:
+        """n galaxies drawn from the posterior of one observed image, rendered under its
+        conditions (same PSF, redshift and per-band noise level)."""
+        b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
+        if b.size != 1:
+            raise ValueError(f"analogues takes one image, got {b.size}")
+        out = self.guide.encode(b)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        u = _draw(self.guide.posterior_dist(out), n, g)[:, 0]  # (n, D)
+        if b.redshift_known:
+            z = b.redshift.expand(n)
+        else:
+            z = self.guide.redshift_dist(out).sample((n,))[:, 0]
+        sky = torch.stack([
+            torch.median(b.sigma[0, i][~b.mask[0, i]]) if (~b.mask[0, i]).any()
+            else torch.tensor(1.0, device=self.device)
+            for i in range(b.images.shape[1])
+        ])
+        psf = b.psf_fwhm_arcsec.expand(n, -1)
+        h, w = b.images.shape[-2:]
+        parts = []
+        for sl in _chunks(n, batch_size):
+            k = sl.stop - sl.start
+            parts.append(self.render_samples(u[sl], z[sl], psf[sl], sky.expand(k, -1), None, g,
+                                             (h, w)))
+        return _cat_samples(parts)
+
+
+def _draw(q: torch.distributions.Distribution, k: int, g: torch.Generator) -> Tensor:
+    """k reparameterised draws from a LowRankMultivariateNormal with an explicit generator."""
+    loc, fac, diag = q.loc, q.cov_factor, q.cov_diag
+    eps_w = torch.randn(k, *loc.shape[:-1], fac.shape[-1], generator=g, device=loc.device)
+    eps_d = torch.randn(k, *loc.shape, generator=g, device=loc.device)
+    return loc + (fac @ eps_w.unsqueeze(-1)).squeeze(-1) + diag.sqrt() * eps_d
+
+
+def _z_transform() -> Any:
+    from galae.model import redshift_transform
+
+    return redshift_transform()
+
+
+def _cat_samples(parts: list[Samples]) -> Samples:
+    def cat_dict(key: str) -> dict[str, Tensor]:
+        return {k: torch.cat([getattr(p, key)[k] for p in parts]) for k in getattr(parts[0], key)}
+
+    return Samples(
+        images=torch.cat([p.images for p in parts]),
+        model_images=torch.cat([p.model_images for p in parts]),
+        sigma=torch.cat([p.sigma for p in parts]),
+        params=cat_dict("params"),
+        maps=cat_dict("maps"),
+        redshift=torch.cat([p.redshift for p in parts]),
+        psf_fwhm_arcsec=torch.cat([p.psf_fwhm_arcsec for p in parts]),
+        bands=parts[0].bands,
+    )
+
+
+_DEFAULT: dict[str, GalaeModel] = {}
+
+
+def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> GalaeModel:
+    """Load a checkpoint, or the packaged default model when ``path`` is None."""
+    if path is None:
+        p = default_model_path()
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"the packaged default model is missing ({p}); train one with "
+                "`python -m galae.train --config configs/quickstart.yaml` and load it by path"
+            )
+        key = f"default:{device}"
+        if key not in _DEFAULT:
+            _DEFAULT[key] = GalaeModel.from_checkpoint(p, device)
+        return _DEFAULT[key]
+    return GalaeModel.from_checkpoint(path, device)
+
+
+def sample(n: int = 100, seed: int = 0, device: str | torch.device = "cpu",
+           model: str | Path | None = None, **conditions: Any) -> Samples:
+    """``galae.sample(n=100, seed=0)``: n galaxies from the packaged default model's prior."""
+    return load(model, device).sample(n=n, seed=seed, **conditions)
+
+
+def fit_population_prior(
+    model: GalaxyModel, guide: GalaxyGuide, loader: Any, cfg: Any, device: torch.device,
+    draws_per_galaxy: int = 4,
+) -> list[float]:
+    """Fit a :class:`~galae.prior.FlowPrior` to the aggregate posterior of the training set and
+    install it as ``model.prior``."""
+    from galae.prior import FlowPrior, fit_flow_prior
+
+    guide.eval()
+    with torch.no_grad():
+        locs, facs, diags = [], [], []
+        for batch in loader:
+            out = guide.encode(batch.to(device))
+            locs.append(out.loc)
+            facs.append(out.cov_factor)
+            diags.append(out.cov_diag)
+        loc, fac, diag = torch.cat(locs), torch.cat(facs), torch.cat(diags)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 17)
+    q = torch.distributions.LowRankMultivariateNormal(loc, fac, diag)
+
+    def draws() -> Iterator[Tensor]:
+        u = _draw(q, draws_per_galaxy, gen).reshape(-1, loc.shape[-1])
+        perm = torch.randperm(u.shape[0], generator=gen, device=device)
+        for sl in _chunks(u.shape[0], 512):
+            yield u[perm[sl]]
+
+    flow = FlowPrior(loc.shape[-1], n_layers=cfg.prior_layers).to(device)
+    hist = fit_flow_prior(flow, draws, epochs=cfg.prior_epochs, progress=cfg.progress)
+    model.prior = flow
+    return hist

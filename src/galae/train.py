@@ -1,0 +1,396 @@
+"""Train galae: ``python -m galae.train --config configs/quickstart.yaml [key=value ...]``.
+
+Self-supervised by default: the loss is the negative ELBO of the Pyro model on the images
+("wake"), plus a simulation term ("sleep", Hinton et al. 1995; Le et al. 2019) in which the
+encoder learns to invert the renderer on images the model itself draws from its prior under the
+batch's observing conditions.  Neither uses any truth stored with the data.  An optional
+supervised term (``supervised_weight > 0``) uses the data set's truth latents; it is off by
+default and every checkpoint and report records which terms were used.
+
+Defaults live in :class:`TrainConfig` - one visible place.  The resolved config and package
+versions are saved in every checkpoint; training resumes from ``<out_dir>/last.pt``.
+Multi-GPU / multi-node through ``torchrun`` (DistributedDataParallel; gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyro
+import torch
+import torch.distributed as torch_dist
+from pyro.infer import Trace_ELBO
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from galae.checkpoint import (
+    build_modules,
+    load_checkpoint,
+    save_checkpoint,
+)
+from galae.config import config_to_dict, load_config, parse_overrides
+from galae.data.loader import make_loaders
+from galae.likelihood import chi2_per_pixel
+from galae.model import Batch, GalaxyGuide, GalaxyModel
+
+__all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training knob and its default."""
+
+    # ---- data -------------------------------------------------------------------------------
+    data: str = "data/analytic_train.h5"  # HDF5 data set (relative to the working directory)
+    mock_config: str | None = None  # if `data` is missing, make it with `python -m galae.mock`
+    mock_n: int | None = None  # ... with this many galaxies (default: the mock config's n)
+    val_fraction: float = 0.05
+    num_workers: int = 0
+    # ---- model ------------------------------------------------------------------------------
+    model: str = "autoencoder"  # "autoencoder" or "unet" (the supervised baseline)
+    widths: tuple[int, ...] = (32, 64, 96, 128)
+    blocks_per_stage: int = 1
+    hidden: int = 256
+    rank: int = 4
+    likelihood: str = "gaussian"  # or "student_t"
+    student_df: float = 4.0
+    # ---- losses -----------------------------------------------------------------------------
+    wake_weight: float = 1.0  # negative ELBO on the data
+    sleep_weight: float = 1.0  # simulation term on the model's own draws
+    supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
+    # ---- optimisation -----------------------------------------------------------------------
+    batch_size: int = 32
+    max_steps: int = 2000
+    max_minutes: float | None = None  # stop (and checkpoint) after this wall time
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 100
+    grad_clip: float = 5.0
+    amp: bool = True  # bf16 autocast of the encoder on CUDA
+    # ---- prior ------------------------------------------------------------------------------
+    fit_prior: bool = True  # fit the learned population prior at the end
+    prior_layers: int = 4
+    prior_epochs: int = 30
+    # ---- run --------------------------------------------------------------------------------
+    out_dir: str = "runs/default"
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    log_every: int = 10
+    eval_every: int = 250
+    ckpt_every: int = 250
+    resume: bool = True
+    tensorboard: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_steps < 0:
+            raise ValueError("batch_size must be >= 1 and max_steps >= 0")
+        if min(self.wake_weight, self.sleep_weight, self.supervised_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+        if self.wake_weight + self.sleep_weight + self.supervised_weight == 0:
+            raise ValueError("at least one loss term must have a positive weight")
+
+    @property
+    def loss_terms(self) -> str:
+        terms = [
+            name
+            for name, w in (
+                ("wake-ELBO", self.wake_weight),
+                ("sleep-simulation", self.sleep_weight),
+                ("supervised-truth", self.supervised_weight),
+            )
+            if w > 0
+        ]
+        return "+".join(terms)
+
+
+# ----------------------------------------------------------------------------------------------
+# losses
+# ----------------------------------------------------------------------------------------------
+_ELBO = Trace_ELBO(num_particles=1)
+
+
+def wake_loss(model: GalaxyModel, guide: GalaxyGuide, batch: Batch) -> Tensor:
+    """Negative ELBO per galaxy per pixel-band (a scale-free number for logging and mixing)."""
+    loss = _ELBO.differentiable_loss(model, guide, batch)
+    return loss / (batch.size * batch.images[0].numel())
+
+
+def simulate_like(
+    model: GalaxyModel, batch: Batch, generator: torch.Generator | None = None
+) -> tuple[Tensor, Batch]:
+    """Draw u from the model's prior, render under the batch's conditions, add noise.
+
+    Returns the true unconstrained latents (B, D) and a :class:`Batch` of simulated stamps with the
+    same sigma, mask, PSF and redshift as ``batch``.
+    """
+    with torch.no_grad():
+        u = model.prior.sample(batch.size, generator=generator).to(batch.images)
+        z = batch.redshift
+        if not batch.redshift_known:
+            lo_hi = model.redshift_prior_dist(z)
+            z = lo_hi.sample()
+        clean = model.render(u, batch, z).images
+        noise = torch.randn(clean.shape, generator=generator, device=clean.device)
+        noisy = clean + batch.sigma * noise.to(clean)
+    sim = Batch(
+        images=noisy,
+        sigma=batch.sigma,
+        mask=batch.mask,
+        psf_fwhm_arcsec=batch.psf_fwhm_arcsec,
+        redshift=z,
+        pixel_scale_arcsec=batch.pixel_scale_arcsec,
+        bands=batch.bands,
+        index=batch.index,
+    )
+    return u, sim
+
+
+def sleep_loss(
+    model: GalaxyModel, guide: GalaxyGuide, batch: Batch, generator: torch.Generator | None = None
+) -> Tensor:
+    """-log q(u_true | x_sim) / D, averaged over the simulated batch."""
+    u, sim = simulate_like(model, batch, generator)
+    out = guide.encode(sim)
+    return -guide.posterior_dist(out).log_prob(u).mean() / u.shape[-1]
+
+
+def supervised_loss(guide: GalaxyGuide, batch: Batch, truth_u: Tensor) -> Tensor:
+    """-log q(u_truth | x) / D, from the data set's truth (optional, off by default)."""
+    out = guide.encode(batch)
+    return -guide.posterior_dist(out).log_prob(truth_u).mean() / truth_u.shape[-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def _lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(cfg.warmup_steps, 1)
+        t = (step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1)
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return f
+
+
+class _Logger:
+    """CSV (always) and TensorBoard (when installed and enabled) scalars, rank 0 only."""
+
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool) -> None:
+        self.enabled = enabled
+        self.path = out_dir / "log.csv"
+        self.tb = None
+        self._fields: list[str] | None = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tb"))
+            except ImportError:
+                print("tensorboard is not installed; logging to CSV only", file=sys.stderr)
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **scalars}
+        new = not self.path.exists()
+        if self._fields is None:
+            if not new:
+                with self.path.open() as fh:
+                    self._fields = next(csv.reader(fh), None)
+            if self._fields is None:
+                self._fields = list(row)
+        with self.path.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=self._fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        if self.tb is not None:
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+@torch.no_grad()
+def evaluate_batch(model: GalaxyModel, guide: GalaxyGuide, batch: Batch) -> dict[str, float]:
+    """chi2 per pixel of the posterior-mean reconstruction, and posterior width."""
+    out = guide.encode(batch)
+    z = None if batch.redshift_known else guide.redshift_dist(out).mean
+    rec = model.render(out.loc, batch, z).images
+    chi2 = chi2_per_pixel(rec, batch.images, batch.sigma, batch.mask)
+    std = guide.posterior_dist(out).variance.sqrt().mean()
+    return {"val_chi2_median": chi2.median().item(), "val_post_std_u": std.item()}
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+# ----------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume) and return the path of the final checkpoint."""
+    if cfg.model != "autoencoder":
+        from galae.unet import train_unet
+
+        return train_unet(cfg)
+    world, rank, local = _dist_info()
+    distributed = world > 1
+    if distributed and not torch_dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch_dist.init_process_group(backend)
+    device = resolve_device(cfg.device)
+    if distributed and device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    main_proc = rank == 0
+    out_dir = Path(cfg.out_dir)
+    if main_proc:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(cfg.seed + rank)
+    pyro.set_rng_seed(cfg.seed + rank)
+    train_loader, val_loader, data_info = make_loaders(cfg, rank=rank, world=world)
+
+    model, guide = build_modules(cfg, data_info)
+    model.to(device)
+    guide.to(device)
+    params = [p for p in guide.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+
+    step = 0
+    last = out_dir / "last.pt"
+    if cfg.resume and last.exists():
+        state = load_checkpoint(last, expect_config=cfg, map_location=device)
+        guide.encoder.load_state_dict(state["encoder_state"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        torch.set_rng_state(state["rng_cpu"])
+        if main_proc:
+            print(f"resumed from {last} at step {step}")
+
+    encoder_for_grad: nn.Module = guide.encoder
+    if distributed:
+        encoder_for_grad = nn.parallel.DistributedDataParallel(
+            guide.encoder, device_ids=[local] if device.type == "cuda" else None
+        )
+        guide.encoder = encoder_for_grad  # type: ignore[assignment]
+
+    logger = _Logger(out_dir, main_proc, cfg.tensorboard)
+    amp_ctx = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if (cfg.amp and device.type == "cuda")
+        else torch.autocast("cpu", enabled=False)
+    )
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank + step)
+    t_start = time.time()
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not (main_proc and cfg.progress))
+    val_batch = next(iter(val_loader)).to(device) if val_loader is not None else None
+    stop = False
+    epoch = 0
+    while step < cfg.max_steps and not stop:
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        for batch in train_loader:
+            batch = batch.to(device)
+            terms: dict[str, Tensor] = {}
+            with amp_ctx:
+                if cfg.wake_weight > 0:
+                    terms["wake"] = wake_loss(model, guide, batch)
+                if cfg.sleep_weight > 0:
+                    terms["sleep"] = sleep_loss(model, guide, batch, gen)
+                if cfg.supervised_weight > 0:
+                    terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
+            loss = (
+                cfg.wake_weight * terms.get("wake", 0.0)
+                + cfg.sleep_weight * terms.get("sleep", 0.0)
+                + cfg.supervised_weight * terms.get("supervised", 0.0)
+            )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {step}: { {k: v.item() for k, v in terms.items()} }")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            scalars = {f"loss_{k}": v.item() for k, v in terms.items()}
+            scalars["loss"] = float(loss.item())
+            scalars["grad_norm"] = float(gnorm)
+            scalars["lr"] = sched.get_last_lr()[0]
+            if val_batch is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                guide.eval()
+                scalars.update(evaluate_batch(model, guide, val_batch))
+                guide.train()
+            if step % cfg.log_every == 0 or "val_chi2_median" in scalars:
+                logger.log(step, scalars)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k in ("loss", "val_chi2_median")})
+            minutes = (time.time() - t_start) / 60.0
+            stop = cfg.max_minutes is not None and minutes >= cfg.max_minutes
+            if main_proc and (step % cfg.ckpt_every == 0 or step >= cfg.max_steps or stop):
+                save_checkpoint(last, cfg, data_info, model, guide, opt, sched, step)
+            if step >= cfg.max_steps or stop:
+                break
+        epoch += 1
+    bar.close()
+    logger.close()
+
+    final = out_dir / "model.pt"
+    if main_proc:
+        if distributed:
+            guide.encoder = encoder_for_grad.module  # type: ignore[union-attr]
+        if cfg.fit_prior:
+            from galae.sample import fit_population_prior
+
+            fit_population_prior(model, guide, train_loader, cfg, device)
+        save_checkpoint(final, cfg, data_info, model, guide, None, None, step, final=True)
+        print(f"saved {final} (step {step}, loss terms: {cfg.loss_terms})")
+    if distributed:
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+    return final
+
+
+def batch_truth_u(batch: Batch) -> Tensor:
+    if batch.truth_u is None:
+        raise ValueError("supervised_weight > 0 needs truth latents in the data set")
+    return batch.truth_u
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(prog="python -m galae.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", help="YAML config (keys of TrainConfig)")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides")
+    args = ap.parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, parse_overrides(args.overrides))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print("config:", config_to_dict(cfg))
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
