@@ -61,7 +61,9 @@ def shade(
     lg_age_d = torch.log10(maps.age_disk_gyr)
     f_b = sps.ssp_flux_nmgy_per_msun(redshift, lg_age_b, maps.lg_zstar_bulge_zsun)  # (B, C)
     f_d = sps.ssp_flux_nmgy_per_msun(redshift, lg_age_d, maps.lg_zstar_disk_zsun)  # (B,C,H,W)
-    lg_zgas = gas.oh12_to_lg_zgas_zsun(maps.oh12_gas).clamp(-2.3, 0.69)
+    # BC03 5 Zsun spectra have almost no ionising photons (their nebular emission vanishes), so the
+    # young population stops at the 2.5 Zsun column.
+    lg_zgas = gas.oh12_to_lg_zgas_zsun(maps.oh12_gas).clamp(-2.3, 0.398)
     f_y = sps.young_flux_nmgy_per_msun_yr(redshift, lg_zgas)  # (B, C, H, W)
 
     k_band = sps.calzetti_k_band(redshift)[..., None, None]  # (B, C, 1, 1)

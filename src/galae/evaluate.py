@@ -1,0 +1,379 @@
+"""Evaluate a trained model against mock truth: ``python -m galae.evaluate --checkpoint C --data D``.
+
+Writes ``metrics.json`` and figures to ``--out`` (default ``<checkpoint dir>/eval_<data stem>``):
+
+* reconstruction: chi^2 per pixel of the posterior-mean model (median, 16/84th percentiles);
+* recovery of every latent and derived observable present in the truth: bias (median of
+  prediction - truth) and scatter (1.4826 x MAD, and the standard deviation); for radii the
+  median |fractional error|;
+* maps, as the seed work measured them (Buck & Wolf 2021, sect. 4): mean and scatter of
+  log(true) - log(predicted) for stellar mass and SFR integrated within 2 half-light radii;
+  radial residual profiles of every map from 0.5 to 5 half-light radii; per-pixel statistics;
+* calibration: coverage of the central 68% and 95% posterior intervals of every latent;
+* figures: data / model / residual for the galaxies at the 100th, 70th and 40th percentile of
+  fit quality (best fit = 100th), map comparisons and radial residual profiles.
+
+The report records which loss terms trained the model (``trained_with``), so a reader can tell a
+self-supervised result from a supervised one.  ``--compare A.json B.json`` tabulates two reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from galae.checkpoint import versions
+from galae.data.hdf5 import inspect_h5, read_h5
+from galae.latent import REGISTRY
+from galae.likelihood import chi2_per_pixel
+from galae.physics.maps import MAP_NAMES
+
+__all__ = [
+    "robust_stats",
+    "aperture_log_ratio",
+    "radial_residual_profile",
+    "coverage",
+    "interval_hits",
+    "evaluate",
+    "compare_reports",
+    "main",
+]
+
+RADIAL_BINS_RHALF: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
+#: Linear quantities whose log is compared inside 2 half-light radii: map name -> label.
+APERTURE_MAPS: dict[str, str] = {
+    "log10_sigma_mstar_msun_per_kpc2": "log10_mstar_2rhalf",
+    "log10_sigma_sfr_msun_per_yr_per_kpc2": "log10_sfr_2rhalf",
+}
+_RADIUS_PARAMS = ("r_eff_bulge_kpc", "r_d_kpc", "r_sfr_kpc")
+
+
+def robust_stats(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Bias and scatter of pred - true: median, 1.4826 MAD, mean, std, and N."""
+    d = np.asarray(pred, np.float64) - np.asarray(true, np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return {"n": 0}
+    med = float(np.median(d))
+    return {
+        "n": int(d.size),
+        "bias_median": med,
+        "scatter_mad": float(1.4826 * np.median(np.abs(d - med))),
+        "bias_mean": float(d.mean()),
+        "scatter_std": float(d.std()),
+    }
+
+
+def _radius_grid(h: int, w: int, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.sqrt((x[None] - cx[:, None, None]) ** 2 + (y[None] - cy[:, None, None]) ** 2)
+
+
+def aperture_log_ratio(
+    true_log_map: np.ndarray,
+    pred_log_map: np.ndarray,
+    radius_pix: np.ndarray,
+    r_half_pix: np.ndarray,
+    factor: float = 2.0,
+) -> np.ndarray:
+    """log10(sum true / sum pred) of a linear quantity inside ``factor`` half-light radii.
+
+    Args:
+        true_log_map, pred_log_map: (N, H, W) log10 surface densities (same pixel area).
+        radius_pix: (N, H, W) distance of each pixel from the galaxy centre.
+        r_half_pix: (N,).
+    Returns:
+        (N,) log ratio true/pred (positive = prediction too low).
+    """
+    inside = radius_pix <= factor * r_half_pix[:, None, None]
+    t = np.where(inside, 10.0**true_log_map, 0.0).sum((1, 2))
+    p = np.where(inside, 10.0**pred_log_map, 0.0).sum((1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(t / p)
+
+
+def radial_residual_profile(
+    true_map: np.ndarray,
+    pred_map: np.ndarray,
+    radius_pix: np.ndarray,
+    r_half_pix: np.ndarray,
+    bins: Sequence[float] = RADIAL_BINS_RHALF,
+    valid: np.ndarray | None = None,
+) -> dict[str, list[float]]:
+    """Median and 16/84th percentiles of (true - pred) in annuli of r / r_half."""
+    rr = radius_pix / r_half_pix[:, None, None]
+    d = true_map - pred_map
+    ok = np.isfinite(d) if valid is None else (valid & np.isfinite(d))
+    med, lo, hi, n = [], [], [], []
+    edges = list(bins)
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        sel = ok & (rr >= a) & (rr < b)
+        v = d[sel]
+        n.append(int(v.size))
+        if v.size:
+            med.append(float(np.median(v)))
+            lo.append(float(np.percentile(v, 16)))
+            hi.append(float(np.percentile(v, 84)))
+        else:
+            med.append(float("nan"))
+            lo.append(float("nan"))
+            hi.append(float("nan"))
+    return {"r_over_rhalf_edges": edges, "median": med, "p16": lo, "p84": hi, "n": n}
+
+
+def interval_hits(samples: np.ndarray, truth: np.ndarray, level: float) -> np.ndarray:
+    """(N,) bool: truth inside the central ``level`` interval of samples (k, N)."""
+    lo = np.quantile(samples, 0.5 - level / 2, axis=0)
+    hi = np.quantile(samples, 0.5 + level / 2, axis=0)
+    return (truth >= lo) & (truth <= hi)
+
+
+def coverage(samples: np.ndarray, truth: np.ndarray, levels: Sequence[float] = (0.68, 0.95)) -> dict:
+    """Fraction of truths inside the central posterior interval at each level.
+
+    Args:
+        samples: (k, N) posterior draws; truth: (N,).
+    """
+    return {f"{int(round(lev * 100))}": float(interval_hits(samples, truth, lev).mean())
+            for lev in levels}
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.floating | np.integer):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def evaluate(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path | None = None,
+    n: int | None = None,
+    batch_size: int = 64,
+    n_posterior: int = 200,
+    n_mc_derived: int = 4,
+    device: str = "cpu",
+    figures: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on the mock data set ``data``; returns the metrics dict."""
+    from galae.sample import load
+
+    model = load(checkpoint, device)
+    info = inspect_h5(data, expected_bands=model.bands)
+    total = info.n_galaxies if n is None else min(n, info.n_galaxies)
+    out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{Path(data).stem}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    acc: dict[str, list[np.ndarray]] = {}
+
+    def push(key: str, value: np.ndarray) -> None:
+        acc.setdefault(key, []).append(np.asarray(value))
+
+    truth_params: dict[str, list[np.ndarray]] = {}
+    truth_maps: dict[str, list[np.ndarray]] = {}
+    pred_maps: dict[str, list[np.ndarray]] = {}
+    keep_imgs: dict[str, list[np.ndarray]] = {"images": [], "model": [], "sigma": [], "mask": []}
+    for start in tqdm(range(0, total, batch_size), desc="evaluate", unit="batch"):
+        rows = np.arange(start, min(total, start + batch_size))
+        d = read_h5(data, rows, with_maps=True, expected_bands=model.bands)
+        post = model.encode(
+            d["images"], d["sigma"], psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
+            redshift=d["redshift"], pixel_scale_arcsec=d["pixel_scale_arcsec"], mask=d["mask"],
+            n_mc_derived=n_mc_derived, seed=seed,
+        )
+        img = torch.as_tensor(d["images"])
+        sig = torch.as_tensor(d["sigma"])
+        msk = torch.as_tensor(d["mask"])
+        chi2 = chi2_per_pixel(post.model_images.cpu(), img, sig, msk).numpy()
+        push("chi2", chi2)
+        for k, v in post.params.items():
+            push(f"pred/{k}", v.cpu().numpy())
+            push(f"std/{k}", post.std[k].cpu().numpy())
+        draws = post.samples(n_posterior, seed=seed, derived=False)
+        for name in REGISTRY.names:
+            if name in d["truth"]["params"]:
+                t = d["truth"]["params"][name]
+                smp = draws[name].cpu().numpy()
+                push(f"in68/{name}", interval_hits(smp, t, 0.68))
+                push(f"in95/{name}", interval_hits(smp, t, 0.95))
+        for k, v in d["truth"]["params"].items():
+            truth_params.setdefault(k, []).append(v)
+        for k, v in d["truth"]["maps"].items():
+            if k in post.maps:
+                truth_maps.setdefault(k, []).append(v)
+                pred_maps.setdefault(k, []).append(post.maps[k].cpu().numpy())
+        keep_imgs["images"].append(d["images"])
+        keep_imgs["model"].append(post.model_images.cpu().numpy())
+        keep_imgs["sigma"].append(d["sigma"])
+        keep_imgs["mask"].append(d["mask"])
+
+    cat = {k: np.concatenate(v) for k, v in acc.items()}
+    tp = {k: np.concatenate(v) for k, v in truth_params.items()}
+    tm = {k: np.concatenate(v) for k, v in truth_maps.items()}
+    pm = {k: np.concatenate(v) for k, v in pred_maps.items()}
+    chi2 = cat["chi2"]
+
+    state = model.state
+    metrics: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "data_generator": info.attrs.get("generator", ""),
+        "n_galaxies": int(total),
+        "trained_with": state.get("loss_terms", "unknown"),
+        "supervised": "supervised" in state.get("loss_terms", ""),
+        "training_steps": int(state.get("step", 0)),
+        "versions": versions(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "device": device},
+        "chi2_per_pixel": {
+            "median": float(np.median(chi2)),
+            "p16": float(np.percentile(chi2, 16)),
+            "p84": float(np.percentile(chi2, 84)),
+        },
+        "params": {},
+        "coverage": {},
+        "maps": {},
+    }
+    for name in sorted(set(tp) & {k.split("/", 1)[1] for k in cat if k.startswith("pred/")}):
+        pred, true = cat[f"pred/{name}"], tp[name]
+        entry = robust_stats(pred, true)
+        if name in _RADIUS_PARAMS or name.startswith("r_half_arcsec_"):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = np.abs(pred / true - 1.0)
+            entry["median_abs_frac_error"] = float(np.nanmedian(frac))
+        metrics["params"][name] = entry
+    for name in REGISTRY.names:
+        if f"in68/{name}" in cat:
+            metrics["coverage"][name] = {
+                "68": float(cat[f"in68/{name}"].mean()),
+                "95": float(cat[f"in95/{name}"].mean()),
+            }
+
+    # ---- maps ------------------------------------------------------------------------------
+    h, w_ = info.image_shape
+    scale = info.pixel_scale_arcsec
+    if tm:
+        cx = (w_ - 1) / 2 + tp.get("dx_arcsec", np.zeros(total)) / scale
+        cy = (h - 1) / 2 + tp.get("dy_arcsec", np.zeros(total)) / scale
+        rad = _radius_grid(h, w_, cx, cy)
+        rh_key = next((k for k in ("r_half_arcsec_r", "r_half_light_arcsec_r", "r_half_light_arcsec")
+                       if k in tp), None)
+        r_half_pix = tp[rh_key] / scale if rh_key else np.full(total, 5.0)
+        for mname, label in APERTURE_MAPS.items():
+            if mname in tm:
+                lr = aperture_log_ratio(tm[mname], pm[mname], rad, r_half_pix)
+                metrics["maps"][label] = {
+                    "mean_log_true_over_pred": float(np.nanmean(lr)),
+                    "scatter_dex": float(np.nanstd(lr)),
+                    "scatter_mad_dex": float(1.4826 * np.nanmedian(np.abs(lr - np.nanmedian(lr)))),
+                }
+        valid = None
+        if "log10_sigma_mstar_msun_per_kpc2" in tm:
+            valid = tm["log10_sigma_mstar_msun_per_kpc2"] > 3.5  # non-empty pixels
+        for mname in MAP_NAMES:
+            if mname not in tm:
+                continue
+            d_ = tm[mname] - pm[mname]
+            sel = np.isfinite(d_) if valid is None else (valid & np.isfinite(d_))
+            metrics["maps"][mname] = {
+                "per_pixel_bias": float(np.median(d_[sel])) if sel.any() else float("nan"),
+                "per_pixel_scatter": float(np.std(d_[sel])) if sel.any() else float("nan"),
+                "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix,
+                                                  valid=valid),
+            }
+
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    if figures:
+        _figures(out_dir, keep_imgs, chi2, tm, pm, model.bands, metrics)
+    return metrics
+
+
+def _figures(
+    out_dir: Path,
+    imgs: dict[str, list[np.ndarray]],
+    chi2: np.ndarray,
+    tm: dict[str, np.ndarray],
+    pm: dict[str, np.ndarray],
+    bands: tuple[str, ...],
+    metrics: dict[str, Any],
+) -> None:
+    from galae import plots
+
+    images = np.concatenate(imgs["images"])
+    model = np.concatenate(imgs["model"])
+    sigma = np.concatenate(imgs["sigma"])
+    order = np.argsort(chi2)  # best fit first
+    picks = [order[min(len(order) - 1, int(round((1 - q) * (len(order) - 1))))]
+             for q in (1.0, 0.7, 0.4)]
+    titles = [f"{q}th pct fit, chi2/pix={chi2[i]:.2f}" for q, i in zip((100, 70, 40), picks,
+                                                                         strict=True)]
+    fig = plots.reconstruction_figure(images[picks], model[picks], sigma[picks], bands, titles)
+    plots.save(fig, out_dir / "reconstructions.png")
+    if tm:
+        names = [n for n in MAP_NAMES if n in tm]
+        fig = plots.maps_comparison_figure({n: tm[n] for n in names}, {n: pm[n] for n in names},
+                                           names=names, index=int(picks[0]))
+        plots.save(fig, out_dir / "maps.png")
+        fig = plots.radial_residuals_figure({n: metrics["maps"][n]["radial"] for n in names
+                                             if n in metrics["maps"]})
+        plots.save(fig, out_dir / "radial_residuals.png")
+
+
+def compare_reports(a: str | Path, b: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Side-by-side table (and figure) of two metrics JSON files."""
+    ra = json.loads(Path(a).read_text())
+    rb = json.loads(Path(b).read_text())
+    rows = {}
+    for section in ("maps", "params"):
+        for key in sorted(set(ra.get(section, {})) & set(rb.get(section, {}))):
+            ea, eb = ra[section][key], rb[section][key]
+            for stat in ("scatter_dex", "scatter_mad", "per_pixel_scatter", "scatter_mad_dex"):
+                if stat in ea and stat in eb:
+                    rows[f"{section}/{key}/{stat}"] = {"A": ea[stat], "B": eb[stat],
+                                                       "ratio_A_over_B": ea[stat] / eb[stat]
+                                                       if eb[stat] else float("nan")}
+    table = {"A": str(a), "B": str(b), "A_trained_with": ra.get("trained_with"),
+             "B_trained_with": rb.get("trained_with"), "rows": rows}
+    if out:
+        Path(out).write_text(json.dumps(table, indent=2))
+    return table
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="python -m galae.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", help="model checkpoint (.pt)")
+    ap.add_argument("--data", help="HDF5 mock data set with truth")
+    ap.add_argument("--out", help="output folder")
+    ap.add_argument("--n", type=int, help="evaluate only the first n galaxies")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two metrics.json")
+    a = ap.parse_args(argv)
+    if a.compare:
+        res = compare_reports(*a.compare, out=a.out)
+        for k, v in res["rows"].items():
+            print(f"{k:60s} A={v['A']:.4f} B={v['B']:.4f} A/B={v['ratio_A_over_B']:.2f}")
+        return res
+    if not (a.checkpoint and a.data):
+        ap.error("--checkpoint and --data are required (or --compare A B)")
+    m = evaluate(a.checkpoint, a.data, a.out, a.n, a.batch_size, device=a.device,
+                 figures=not a.no_figures)
+    print(json.dumps({"chi2_per_pixel": m["chi2_per_pixel"], "maps": {
+        k: v for k, v in m["maps"].items() if k in APERTURE_MAPS.values()}}, indent=2))
+    return m
+
+
+if __name__ == "__main__":
+    main()

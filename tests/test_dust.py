@@ -1,0 +1,161 @@
+"""Tests of galae.physics.dust: Calzetti (2000) curve, slab and screen transmissions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from galae.physics import dust
+
+
+def _calzetti_eq4_by_hand(lam_um: float) -> float:
+    """Calzetti et al. (2000, ApJ 533, 682) eq. 4 with R_V = 4.05, written out independently."""
+    x = 1.0 / lam_um
+    if lam_um <= 0.63:
+        return 2.659 * (-2.156 + 1.509 * x - 0.198 * x**2 + 0.011 * x**3) + 4.05
+    return 2.659 * (-1.857 + 1.040 * x) + 4.05
+
+
+# Values of eq. 4 evaluated by hand (4 significant digits are enough to catch a wrong branch or
+# coefficient): V band 0.55 um gives 4.048 ~ R_V (Calzetti et al. 2000 chose R_V so that
+# k(V) ~ R_V); 0.15 um gives 10.33; 0.30 um 6.926; 1.0 um (red branch)
+# 2.659 (1.040 - 1.857) + 4.05 = 1.878; 2.2 um gives 0.369.
+PUBLISHED_POINTS = [(0.55, 4.048), (0.15, 10.334), (0.30, 6.926), (1.0, 1.878), (2.2, 0.369)]
+
+
+@pytest.mark.parametrize("lam_um, k_ref", PUBLISHED_POINTS)
+def test_calzetti_matches_eq4_values(lam_um: float, k_ref: float) -> None:
+    k = float(dust.calzetti2000_k(np.array([lam_um]))[0])
+    assert k == pytest.approx(k_ref, abs=2e-3)
+    assert k == pytest.approx(_calzetti_eq4_by_hand(lam_um), rel=1e-12)
+
+
+def test_calzetti_numpy_and_torch_agree_and_keep_type() -> None:
+    lam = np.geomspace(0.09, 5.0, 301)
+    k_np = dust.calzetti2000_k(lam)
+    assert isinstance(k_np, np.ndarray) and k_np.shape == lam.shape
+    for dtype in (torch.float32, torch.float64):
+        k_t = dust.calzetti2000_k(torch.as_tensor(lam, dtype=dtype))
+        assert isinstance(k_t, torch.Tensor) and k_t.dtype == dtype
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        np.testing.assert_allclose(k_t.numpy(), k_np, rtol=tol, atol=tol)
+
+
+def test_calzetti_extrapolation_continuous_monotonic_non_negative() -> None:
+    # far-UV: tangent line in 1/lambda at 0.12 um -> continuous value and slope there
+    eps = 1e-7
+    k_in = _calzetti_eq4_by_hand(0.12 + eps)
+    k_out = float(dust.calzetti2000_k(np.array([0.12 - eps]))[0])
+    assert k_out == pytest.approx(k_in, abs=200 * eps)  # |dk/dlambda| = 92 per um there
+    x0, h = 1.0 / 0.12, 1e-3
+    slope_in = (_calzetti_eq4_by_hand(1 / x0) - _calzetti_eq4_by_hand(1 / (x0 - h))) / h
+    k = dust.calzetti2000_k(np.array([1 / (x0 + h), 1 / x0]))
+    assert (k[0] - k[1]) / h == pytest.approx(slope_in, rel=1e-2)
+    # attenuation falls with wavelength (apart from the published 0.025 step at 0.63 um)
+    lam = np.geomspace(0.05, 3.0, 2000)
+    k = dust.calzetti2000_k(lam)
+    step = np.diff(k)
+    jump = (lam[:-1] <= 0.63) & (lam[1:] > 0.63)
+    assert np.all(step[~jump] < 0)
+    # beyond 2.2 um the red branch is continued down to zero and floored there (3.11 um)
+    k_ir = dust.calzetti2000_k(np.array([2.5, 3.0, 3.2, 10.0]))
+    assert np.all(k_ir >= 0) and k_ir[0] > k_ir[1] > 0 and k_ir[2] == 0 and k_ir[3] == 0
+
+
+def test_calzetti_effective_v_band_is_r_v() -> None:
+    """Through the Bessell V filter a flat spectrum sees k ~ R_V = 4.05 (Calzetti 2000, eq. 5)."""
+    pytest.importorskip("speclite")
+    from galae.physics import bands, sps_build
+
+    filters = bands.load_filters("bessell-V")
+    wave = np.linspace(3000.0, 10000.0, 7001)
+    k_v = sps_build.calzetti_k_effective(filters, wave, np.ones_like(wave), 0.0)
+    assert k_v[0] == pytest.approx(4.05, abs=0.1)
+
+
+def test_calzetti_gradcheck_and_errors() -> None:
+    lam = torch.tensor([0.1, 0.2, 0.5, 0.9, 2.0, 2.9], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(dust.calzetti2000_k, (lam,))
+    for bad in ([0.5, 0.0], [-1.0], [float("nan")], [float("inf")]):
+        with pytest.raises(ValueError):
+            dust.calzetti2000_k(np.array(bad))
+        with pytest.raises(ValueError):
+            dust.calzetti2000_k(torch.tensor(bad))
+
+
+def test_slab_transmission_formula_and_limits() -> None:
+    """Disney, Davies & Phillipps (1989): T = (1 - e^-x)/x, x = tau / cos i."""
+    tau = torch.tensor([1e-9, 1e-5, 1e-3, 0.1, 1.0, 5.0, 30.0], dtype=torch.float64)
+    cos_i = torch.tensor(0.5, dtype=torch.float64)
+    t = dust.slab_transmission(tau, cos_i)
+    x = tau / cos_i
+    exact = torch.tensor([-math.expm1(-v) / v for v in x.tolist()], dtype=torch.float64)
+    torch.testing.assert_close(t, exact, rtol=1e-12, atol=0)
+    # x -> 0: T -> 1 - x/2; large x: T -> 1/x
+    assert float(dust.slab_transmission(torch.zeros(1, dtype=torch.float64), cos_i)) == 1.0
+    assert float(t[-1]) == pytest.approx(1.0 / float(x[-1]), rel=1e-12)
+    # continuity across the series switch
+    xs = torch.tensor([1e-4 * (1 - 1e-9), 1e-4 * (1 + 1e-9)], dtype=torch.float64)
+    ts = dust.slab_transmission(xs, torch.ones((), dtype=torch.float64))
+    assert abs(float(ts[0] - ts[1])) < 1e-12
+    # a mixed slab transmits more than a screen of the same optical depth, and less when inclined
+    one = torch.ones((), dtype=torch.float64)
+    assert torch.all(dust.slab_transmission(tau, one) > dust.screen_transmission(tau))
+    assert torch.all(
+        dust.slab_transmission(tau[1:], 0.3 * one) < dust.slab_transmission(tau[1:], one)
+    )
+
+
+def test_slab_broadcasts_like_the_renderer() -> None:
+    tau = torch.rand(3, 5, 8, 8)
+    cos_i = torch.rand(3).clamp(min=0.1).view(-1, 1, 1, 1)
+    t = dust.slab_transmission(tau, cos_i)
+    assert t.shape == (3, 5, 8, 8) and t.dtype == torch.float32
+    assert torch.all((t > 0) & (t <= 1))
+
+
+def test_transmissions_gradcheck() -> None:
+    tau = torch.tensor([2e-6, 1e-5, 5e-5, 0.3, 2.0], dtype=torch.float64, requires_grad=True)
+    cos_i = torch.tensor([0.99, 0.9, 0.5, 0.2, 0.7], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(dust.slab_transmission, (tau, cos_i))
+    assert torch.autograd.gradcheck(dust.screen_transmission, (tau,))
+    av = torch.tensor([0.1, 1.0, 2.5], dtype=torch.float64, requires_grad=True)
+    k = torch.tensor([5.0, 4.05, 2.2], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(dust.av_to_tau_band, (av, k))
+    # gradient of the slab at tau = 0 is the analytic -1/(2 cos i)
+    t0 = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(
+        dust.slab_transmission(t0, torch.tensor(0.5, dtype=torch.float64)), t0
+    )
+    assert float(g) == pytest.approx(-1.0, rel=1e-12)
+
+
+def test_av_to_tau_band_is_magnitudes() -> None:
+    """A screen of tau_band transmits 10^(-0.4 A_band) with A_band = A_V k / R_V."""
+    av = torch.tensor([0.0, 0.5, 1.0, 3.0], dtype=torch.float64)
+    k = torch.tensor(6.0, dtype=torch.float64)
+    t = dust.screen_transmission(dust.av_to_tau_band(av, k))
+    torch.testing.assert_close(t, 10.0 ** (-0.4 * av * 6.0 / 4.05), rtol=1e-12, atol=0)
+    tau_v = dust.av_to_tau_band(torch.tensor(1.0), torch.tensor(dust.CALZETTI_R_V))
+    assert float(tau_v) == pytest.approx(1.0 / 1.0857362, rel=1e-6)
+
+
+def test_transmission_errors() -> None:
+    one = torch.ones(())
+    with pytest.raises(ValueError, match="tau_band"):
+        dust.slab_transmission(torch.tensor([-0.1]), one)
+    with pytest.raises(ValueError, match="cos_inclination"):
+        dust.slab_transmission(torch.tensor([0.1]), torch.tensor(0.0))
+    with pytest.raises(ValueError, match="cos_inclination"):
+        dust.slab_transmission(torch.tensor([0.1]), torch.tensor(1.5))
+    with pytest.raises(ValueError, match="NaN"):
+        dust.slab_transmission(torch.tensor([float("nan")]), one)
+    with pytest.raises(ValueError, match="tau_band"):
+        dust.screen_transmission(torch.tensor([-1.0]))
+    with pytest.raises(ValueError, match="av_mag"):
+        dust.av_to_tau_band(torch.tensor([-1.0]), one)
+    with pytest.raises(ValueError, match="r_v"):
+        dust.av_to_tau_band(one, one, r_v=0.0)
