@@ -319,15 +319,15 @@ def _figures(
     titles = [f"{q}th pct fit, chi2/pix={chi2[i]:.2f}" for q, i in zip((100, 70, 40), picks,
                                                                          strict=True)]
     fig = plots.reconstruction_figure(images[picks], model[picks], sigma[picks], bands, titles)
-    plots.save(fig, out_dir / "reconstructions.png")
+    plots.save_figure(fig, out_dir / "reconstructions.png")
     if tm:
         names = [n for n in MAP_NAMES if n in tm]
         fig = plots.maps_comparison_figure({n: tm[n] for n in names}, {n: pm[n] for n in names},
                                            names=names, index=int(picks[0]))
-        plots.save(fig, out_dir / "maps.png")
+        plots.save_figure(fig, out_dir / "maps.png")
         fig = plots.radial_residuals_figure({n: metrics["maps"][n]["radial"] for n in names
                                              if n in metrics["maps"]})
-        plots.save(fig, out_dir / "radial_residuals.png")
+        plots.save_figure(fig, out_dir / "radial_residuals.png")
 
 
 def compare_reports(a: str | Path, b: str | Path, out: str | Path | None = None) -> dict[str, Any]:

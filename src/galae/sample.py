@@ -113,6 +113,29 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def _derived_flat(
+    renderer: Any, phys: dict[str, Tensor], z: Tensor, batch: Batch, chunk: int = 64
+) -> dict[str, Tensor]:
+    """Derived observables of k draws of N galaxies at once: phys {name: (k, N)}, z (k, N).
+
+    The k x N draws are flattened into one batch (in chunks of ``chunk``) and rendered PSF-free.
+    Returns {name: (k, N)}.
+    """
+    k, n = z.shape
+    flat = {name: v.reshape(k * n) for name, v in phys.items()}
+    zf = z.reshape(k * n)
+    psf = batch.psf_fwhm_arcsec.repeat(k, 1)
+    h, w = batch.images.shape[-2:]
+    parts: dict[str, list[Tensor]] = {}
+    for sl in _chunks(k * n, chunk):
+        obs = Observation(zf[sl], GaussianPSF(psf[sl]), batch.pixel_scale_arcsec, (h, w),
+                          batch.bands)
+        d = renderer.derived({name: v[sl] for name, v in flat.items()}, obs)
+        for name, v in d.items():
+            parts.setdefault(name, []).append(v)
+    return {name: torch.cat(v).reshape(k, n) for name, v in parts.items()}
+
+
 class GalaeModel:
     """A trained galae model (renderer + encoder + population prior).
 
@@ -325,16 +348,14 @@ class GalaeModel:
             z_draws = z_all[:n_mc_derived]
         mean["redshift"] = z_mean
         # derived observables: average over a few rendered draws
-        dvals: dict[str, list[Tensor]] = {}
-        for j in range(n_mc_derived):
-            pj = {k: v[j] for k, v in phys.items()}
-            dj = self.model.renderer.derived(pj, b.observation(z_draws[j]))
-            for k, v in dj.items():
-                dvals.setdefault(k, []).append(v)
-        for k, v in dvals.items():
-            st = torch.stack(v)
-            mean[k] = st.mean(0)
-            std[k] = st.std(0) if st.shape[0] > 1 else torch.zeros_like(st[0])
+        if n_mc_derived > 0:
+            dv = _derived_flat(
+                self.model.renderer, {k: v[:n_mc_derived] for k, v in phys.items()},
+                z_draws[:n_mc_derived], b,
+            )
+            for k, st in dv.items():
+                mean[k] = st.mean(0)
+                std[k] = st.std(0) if st.shape[0] > 1 else torch.zeros_like(st[0])
         ren = self.model.render(out.loc, b, z_mean)
         return {
             "mean": mean, "std": std, "maps": ren.maps.named(), "rec": ren.images,
@@ -360,13 +381,7 @@ class GalaeModel:
         out = dict(phys)
         out["redshift"] = z
         if derived:
-            dv: dict[str, list[Tensor]] = {}
-            for j in range(k):
-                obs = b.observation(z[j])
-                dj = self.model.renderer.derived({n: v[j] for n, v in phys.items()}, obs)
-                for name, v in dj.items():
-                    dv.setdefault(name, []).append(v)
-            out.update({name: torch.stack(v) for name, v in dv.items()})
+            out.update(_derived_flat(self.model.renderer, phys, z, b))
         return out
 
     # ----------------------------------------------------------------------------- sampling
