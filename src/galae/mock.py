@@ -131,7 +131,8 @@ def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     rng, _ = _chunk_seeds(cfg, chunk_index)
     pcfg = ParticleMockConfig.from_dict(
         {**(cfg.particles or {}), "shape": list(cfg.shape),
-         "pixel_scale_arcsec": cfg.pixel_scale_arcsec, "bands": list(cfg.bands)}
+         "pixel_scale_arcsec": cfg.pixel_scale_arcsec, "bands": list(cfg.bands),
+         "log10_mstar_min": cfg.log10_mstar_min, "log10_mstar_max": cfg.log10_mstar_max}
     )
     cond = sample_sdss_conditions(count, rng, cfg.bands, cfg.conditions_config())
     seed = int(np.random.SeedSequence([cfg.seed, chunk_index]).generate_state(1)[0])
