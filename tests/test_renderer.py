@@ -182,3 +182,19 @@ def test_float32_batch_matches_float64(renderer64):
     img32 = ren32({k: v.float() for k, v in p64.items()}, o32).images
     rel = (img32.double() - img64).abs().max() / img64.abs().max()
     assert rel < 1e-4
+
+
+def test_derived_radius_and_flux_of_a_disk_larger_than_the_stamp(renderer64):
+    # r_half = 1.678 * 10 kpc at z = 0.05 is ~17" = 43 px, beyond the 64-px stamp's half-width:
+    # radius and total come from the coarse grid and stay exact.
+    p = galaxy(log10_mstar_bulge_msun=7.0, inclination_deg=0.0, av_face_on_mag=0.0,
+               zstar_grad_dex_per_kpc=0.0, log10_sfr_msun_per_yr=-3.0, r_d_kpc=10.0)
+    o = obs(z=0.05)
+    d = renderer64.derived(p, o)
+    kpc_per_arcsec = cosmology.kpc_per_arcsec(torch.tensor([0.05], dtype=torch.float64)).item()
+    want = EXP_RHALF_OVER_RSCALE * 10.0 / kpc_per_arcsec
+    assert d["r_half_arcsec_r"].item() == pytest.approx(want, rel=0.03)
+    f = renderer64.sps.ssp_flux_nmgy_per_msun(
+        o.redshift, torch.log10(p["age_disk_gyr"]), p["log10_zstar_disk_zsun"])[0]
+    want_mag = 22.5 - 2.5 * torch.log10(10**10.3 * f[2]).item()
+    assert d["mag_r"].item() == pytest.approx(want_mag, abs=0.01)

@@ -14,7 +14,7 @@ Stages (each a pure function returning a frozen dataclass):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -84,7 +84,11 @@ def rasterize_components(
 
 
 def half_light_radius_pix(
-    light: Tensor, center_x_pix: Tensor, center_y_pix: Tensor, n_iter: int = 40
+    light: Tensor,
+    center_x_pix: Tensor,
+    center_y_pix: Tensor,
+    n_iter: int = 40,
+    total: Tensor | None = None,
 ) -> Tensor:
     """Radius of the circle about the centre that encloses half of the light.
 
@@ -95,8 +99,9 @@ def half_light_radius_pix(
     Args:
         light: (B, C, H, W) non-negative light (PSF-free).
         center_x_pix, center_y_pix: (B,).
+        total: (B, C) total light whose half is sought (default: the stamp's sum).
     Returns:
-        (B, C) radius in pixels.
+        (B, C) radius in pixels (the bisection's upper end when the stamp holds less than half).
     """
     b, c, h, w = light.shape
     y = torch.arange(h, dtype=light.dtype, device=light.device).view(1, h, 1)
@@ -104,7 +109,7 @@ def half_light_radius_pix(
     d = torch.sqrt((x - center_x_pix.view(-1, 1, 1)) ** 2 + (y - center_y_pix.view(-1, 1, 1)) ** 2)
     d = d.reshape(b, 1, h * w)
     f = light.reshape(b, c, h * w)
-    half = 0.5 * f.sum(-1, keepdim=True)
+    half = 0.5 * (f.sum(-1, keepdim=True) if total is None else total.unsqueeze(-1))
     lo = torch.zeros(b, c, 1, dtype=light.dtype, device=light.device)
     hi = torch.full_like(lo, float(max(h, w)))
     for _ in range(n_iter):
@@ -187,28 +192,52 @@ class GalaxyRenderer(nn.Module):
 
     @torch.no_grad()
     def derived(
-        self, params: Mapping[str, Tensor], obs: Observation, grow: int = 3
+        self, params: Mapping[str, Tensor], obs: Observation, grow: int = 4
     ) -> dict[str, Tensor]:
         """Derived observables ``{name: (B,)}`` from the PSF-free model light.
 
-        Light is drawn on a stamp ``grow`` times larger (same pixel scale and centre) so that the
-        totals are not truncated by the stamp.  Returns, per band ``<b>``: ``mag_<b>`` (total AB
-        magnitude), ``r_half_arcsec_<b>`` (circle about the centre enclosing half the light),
+        Totals come from a second drawing of the light on a grid ``grow`` times coarser with the
+        same number of pixels and centre (so it covers ``grow`` times the field; the rasterizer
+        integrates exactly over the big pixels); light beyond that grid is added per component
+        from the analytic mass fraction outside it, at the component's mean mass-to-light ratio.
+        Half-light radii come from the fine stamp when the half-light circle fits in it, else
+        from the coarse grid.  Returns, per band ``<b>``: ``mag_<b>`` (total AB magnitude),
+        ``r_half_arcsec_<b>`` (circle about the centre enclosing half the light),
         ``bulge_to_total_<b>``; and ``log10_mstar_msun`` (bulge + disk + young) and
         ``log10_sfr_msun_per_yr``.
         """
-        h, w = obs.shape
-        big = (h * grow, w * grow)
-        light, _, geom = self.light(params, obs, shape=big)
-        total = light.total_nmgy
-        flux = total.sum((-1, -2))
-        bulge = light.bulge_nmgy.sum((-1, -2))
-        r_half = half_light_radius_pix(total, geom.center_x_pix, geom.center_y_pix)
+        coarse_obs = replace(obs, pixel_scale_arcsec=obs.pixel_scale_arcsec * grow)
+        light_c, maps_c, geom_c = self.light(params, coarse_obs)
+        light_f, _, geom_f = self.light(params, obs)
+
+        # Light beyond even the coarse grid: scale each component by (its mass or SFR) / (the
+        # part inside the grid), i.e. assume the light outside has the mean M/L of the inside.
+        def outside(total_latent: Tensor, inside_map: Tensor) -> Tensor:
+            inside = inside_map.sum((-1, -2)).clamp_min(1e-30)
+            return (total_latent / inside).clamp(1.0, 10.0).unsqueeze(-1)
+
+        bulge = light_c.bulge_nmgy.sum((-1, -2)) * outside(
+            10.0 ** params["log10_mstar_bulge_msun"], maps_c.mstar_bulge_msun)
+        disk = light_c.disk_nmgy.sum((-1, -2)) * outside(
+            10.0 ** params["log10_mstar_disk_msun"], maps_c.mstar_disk_msun)
+        young = light_c.young_nmgy.sum((-1, -2)) * outside(
+            10.0 ** params["log10_sfr_msun_per_yr"], maps_c.sfr_msun_per_yr)
+        total = bulge + disk + young
+        r_fine = half_light_radius_pix(
+            light_f.total_nmgy, geom_f.center_x_pix, geom_f.center_y_pix, total=total
+        )
+        r_coarse = half_light_radius_pix(
+            light_c.total_nmgy, geom_c.center_x_pix, geom_c.center_y_pix, total=total
+        )
+        fits = r_fine < 0.5 * min(obs.shape) - 1.0
+        r_half_arcsec = torch.where(
+            fits, r_fine * obs.pixel_scale_arcsec, r_coarse * coarse_obs.pixel_scale_arcsec
+        )
         out: dict[str, Tensor] = {}
         for i, band in enumerate(self.bands):
-            out[f"mag_{band}"] = 22.5 - 2.5 * torch.log10(flux[:, i].clamp_min(1e-30))
-            out[f"r_half_arcsec_{band}"] = r_half[:, i] * obs.pixel_scale_arcsec
-            out[f"bulge_to_total_{band}"] = bulge[:, i] / flux[:, i].clamp_min(1e-30)
+            out[f"mag_{band}"] = 22.5 - 2.5 * torch.log10(total[:, i].clamp_min(1e-30))
+            out[f"r_half_arcsec_{band}"] = r_half_arcsec[:, i]
+            out[f"bulge_to_total_{band}"] = bulge[:, i] / total[:, i].clamp_min(1e-30)
         m_young = 10.0 ** params["log10_sfr_msun_per_yr"] * (YOUNG_AGE_GYR * 1e9)
         out["log10_mstar_msun"] = torch.log10(
             10.0 ** params["log10_mstar_bulge_msun"]
