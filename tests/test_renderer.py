@@ -198,3 +198,18 @@ def test_derived_radius_and_flux_of_a_disk_larger_than_the_stamp(renderer64):
         o.redshift, torch.log10(p["age_disk_gyr"]), p["log10_zstar_disk_zsun"])[0]
     want_mag = 22.5 - 2.5 * torch.log10(10**10.3 * f[2]).item()
     assert d["mag_r"].item() == pytest.approx(want_mag, abs=0.01)
+
+
+def test_extreme_latents_give_finite_images_maps_and_gradients():
+    ren = GalaxyRenderer()
+    u = torch.randn(24, REGISTRY.dim, generator=torch.Generator().manual_seed(0)) * 3
+    u[:6] = 8.0  # every parameter at the top of its range
+    u[6:12] = -8.0  # ... and at the bottom
+    u.requires_grad_(True)
+    z = torch.cat([torch.full((12,), 0.01), torch.full((12,), 0.3)])
+    r = ren(REGISTRY.from_unconstrained(u), Observation.create(z, torch.full((24, 5), 1.3),
+                                                               shape=(32, 32)), validate=False)
+    assert torch.isfinite(r.images).all()
+    assert all(torch.isfinite(v).all() for v in r.maps.named().values())
+    r.images.sum().backward()
+    assert torch.isfinite(u.grad).all()

@@ -53,6 +53,7 @@ MAP_NAMES: tuple[str, ...] = tuple(MAP_UNITS)
 _FLOOR_MSTAR = 1e3  # Msun/kpc^2
 _FLOOR_SFR = 1e-7  # Msun/yr/kpc^2
 _FLOOR_GAS = 1e-3  # Msun/pc^2
+_TINY_MASS = 1e-20  # Msun per pixel; weight that gives empty pixels the disk's population
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,18 @@ class GalaxyMaps:
         zb = 10.0 ** self.lg_zstar_bulge_zsun.view(-1, 1, 1)
         zd = 10.0**self.lg_zstar_disk_zsun
         zy = 10.0 ** gas.oh12_to_lg_zgas_zsun(self.oh12_gas)
-        m = self.mstar_msun.clamp_min(1e-30)
-        mz = self.mstar_bulge_msun * zb + self.mstar_disk_msun * zd + self.mstar_young_msun * zy
+        # a tiny disk-like weight keeps empty pixels finite (they take the disk's value)
+        m = self.mstar_msun + _TINY_MASS
+        mz = (self.mstar_bulge_msun * zb + (self.mstar_disk_msun + _TINY_MASS) * zd
+              + self.mstar_young_msun * zy)
         return torch.log10(mz / m)
 
     @property
     def age_mass_weighted_gyr(self) -> Tensor:
-        m = self.mstar_msun.clamp_min(1e-30)
+        m = self.mstar_msun + _TINY_MASS
         ma = (
             self.mstar_bulge_msun * self.age_bulge_gyr.view(-1, 1, 1)
-            + self.mstar_disk_msun * self.age_disk_gyr.view(-1, 1, 1)
+            + (self.mstar_disk_msun + _TINY_MASS) * self.age_disk_gyr.view(-1, 1, 1)
             + self.mstar_young_msun * YOUNG_MEAN_AGE_GYR
         )
         return ma / m
