@@ -121,21 +121,28 @@ class GalaxyMaps:
         zb = 10.0 ** self.lg_zstar_bulge_zsun.view(-1, 1, 1)
         zd = 10.0**self.lg_zstar_disk_zsun
         zy = 10.0 ** gas.oh12_to_lg_zgas_zsun(self.oh12_gas)
-        # a tiny disk-like weight keeps empty pixels finite (they take the disk's value)
-        m = self.mstar_msun + _TINY_MASS
-        mz = (self.mstar_bulge_msun * zb + (self.mstar_disk_msun + _TINY_MASS) * zd
-              + self.mstar_young_msun * zy)
-        return torch.log10(mz / m)
+        # weights clipped at 0 (float32 rounding leaves ~1e-6 relative negative pixels), and a
+        # tiny disk-like weight keeps empty pixels finite (they take the disk's value)
+        mb, md, my = self._weights()
+        mz = mb * zb + md * zd + my * zy
+        return torch.log10(mz / (mb + md + my))
+
+    def _weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        return (
+            self.mstar_bulge_msun.clamp_min(0.0),
+            self.mstar_disk_msun.clamp_min(0.0) + _TINY_MASS,
+            self.mstar_young_msun.clamp_min(0.0),
+        )
 
     @property
     def age_mass_weighted_gyr(self) -> Tensor:
-        m = self.mstar_msun + _TINY_MASS
+        mb, md, my = self._weights()
         ma = (
-            self.mstar_bulge_msun * self.age_bulge_gyr.view(-1, 1, 1)
-            + (self.mstar_disk_msun + _TINY_MASS) * self.age_disk_gyr.view(-1, 1, 1)
-            + self.mstar_young_msun * YOUNG_MEAN_AGE_GYR
+            mb * self.age_bulge_gyr.view(-1, 1, 1)
+            + md * self.age_disk_gyr.view(-1, 1, 1)
+            + my * YOUNG_MEAN_AGE_GYR
         )
-        return ma / m
+        return ma / (mb + md + my)
 
     def named(self) -> dict[str, Tensor]:
         """The public maps ``{name: (B, H, W)}`` listed in :data:`MAP_UNITS`."""
