@@ -56,8 +56,12 @@ def timeit(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1, sync: bool =
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write ``results/<name>.json`` with the machine description added."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(),
+        **payload,
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     print(json.dumps(payload, indent=2))

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 import torch
-
 from _common import timeit, write_result
+
 from galae.data.conditions import sample_sdss_conditions
 from galae.latent import REGISTRY
 from galae.physics.population import sample_population
@@ -37,16 +37,22 @@ def galsim_draw(params, light_bulge, light_disk, cond, geom, scale, shape, n_gal
             rb = float(geom.r_half_bulge_pix[i]) * scale
             qb = float(params["q_bulge"][i])
             # major-axis half-light radius -> circular-equivalent for GalSim's area-preserving shear
-            bulge = galsim.Sersic(float(params["sersic_n_bulge"][i]), half_light_radius=rb * np.sqrt(qb),
-                                  flux=float(light_bulge[i, c]))
+            bulge = galsim.Sersic(
+                float(params["sersic_n_bulge"][i]),
+                half_light_radius=rb * np.sqrt(qb),
+                flux=float(light_bulge[i, c]),
+            )
             bulge = bulge.shear(q=qb, beta=float(geom.pa_rad[i]) * galsim.radians)
             qd = float(geom.q_disk[i])
             rd = float(geom.r_half_disk_pix[i]) * scale
-            disk = galsim.Exponential(half_light_radius=rd * np.sqrt(qd), flux=float(light_disk[i, c]))
+            disk = galsim.Exponential(
+                half_light_radius=rd * np.sqrt(qd), flux=float(light_disk[i, c])
+            )
             disk = disk.shear(q=qd, beta=float(geom.pa_rad[i]) * galsim.radians)
             gal = galsim.Convolve(bulge + disk, psf)
-            off = galsim.PositionD(float(geom.center_x_pix[i]) - (w - 1) / 2,
-                                   float(geom.center_y_pix[i]) - (h - 1) / 2)
+            off = galsim.PositionD(
+                float(geom.center_x_pix[i]) - (w - 1) / 2, float(geom.center_y_pix[i]) - (h - 1) / 2
+            )
             gal.drawImage(nx=w, ny=h, scale=scale, offset=off)
     return time.perf_counter() - t0
 
@@ -103,17 +109,20 @@ def main() -> None:
         ld = (light.disk_nmgy + light.young_nmgy).sum((-1, -2)).cpu().numpy()
         geom_cpu = type(geom)(**{k: v.cpu() for k, v in geom.__dict__.items()})
         ng = min(a.galsim_n, n)
-        tgs = galsim_draw({k: v.cpu() for k, v in params.items()}, lb, ld, cond, geom_cpu,
-                          scale, shape, ng)
+        tgs = galsim_draw(
+            {k: v.cpu() for k, v in params.items()}, lb, ld, cond, geom_cpu, scale, shape, ng
+        )
         gs = ng / tgs
-        result.update({
-            "galsim_version": galsim.__version__,
-            "galsim_galaxies": ng,
-            "galsim_galaxies_per_second": gs,
-            "speedup_vs_galsim": ours / gs,
-            "target_speedup_cpu": 100.0,
-            "target_gpu_galaxies_per_second": 50000.0,
-        })
+        result.update(
+            {
+                "galsim_version": galsim.__version__,
+                "galsim_galaxies": ng,
+                "galsim_galaxies_per_second": gs,
+                "speedup_vs_galsim": ours / gs,
+                "target_speedup_cpu": 100.0,
+                "target_gpu_galaxies_per_second": 50000.0,
+            }
+        )
     write_result(f"render_{dev.type}", result)
 
 

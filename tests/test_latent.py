@@ -27,9 +27,7 @@ def test_roundtrip_constrained_unconstrained_float64():
 def test_zero_maps_to_midpoint_in_scale():
     mid = REGISTRY.midpoint(1, torch.float64)
     for p in PARAMS:
-        want = (
-            math.sqrt(p.low * p.high) if p.scale == "log" else 0.5 * (p.low + p.high)
-        )
+        want = math.sqrt(p.low * p.high) if p.scale == "log" else 0.5 * (p.low + p.high)
         assert mid[p.name].item() == pytest.approx(want, rel=1e-9)
 
 

@@ -20,12 +20,26 @@ def renderer64():
 def galaxy(b=1, **overrides):
     p = REGISTRY.midpoint(b, torch.float64)
     base = dict(
-        dx_arcsec=0.0, dy_arcsec=0.0, pa_deg=30.0, inclination_deg=40.0,
-        log10_mstar_bulge_msun=10.0, r_eff_bulge_kpc=1.0, sersic_n_bulge=3.0, q_bulge=0.8,
-        age_bulge_gyr=8.0, log10_zstar_bulge_zsun=0.1,
-        log10_mstar_disk_msun=10.3, r_d_kpc=2.5, log10_sfr_msun_per_yr=0.3, r_sfr_kpc=3.0,
-        age_disk_gyr=4.0, log10_zstar_disk_zsun=0.0, zstar_grad_dex_per_kpc=-0.03,
-        oh12_gas=8.8, oh12_grad_dex_per_kpc=-0.04, av_face_on_mag=0.6,
+        dx_arcsec=0.0,
+        dy_arcsec=0.0,
+        pa_deg=30.0,
+        inclination_deg=40.0,
+        log10_mstar_bulge_msun=10.0,
+        r_eff_bulge_kpc=1.0,
+        sersic_n_bulge=3.0,
+        q_bulge=0.8,
+        age_bulge_gyr=8.0,
+        log10_zstar_bulge_zsun=0.1,
+        log10_mstar_disk_msun=10.3,
+        r_d_kpc=2.5,
+        log10_sfr_msun_per_yr=0.3,
+        r_sfr_kpc=3.0,
+        age_disk_gyr=4.0,
+        log10_zstar_disk_zsun=0.0,
+        zstar_grad_dex_per_kpc=-0.03,
+        oh12_gas=8.8,
+        oh12_grad_dex_per_kpc=-0.04,
+        av_face_on_mag=0.6,
     )
     base.update(overrides)
     for k, v in base.items():
@@ -35,15 +49,17 @@ def galaxy(b=1, **overrides):
 
 def obs(b=1, z=0.05, shape=(64, 64), fwhm=1.4, scale=0.396):
     return Observation.create(
-        torch.full((b,), z), torch.full((b, 5), fwhm), pixel_scale_arcsec=scale,
-        shape=shape, dtype=torch.float64,
+        torch.full((b,), z),
+        torch.full((b, 5), fwhm),
+        pixel_scale_arcsec=scale,
+        shape=shape,
+        dtype=torch.float64,
     )
 
 
 def test_maps_integrate_to_latent_masses_and_sfr(renderer64):
     # z=0.1 -> 1.84 kpc/arcsec; a 128x128 stamp at 0.396"/px spans ~93 kpc
-    p = galaxy(log10_mstar_bulge_msun=10.0, log10_mstar_disk_msun=10.5, r_d_kpc=2.0,
-               r_sfr_kpc=2.0)
+    p = galaxy(log10_mstar_bulge_msun=10.0, log10_mstar_disk_msun=10.5, r_d_kpc=2.0, r_sfr_kpc=2.0)
     r = renderer64(p, obs(z=0.1, shape=(128, 128)))
     m = r.maps
     assert m.mstar_bulge_msun.sum().item() == pytest.approx(1e10, rel=3e-3)
@@ -76,8 +92,13 @@ def test_named_maps_contract(renderer64):
 def test_edge_on_is_dimmer_with_dust_and_equal_without(renderer64):
     # compact (no light lost off the stamp) and without metallicity gradients (the population is
     # evaluated at pixel centres, an approximation when a pixel spans a large range of radius)
-    small = dict(r_d_kpc=1.0, r_sfr_kpc=1.0, r_eff_bulge_kpc=0.5, zstar_grad_dex_per_kpc=0.0,
-                 oh12_grad_dex_per_kpc=0.0)
+    small = dict(
+        r_d_kpc=1.0,
+        r_sfr_kpc=1.0,
+        r_eff_bulge_kpc=0.5,
+        zstar_grad_dex_per_kpc=0.0,
+        oh12_grad_dex_per_kpc=0.0,
+    )
     o = obs(z=0.15)
 
     def total(**kw):
@@ -86,13 +107,22 @@ def test_edge_on_is_dimmer_with_dust_and_equal_without(renderer64):
     assert (total(inclination_deg=85.0) < 0.9 * total(inclination_deg=0.0)).all()
     torch.testing.assert_close(
         total(inclination_deg=85.0, av_face_on_mag=0.0),
-        total(inclination_deg=0.0, av_face_on_mag=0.0), rtol=1e-4, atol=0)
+        total(inclination_deg=0.0, av_face_on_mag=0.0),
+        rtol=1e-4,
+        atol=0,
+    )
 
 
 def test_derived_half_light_radius_of_a_pure_disk(renderer64):
     # Bulge negligible, no dust, flat metallicity, no SF: r_half = 1.678 r_d (circular, face-on)
-    p = galaxy(log10_mstar_bulge_msun=7.0, inclination_deg=0.0, av_face_on_mag=0.0,
-               zstar_grad_dex_per_kpc=0.0, log10_sfr_msun_per_yr=-3.0, r_d_kpc=3.0)
+    p = galaxy(
+        log10_mstar_bulge_msun=7.0,
+        inclination_deg=0.0,
+        av_face_on_mag=0.0,
+        zstar_grad_dex_per_kpc=0.0,
+        log10_sfr_msun_per_yr=-3.0,
+        r_d_kpc=3.0,
+    )
     o = obs(z=0.05)
     d = renderer64.derived(p, o)
     kpc_per_arcsec = cosmology.kpc_per_arcsec(torch.tensor([0.05], dtype=torch.float64)).item()
@@ -100,17 +130,23 @@ def test_derived_half_light_radius_of_a_pure_disk(renderer64):
     assert d["r_half_arcsec_r"].item() == pytest.approx(want, rel=0.02)
     assert d["bulge_to_total_r"].item() < 0.01
     assert d["log10_mstar_msun"].item() == pytest.approx(
-        torch.log10(torch.tensor(1e7 + 10**10.3 + 1e-3 * 1e8)).item(), abs=1e-6)
+        torch.log10(torch.tensor(1e7 + 10**10.3 + 1e-3 * 1e8)).item(), abs=1e-6
+    )
 
 
 def test_magnitude_matches_population_table(renderer64):
     # A pure bulge without dust: total flux = M * f_ssp(z, age, Z)
-    p = galaxy(log10_mstar_disk_msun=7.0, log10_sfr_msun_per_yr=-3.0, av_face_on_mag=0.0,
-               r_eff_bulge_kpc=0.5)
+    p = galaxy(
+        log10_mstar_disk_msun=7.0,
+        log10_sfr_msun_per_yr=-3.0,
+        av_face_on_mag=0.0,
+        r_eff_bulge_kpc=0.5,
+    )
     o = obs(z=0.08)
     d = renderer64.derived(p, o)
     f = renderer64.sps.ssp_flux_nmgy_per_msun(
-        o.redshift, torch.log10(p["age_bulge_gyr"]), p["log10_zstar_bulge_zsun"])[0]
+        o.redshift, torch.log10(p["age_bulge_gyr"]), p["log10_zstar_bulge_zsun"]
+    )[0]
     want_r = 22.5 - 2.5 * torch.log10(1e10 * f[2] + 0.0).item()
     assert d["mag_r"].item() == pytest.approx(want_r, abs=0.02)  # disk 1e7 adds < 0.001 mag
     assert d["bulge_to_total_r"].item() > 0.99
@@ -121,17 +157,24 @@ def test_every_latent_has_a_finite_gradient():
     u = torch.randn(3, REGISTRY.dim, generator=torch.Generator().manual_seed(1)) * 0.8
     u.requires_grad_(True)
     p = REGISTRY.from_unconstrained(u)
-    o = Observation.create(torch.tensor([0.05, 0.1, 0.2]), torch.full((3, 5), 1.3),
-                           shape=(32, 32))
+    o = Observation.create(torch.tensor([0.05, 0.1, 0.2]), torch.full((3, 5), 1.3), shape=(32, 32))
     img = ren(p, o, validate=False).images
-    (g,) = torch.autograd.grad(img.sum() + ren(p, o).maps.named()["log10_sigma_hi_msun_per_pc2"].sum(), u)
+    (g,) = torch.autograd.grad(
+        img.sum() + ren(p, o).maps.named()["log10_sigma_hi_msun_per_pc2"].sum(), u
+    )
     assert torch.isfinite(g).all()
     assert (g.abs().sum(0) > 0).all(), "every latent must influence the image or maps"
 
 
 def test_gradcheck_float64_small_stamp(renderer64):
-    names = ["r_d_kpc", "sersic_n_bulge", "inclination_deg", "av_face_on_mag",
-             "zstar_grad_dex_per_kpc", "dx_arcsec"]
+    names = [
+        "r_d_kpc",
+        "sersic_n_bulge",
+        "inclination_deg",
+        "av_face_on_mag",
+        "zstar_grad_dex_per_kpc",
+        "dx_arcsec",
+    ]
     # dx = 0.05": the centre is off the pixel-corner lattice, where the rasterizer's choice of
     # densely sampled central pixels switches (a measure-zero kink).
     base = galaxy(dx_arcsec=0.05)
@@ -187,15 +230,22 @@ def test_float32_batch_matches_float64(renderer64):
 def test_derived_radius_and_flux_of_a_disk_larger_than_the_stamp(renderer64):
     # r_half = 1.678 * 10 kpc at z = 0.05 is ~17" = 43 px, beyond the 64-px stamp's half-width:
     # radius and total come from the coarse grid and stay exact.
-    p = galaxy(log10_mstar_bulge_msun=7.0, inclination_deg=0.0, av_face_on_mag=0.0,
-               zstar_grad_dex_per_kpc=0.0, log10_sfr_msun_per_yr=-3.0, r_d_kpc=10.0)
+    p = galaxy(
+        log10_mstar_bulge_msun=7.0,
+        inclination_deg=0.0,
+        av_face_on_mag=0.0,
+        zstar_grad_dex_per_kpc=0.0,
+        log10_sfr_msun_per_yr=-3.0,
+        r_d_kpc=10.0,
+    )
     o = obs(z=0.05)
     d = renderer64.derived(p, o)
     kpc_per_arcsec = cosmology.kpc_per_arcsec(torch.tensor([0.05], dtype=torch.float64)).item()
     want = EXP_RHALF_OVER_RSCALE * 10.0 / kpc_per_arcsec
     assert d["r_half_arcsec_r"].item() == pytest.approx(want, rel=0.03)
     f = renderer64.sps.ssp_flux_nmgy_per_msun(
-        o.redshift, torch.log10(p["age_disk_gyr"]), p["log10_zstar_disk_zsun"])[0]
+        o.redshift, torch.log10(p["age_disk_gyr"]), p["log10_zstar_disk_zsun"]
+    )[0]
     want_mag = 22.5 - 2.5 * torch.log10(10**10.3 * f[2]).item()
     assert d["mag_r"].item() == pytest.approx(want_mag, abs=0.01)
 
@@ -207,8 +257,11 @@ def test_extreme_latents_give_finite_images_maps_and_gradients():
     u[6:12] = -8.0  # ... and at the bottom
     u.requires_grad_(True)
     z = torch.cat([torch.full((12,), 0.01), torch.full((12,), 0.3)])
-    r = ren(REGISTRY.from_unconstrained(u), Observation.create(z, torch.full((24, 5), 1.3),
-                                                               shape=(32, 32)), validate=False)
+    r = ren(
+        REGISTRY.from_unconstrained(u),
+        Observation.create(z, torch.full((24, 5), 1.3), shape=(32, 32)),
+        validate=False,
+    )
     assert torch.isfinite(r.images).all()
     assert all(torch.isfinite(v).all() for v in r.maps.named().values())
     r.images.sum().backward()

@@ -105,7 +105,7 @@ def save_checkpoint(
     step: int,
     final: bool = False,
 ) -> None:
-    """Write atomically (temporary file, then rename) so an interruption never leaves half a file."""
+    """Write atomically (temporary file, then rename): an interruption never leaves half a file."""
     prior = model.prior
     state: dict[str, Any] = {
         "format_version": FORMAT_VERSION,

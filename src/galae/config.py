@@ -47,8 +47,9 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
-def load_config(cls: type[C], path: str | Path | None = None,
-                overrides: dict[str, Any] | None = None) -> C:
+def load_config(
+    cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> C:
     """Build ``cls`` from defaults, then the YAML file, then ``overrides``."""
     data: dict[str, Any] = {}
     if path is not None:

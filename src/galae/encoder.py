@@ -81,7 +81,9 @@ class EncoderOutput:
     z_scale: Tensor
 
     def distribution(self) -> torch.distributions.LowRankMultivariateNormal:
-        return torch.distributions.LowRankMultivariateNormal(self.loc, self.cov_factor, self.cov_diag)
+        return torch.distributions.LowRankMultivariateNormal(
+            self.loc, self.cov_factor, self.cov_diag
+        )
 
 
 def prepare_inputs(
@@ -192,9 +194,7 @@ class GalaxyEncoder(nn.Module):
     ) -> EncoderOutput:
         """images, sigma, mask: (B, C, H, W); psf_fwhm_arcsec: (B, C); redshift: (B,) or None."""
         if images.shape[1] != self.config.n_bands:
-            raise ValueError(
-                f"encoder expects {self.config.n_bands} bands, got {images.shape[1]}"
-            )
+            raise ValueError(f"encoder expects {self.config.n_bands} bands, got {images.shape[1]}")
         img_in, cond = prepare_inputs(images, sigma, mask, psf_fwhm_arcsec, redshift)
         feat = self.cnn(img_in).flatten(1)
         hdn = self.head(torch.cat([feat, cond], -1))

@@ -1,4 +1,4 @@
-"""Evaluate a trained model against mock truth: ``python -m galae.evaluate --checkpoint C --data D``.
+"""Evaluate a model against mock truth: ``python -m galae.evaluate --checkpoint C --data D``.
 
 Writes ``metrics.json`` and figures to ``--out`` (default ``<checkpoint dir>/eval_<data stem>``):
 
@@ -136,14 +136,18 @@ def interval_hits(samples: np.ndarray, truth: np.ndarray, level: float) -> np.nd
     return (truth >= lo) & (truth <= hi)
 
 
-def coverage(samples: np.ndarray, truth: np.ndarray, levels: Sequence[float] = (0.68, 0.95)) -> dict:
+def coverage(
+    samples: np.ndarray, truth: np.ndarray, levels: Sequence[float] = (0.68, 0.95)
+) -> dict:
     """Fraction of truths inside the central posterior interval at each level.
 
     Args:
         samples: (k, N) posterior draws; truth: (N,).
     """
-    return {f"{int(round(lev * 100))}": float(interval_hits(samples, truth, lev).mean())
-            for lev in levels}
+    return {
+        f"{int(round(lev * 100))}": float(interval_hits(samples, truth, lev).mean())
+        for lev in levels
+    }
 
 
 def _json_default(o: Any) -> Any:
@@ -188,9 +192,14 @@ def evaluate(
         rows = np.arange(start, min(total, start + batch_size))
         d = read_h5(data, rows, with_maps=True, expected_bands=model.bands)
         post = model.encode(
-            d["images"], d["sigma"], psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
-            redshift=d["redshift"], pixel_scale_arcsec=d["pixel_scale_arcsec"], mask=d["mask"],
-            n_mc_derived=n_mc_derived, seed=seed,
+            d["images"],
+            d["sigma"],
+            psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
+            redshift=d["redshift"],
+            pixel_scale_arcsec=d["pixel_scale_arcsec"],
+            mask=d["mask"],
+            n_mc_derived=n_mc_derived,
+            seed=seed,
         )
         img = torch.as_tensor(d["images"])
         sig = torch.as_tensor(d["sigma"])
@@ -234,8 +243,11 @@ def evaluate(
         "supervised": "supervised" in state.get("loss_terms", ""),
         "training_steps": int(state.get("step", 0)),
         "versions": versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "device": device},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "device": device,
+        },
         "chi2_per_pixel": {
             "median": float(np.median(chi2)),
             "p16": float(np.percentile(chi2, 16)),
@@ -267,8 +279,14 @@ def evaluate(
         cx = (w_ - 1) / 2 + tp.get("dx_arcsec", np.zeros(total)) / scale
         cy = (h - 1) / 2 + tp.get("dy_arcsec", np.zeros(total)) / scale
         rad = _radius_grid(h, w_, cx, cy)
-        rh_key = next((k for k in ("r_half_arcsec_r", "r_half_light_arcsec_r", "r_half_light_arcsec")
-                       if k in tp), None)
+        rh_key = next(
+            (
+                k
+                for k in ("r_half_arcsec_r", "r_half_light_arcsec_r", "r_half_light_arcsec")
+                if k in tp
+            ),
+            None,
+        )
         r_half_pix = tp[rh_key] / scale if rh_key else np.full(total, 5.0)
         for mname, label in APERTURE_MAPS.items():
             if mname in tm:
@@ -289,8 +307,9 @@ def evaluate(
             metrics["maps"][mname] = {
                 "per_pixel_bias": float(np.median(d_[sel])) if sel.any() else float("nan"),
                 "per_pixel_scatter": float(np.std(d_[sel])) if sel.any() else float("nan"),
-                "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix,
-                                                  valid=valid),
+                "radial": radial_residual_profile(
+                    tm[mname], pm[mname], rad, r_half_pix, valid=valid
+                ),
             }
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
@@ -314,19 +333,23 @@ def _figures(
     model = np.concatenate(imgs["model"])
     sigma = np.concatenate(imgs["sigma"])
     order = np.argsort(chi2)  # best fit first
-    picks = [order[min(len(order) - 1, int(round((1 - q) * (len(order) - 1))))]
-             for q in (1.0, 0.7, 0.4)]
-    titles = [f"{q}th pct fit, chi2/pix={chi2[i]:.2f}" for q, i in zip((100, 70, 40), picks,
-                                                                         strict=True)]
+    picks = [
+        order[min(len(order) - 1, int(round((1 - q) * (len(order) - 1))))] for q in (1.0, 0.7, 0.4)
+    ]
+    titles = [
+        f"{q}th pct fit, chi2/pix={chi2[i]:.2f}" for q, i in zip((100, 70, 40), picks, strict=True)
+    ]
     fig = plots.reconstruction_figure(images[picks], model[picks], sigma[picks], bands, titles)
     plots.save_figure(fig, out_dir / "reconstructions.png")
     if tm:
         names = [n for n in MAP_NAMES if n in tm]
-        fig = plots.maps_comparison_figure({n: tm[n] for n in names}, {n: pm[n] for n in names},
-                                           names=names, index=int(picks[0]))
+        fig = plots.maps_comparison_figure(
+            {n: tm[n] for n in names}, {n: pm[n] for n in names}, names=names, index=int(picks[0])
+        )
         plots.save_figure(fig, out_dir / "maps.png")
-        fig = plots.radial_residuals_figure({n: metrics["maps"][n]["radial"] for n in names
-                                             if n in metrics["maps"]})
+        fig = plots.radial_residuals_figure(
+            {n: metrics["maps"][n]["radial"] for n in names if n in metrics["maps"]}
+        )
         plots.save_figure(fig, out_dir / "radial_residuals.png")
 
 
@@ -340,18 +363,27 @@ def compare_reports(a: str | Path, b: str | Path, out: str | Path | None = None)
             ea, eb = ra[section][key], rb[section][key]
             for stat in ("scatter_dex", "scatter_mad", "per_pixel_scatter", "scatter_mad_dex"):
                 if stat in ea and stat in eb:
-                    rows[f"{section}/{key}/{stat}"] = {"A": ea[stat], "B": eb[stat],
-                                                       "ratio_A_over_B": ea[stat] / eb[stat]
-                                                       if eb[stat] else float("nan")}
-    table = {"A": str(a), "B": str(b), "A_trained_with": ra.get("trained_with"),
-             "B_trained_with": rb.get("trained_with"), "rows": rows}
+                    rows[f"{section}/{key}/{stat}"] = {
+                        "A": ea[stat],
+                        "B": eb[stat],
+                        "ratio_A_over_B": ea[stat] / eb[stat] if eb[stat] else float("nan"),
+                    }
+    table = {
+        "A": str(a),
+        "B": str(b),
+        "A_trained_with": ra.get("trained_with"),
+        "B_trained_with": rb.get("trained_with"),
+        "rows": rows,
+    }
     if out:
         Path(out).write_text(json.dumps(table, indent=2))
     return table
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="python -m galae.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m galae.evaluate", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--checkpoint", help="model checkpoint (.pt)")
     ap.add_argument("--data", help="HDF5 mock data set with truth")
     ap.add_argument("--out", help="output folder")
@@ -368,10 +400,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return res
     if not (a.checkpoint and a.data):
         ap.error("--checkpoint and --data are required (or --compare A B)")
-    m = evaluate(a.checkpoint, a.data, a.out, a.n, a.batch_size, device=a.device,
-                 figures=not a.no_figures)
-    print(json.dumps({"chi2_per_pixel": m["chi2_per_pixel"], "maps": {
-        k: v for k, v in m["maps"].items() if k in APERTURE_MAPS.values()}}, indent=2))
+    m = evaluate(
+        a.checkpoint, a.data, a.out, a.n, a.batch_size, device=a.device, figures=not a.no_figures
+    )
+    print(
+        json.dumps(
+            {
+                "chi2_per_pixel": m["chi2_per_pixel"],
+                "maps": {k: v for k, v in m["maps"].items() if k in APERTURE_MAPS.values()},
+            },
+            indent=2,
+        )
+    )
     return m
 
 

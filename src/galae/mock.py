@@ -102,8 +102,11 @@ def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     )
     cond = sample_sdss_conditions(count, rng, cfg.bands, cfg.conditions_config())
     obs = Observation.create(
-        cond.redshift, cond.psf_fwhm_arcsec, pixel_scale_arcsec=cfg.pixel_scale_arcsec,
-        shape=tuple(cfg.shape), bands=cfg.bands,
+        cond.redshift,
+        cond.psf_fwhm_arcsec,
+        pixel_scale_arcsec=cfg.pixel_scale_arcsec,
+        shape=tuple(cfg.shape),
+        bands=cfg.bands,
     )
     with torch.no_grad():
         ren = renderer(params, obs)
@@ -130,9 +133,14 @@ def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
 
     rng, _ = _chunk_seeds(cfg, chunk_index)
     pcfg = ParticleMockConfig.from_dict(
-        {**(cfg.particles or {}), "shape": list(cfg.shape),
-         "pixel_scale_arcsec": cfg.pixel_scale_arcsec, "bands": list(cfg.bands),
-         "log10_mstar_min": cfg.log10_mstar_min, "log10_mstar_max": cfg.log10_mstar_max}
+        {
+            **(cfg.particles or {}),
+            "shape": list(cfg.shape),
+            "pixel_scale_arcsec": cfg.pixel_scale_arcsec,
+            "bands": list(cfg.bands),
+            "log10_mstar_min": cfg.log10_mstar_min,
+            "log10_mstar_max": cfg.log10_mstar_max,
+        }
     )
     cond = sample_sdss_conditions(count, rng, cfg.bands, cfg.conditions_config())
     seed = int(np.random.SeedSequence([cfg.seed, chunk_index]).generate_state(1)[0])

@@ -178,7 +178,10 @@ class GalaxyGuide(PyroModule):
 
     def encode(self, batch: Batch) -> EncoderOutput:
         return self.encoder(
-            batch.images, batch.sigma, batch.mask, batch.psf_fwhm_arcsec,
+            batch.images,
+            batch.sigma,
+            batch.mask,
+            batch.psf_fwhm_arcsec,
             batch.redshift if batch.redshift_known else None,
         )
 
@@ -190,7 +193,9 @@ class GalaxyGuide(PyroModule):
     @staticmethod
     def redshift_dist(out: EncoderOutput) -> dist.Distribution:
         """q(z | x): batch (B,), a logit-normal within the fallback range."""
-        return dist.TransformedDistribution(dist.Normal(out.z_loc, out.z_scale), redshift_transform())
+        return dist.TransformedDistribution(
+            dist.Normal(out.z_loc, out.z_scale), redshift_transform()
+        )
 
     def forward(self, batch: Batch, n_total: int | None = None) -> EncoderOutput:
         out = self.encode(batch)

@@ -61,11 +61,18 @@ class FlowPrior(nn.Module):
     ) -> None:
         super().__init__()
         self.dim = dim
-        self.hparams = {"n_layers": n_layers, "count_bins": count_bins, "hidden": hidden, "seed": seed}
+        self.hparams = {
+            "n_layers": n_layers,
+            "count_bins": count_bins,
+            "hidden": hidden,
+            "seed": seed,
+        }
         g = torch.Generator().manual_seed(seed)
         self.couplings = nn.ModuleList(
             [
-                T.spline_coupling(dim, hidden_dims=[hidden, hidden], count_bins=count_bins, bound=5.0)
+                T.spline_coupling(
+                    dim, hidden_dims=[hidden, hidden], count_bins=count_bins, bound=5.0
+                )
                 for _ in range(n_layers)
             ]
         )

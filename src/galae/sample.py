@@ -128,8 +128,9 @@ def _derived_flat(
     h, w = batch.images.shape[-2:]
     parts: dict[str, list[Tensor]] = {}
     for sl in _chunks(k * n, chunk):
-        obs = Observation(zf[sl], GaussianPSF(psf[sl]), batch.pixel_scale_arcsec, (h, w),
-                          batch.bands)
+        obs = Observation(
+            zf[sl], GaussianPSF(psf[sl]), batch.pixel_scale_arcsec, (h, w), batch.bands
+        )
         d = renderer.derived({name: v[sl] for name, v in flat.items()}, obs)
         for name, v in d.items():
             parts.setdefault(name, []).append(v)
@@ -146,7 +147,10 @@ class GalaeModel:
     """
 
     def __init__(
-        self, model: GalaxyModel, guide: GalaxyGuide, state: dict[str, Any],
+        self,
+        model: GalaxyModel,
+        guide: GalaxyGuide,
+        state: dict[str, Any],
         device: str | torch.device = "cpu",
     ) -> None:
         self.device = torch.device(device)
@@ -210,7 +214,9 @@ class GalaeModel:
             s = s.unsqueeze(0)
         if s.dim() == 2:
             if s.shape != (n, c):
-                raise ValueError(f"per-band sigma must be (N, C) = ({n}, {c}), got {tuple(s.shape)}")
+                raise ValueError(
+                    f"per-band sigma must be (N, C) = ({n}, {c}), got {tuple(s.shape)}"
+                )
             s = s[..., None, None].expand(n, c, h, w)
         if s.shape != x.shape:
             raise ValueError(f"sigma shape {tuple(s.shape)} does not match images {tuple(x.shape)}")
@@ -222,9 +228,7 @@ class GalaeModel:
             m = m | mm.expand_as(x)
         bad = ~torch.isfinite(x)
         if bad.any():
-            warnings.warn(
-                f"{int(bad.sum())} NaN/inf pixels masked", RuntimeWarning, stacklevel=3
-            )
+            warnings.warn(f"{int(bad.sum())} NaN/inf pixels masked", RuntimeWarning, stacklevel=3)
         m = m | bad | ~torch.isfinite(s)
         good_s = s[~m]
         if (good_s <= 0).any():
@@ -323,8 +327,16 @@ class GalaeModel:
         )
 
     def _sub(self, b: Batch, ix: Tensor) -> Batch:
-        return Batch(b.images[ix], b.sigma[ix], b.mask[ix], b.psf_fwhm_arcsec[ix],
-                     b.redshift[ix], b.pixel_scale_arcsec, b.bands, torch.arange(ix.numel()))
+        return Batch(
+            b.images[ix],
+            b.sigma[ix],
+            b.mask[ix],
+            b.psf_fwhm_arcsec[ix],
+            b.redshift[ix],
+            b.pixel_scale_arcsec,
+            b.bands,
+            torch.arange(ix.numel()),
+        )
 
     def _encode_part(
         self, full: Batch, ix: Tensor, n_mc: int, n_mc_derived: int, seed: int
@@ -350,17 +362,25 @@ class GalaeModel:
         # derived observables: average over a few rendered draws
         if n_mc_derived > 0:
             dv = _derived_flat(
-                self.model.renderer, {k: v[:n_mc_derived] for k, v in phys.items()},
-                z_draws[:n_mc_derived], b,
+                self.model.renderer,
+                {k: v[:n_mc_derived] for k, v in phys.items()},
+                z_draws[:n_mc_derived],
+                b,
             )
             for k, st in dv.items():
                 mean[k] = st.mean(0)
                 std[k] = st.std(0) if st.shape[0] > 1 else torch.zeros_like(st[0])
         ren = self.model.render(out.loc, b, z_mean)
         return {
-            "mean": mean, "std": std, "maps": ren.maps.named(), "rec": ren.images,
-            "loc": out.loc, "fac": out.cov_factor, "diag": out.cov_diag,
-            "zloc": out.z_loc, "zscale": out.z_scale,
+            "mean": mean,
+            "std": std,
+            "maps": ren.maps.named(),
+            "rec": ren.images,
+            "loc": out.loc,
+            "fac": out.cov_factor,
+            "diag": out.cov_diag,
+            "zloc": out.z_loc,
+            "zscale": out.z_scale,
         }
 
     @torch.no_grad()
@@ -404,17 +424,30 @@ class GalaeModel:
         """Render unconstrained latents u (n, D) under the given conditions, with noise."""
         shape = self.shape if shape is None else shape
         params = REGISTRY.from_unconstrained(u)
-        obs = Observation(redshift, GaussianPSF(psf_fwhm_arcsec), self.pixel_scale_arcsec,
-                          shape, self.bands)
+        obs = Observation(
+            redshift, GaussianPSF(psf_fwhm_arcsec), self.pixel_scale_arcsec, shape, self.bands
+        )
         ren = self.model.renderer(params, obs, validate=False)
-        noisy, sig = add_noise(ren.images, sky_sigma_nmgy=sky_sigma_nmgy,
-                               gain_e_per_nmgy=gain_e_per_nmgy, generator=generator)
+        noisy, sig = add_noise(
+            ren.images,
+            sky_sigma_nmgy=sky_sigma_nmgy,
+            gain_e_per_nmgy=gain_e_per_nmgy,
+            generator=generator,
+        )
         out_params = dict(params)
         out_params["redshift"] = redshift
         if with_derived:
             out_params.update(self.model.renderer.derived(params, obs))
-        return Samples(noisy, ren.images, sig, out_params, ren.maps.named(), redshift,
-                       psf_fwhm_arcsec, self.bands)
+        return Samples(
+            noisy,
+            ren.images,
+            sig,
+            out_params,
+            ren.maps.named(),
+            redshift,
+            psf_fwhm_arcsec,
+            self.bands,
+        )
 
     @torch.no_grad()
     def sample(
@@ -449,7 +482,9 @@ class GalaeModel:
             try:
                 return t.expand(target).contiguous()
             except RuntimeError:
-                raise ValueError(f"{name} must broadcast to {target}, got {tuple(t.shape)}") from None
+                raise ValueError(
+                    f"{name} must broadcast to {target}, got {tuple(t.shape)}"
+                ) from None
 
         z = pick(redshift, cond.redshift, "redshift", False)
         psf = pick(psf_fwhm_arcsec, cond.psf_fwhm_arcsec, "psf_fwhm_arcsec", True)
@@ -459,8 +494,9 @@ class GalaeModel:
         parts = []
         for sl in _chunks(n, batch_size):
             u = self.model.prior.sample(sl.stop - sl.start, generator=g)
-            parts.append(self.render_samples(u, z[sl], psf[sl], sky[sl], gain[sl], g, shape,
-                                             with_derived))
+            parts.append(
+                self.render_samples(u, z[sl], psf[sl], sky[sl], gain[sl], g, shape, with_derived)
+            )
         return _cat_samples(parts)
 
     @torch.no_grad()
@@ -488,18 +524,22 @@ class GalaeModel:
             z = b.redshift.expand(n)
         else:
             z = self.guide.redshift_dist(out).sample((n,))[:, 0]
-        sky = torch.stack([
-            torch.median(b.sigma[0, i][~b.mask[0, i]]) if (~b.mask[0, i]).any()
-            else torch.tensor(1.0, device=self.device)
-            for i in range(b.images.shape[1])
-        ])
+        sky = torch.stack(
+            [
+                torch.median(b.sigma[0, i][~b.mask[0, i]])
+                if (~b.mask[0, i]).any()
+                else torch.tensor(1.0, device=self.device)
+                for i in range(b.images.shape[1])
+            ]
+        )
         psf = b.psf_fwhm_arcsec.expand(n, -1)
         h, w = b.images.shape[-2:]
         parts = []
         for sl in _chunks(n, batch_size):
             k = sl.stop - sl.start
-            parts.append(self.render_samples(u[sl], z[sl], psf[sl], sky.expand(k, -1), None, g,
-                                             (h, w)))
+            parts.append(
+                self.render_samples(u[sl], z[sl], psf[sl], sky.expand(k, -1), None, g, (h, w))
+            )
         return _cat_samples(parts)
 
 
@@ -552,14 +592,23 @@ def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> 
     return GalaeModel.from_checkpoint(path, device)
 
 
-def sample(n: int = 100, seed: int = 0, device: str | torch.device = "cpu",
-           model: str | Path | None = None, **conditions: Any) -> Samples:
+def sample(
+    n: int = 100,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    model: str | Path | None = None,
+    **conditions: Any,
+) -> Samples:
     """``galae.sample(n=100, seed=0)``: n galaxies from the packaged default model's prior."""
     return load(model, device).sample(n=n, seed=seed, **conditions)
 
 
 def fit_population_prior(
-    model: GalaxyModel, guide: GalaxyGuide, loader: Any, cfg: Any, device: torch.device,
+    model: GalaxyModel,
+    guide: GalaxyGuide,
+    loader: Any,
+    cfg: Any,
+    device: torch.device,
     draws_per_galaxy: int = 4,
 ) -> list[float]:
     """Fit a :class:`~galae.prior.FlowPrior` to the aggregate posterior of the training set and

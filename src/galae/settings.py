@@ -16,10 +16,18 @@ class RenderSettings:
     """Accuracy settings of the renderer.
 
     Attributes:
-        oversample: sub-pixels per pixel side used to integrate smooth profiles over pixels.
-        cusp_oversample: sub-pixels per pixel side in the central pixels of a profile, where
-            a high-index Sersic profile is too steep for ``oversample``.
-        cusp_radius_pix: half-width (pixels) of the central box sampled at ``cusp_oversample``.
+        oversample: Gauss-Legendre nodes per pixel side used to integrate smooth profiles
+            over pixels (a product rule of oversample^2 nodes per pixel; 2 is exact for
+            bicubic surfaces).
+        cusp_oversample: Gauss-Legendre nodes per edge integral in the exact integration of
+            the central pixels of a Sersic profile (galae.render.raster: each central pixel
+            is integrated analytically in radius through the enclosed-flux function, and
+            numerically only along its edges).
+        cusp_radius_pix: half-width (pixels) of the central box of pixels integrated exactly
+            (a box of 2 * cusp_radius_pix + 1 pixels on a side around the profile centre).
+        moment_radius_pix: half-width (pixels) of the central box in which the intra-pixel
+            first and second moments of a Sersic profile (used to apply a PSF inside the
+            pixels) are integrated exactly rather than by the Gauss-Legendre rule.
         fft_pad_factor: the FFT grid is at least this many times the stamp size, so that
             PSF convolution never wraps light from one edge onto the other.
         sersic_n_min, sersic_n_max: range of Sersic index the profile code is accurate for.
@@ -27,20 +35,36 @@ class RenderSettings:
             spheroid: q^2 = cos^2 i + q0^2 sin^2 i).  Physics, but a fixed model choice, so
             not a latent.
         psf_kernel_fwhm_extent: analytic PSFs are evaluated out to this many FWHM.
+        psf_wing_flux: fraction of an analytic PSF's light that may lie outside its kernel;
+            the kernel radius is the smaller of the radius enclosing 1 - psf_wing_flux and
+            psf_kernel_fwhm_extent FWHM.  It sets the zero padding that keeps the FFT
+            convolution from wrapping.
+        separable_psf_convolution: convolve with separable PSFs (Gaussian) as two 1-D
+            convolutions (batched matrix products) with the same kernel as the FFT route;
+            identical result, about 20x faster on CPU.
     """
 
-    oversample: int = 3
-    cusp_oversample: int = 15
-    cusp_radius_pix: int = 2
+    oversample: int = 2
+    cusp_oversample: int = 8
+    cusp_radius_pix: int = 3
+    moment_radius_pix: int = 1
     fft_pad_factor: float = 1.5
     sersic_n_min: float = 0.5
     sersic_n_max: float = 6.5
     disk_thickness_q0: float = 0.2
     psf_kernel_fwhm_extent: float = 6.0
+    psf_wing_flux: float = 1e-4
+    separable_psf_convolution: bool = True
 
     def __post_init__(self) -> None:
         if self.oversample < 1 or self.cusp_oversample < 1:
             raise ValueError("oversample and cusp_oversample must be >= 1")
+        if self.cusp_radius_pix < 0 or self.moment_radius_pix < 0:
+            raise ValueError("cusp_radius_pix and moment_radius_pix must be >= 0")
+        if not 0.0 < self.psf_wing_flux < 1.0:
+            raise ValueError("psf_wing_flux must be in (0, 1)")
+        if self.psf_kernel_fwhm_extent <= 0.0:
+            raise ValueError("psf_kernel_fwhm_extent must be > 0")
         if self.fft_pad_factor < 1.0:
             raise ValueError("fft_pad_factor must be >= 1")
         if not 0.0 < self.disk_thickness_q0 < 1.0:

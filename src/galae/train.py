@@ -74,6 +74,16 @@ class TrainConfig:
     warmup_steps: int = 100
     grad_clip: float = 5.0
     amp: bool = True  # bf16 autocast of the encoder on CUDA
+    # ---- U-Net baseline (model: unet; see galae.unet.UNetConfig) -----------------------------
+    unet_targets: tuple[str, ...] | None = None  # default: every map the data set has
+    unet_head: str = "quantized"  # or "l2"
+    unet_bins: int = 32
+    unet_residual_loss: str = "l1"
+    unet_residual_weight: float = 1.0
+    unet_decode: str = "argmax"  # or "expectation"
+    unet_augment: bool = True
+    unet_blocks_per_level: int = 1
+    unet_cond_dim: int = 64
     # ---- prior ------------------------------------------------------------------------------
     fit_prior: bool = True  # fit the learned population prior at the end
     prior_layers: int = 4
@@ -197,11 +207,22 @@ def _lr_lambda(cfg: TrainConfig):
 class _Logger:
     """CSV (always) and TensorBoard (when installed and enabled) scalars, rank 0 only."""
 
+    FIELDS = (
+        "step",
+        "loss",
+        "loss_wake",
+        "loss_sleep",
+        "loss_supervised",
+        "grad_norm",
+        "lr",
+        "val_chi2_median",
+        "val_post_std_u",
+    )
+
     def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool) -> None:
         self.enabled = enabled
         self.path = out_dir / "log.csv"
         self.tb = None
-        self._fields: list[str] | None = None
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -215,14 +236,8 @@ class _Logger:
             return
         row = {"step": step, **scalars}
         new = not self.path.exists()
-        if self._fields is None:
-            if not new:
-                with self.path.open() as fh:
-                    self._fields = next(csv.reader(fh), None)
-            if self._fields is None:
-                self._fields = list(row)
         with self.path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self._fields, extrasaction="ignore")
+            w = csv.DictWriter(fh, fieldnames=self.FIELDS, extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerow(row)
@@ -307,7 +322,9 @@ def train(cfg: TrainConfig) -> Path:
     )
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank + step)
     t_start = time.time()
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not (main_proc and cfg.progress))
+    bar = tqdm(
+        total=cfg.max_steps, initial=step, desc="train", disable=not (main_proc and cfg.progress)
+    )
     val_batch = next(iter(val_loader)).to(device) if val_loader is not None else None
     stop = False
     epoch = 0
@@ -330,7 +347,9 @@ def train(cfg: TrainConfig) -> Path:
                 + cfg.supervised_weight * terms.get("supervised", 0.0)
             )
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at step {step}: { {k: v.item() for k, v in terms.items()} }")
+                raise FloatingPointError(
+                    f"non-finite loss at step {step}: { {k: v.item() for k, v in terms.items()} }"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -348,7 +367,9 @@ def train(cfg: TrainConfig) -> Path:
                 guide.train()
             if step % cfg.log_every == 0 or "val_chi2_median" in scalars:
                 logger.log(step, scalars)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in scalars.items() if k in ("loss", "val_chi2_median")})
+                bar.set_postfix(
+                    {k: f"{v:.3g}" for k, v in scalars.items() if k in ("loss", "val_chi2_median")}
+                )
             minutes = (time.time() - t_start) / 60.0
             stop = cfg.max_minutes is not None and minutes >= cfg.max_minutes
             if main_proc and (step % cfg.ckpt_every == 0 or step >= cfg.max_steps or stop):

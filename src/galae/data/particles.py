@@ -82,7 +82,7 @@ from galae.data.conditions import (
 )
 from galae.latent import REGISTRY
 from galae.physics import cosmology, dust, gas
-from galae.physics.maps import _FLOOR_GAS, _FLOOR_MSTAR, _FLOOR_SFR, YOUNG_AGE_GYR
+from galae.physics.maps import FLOOR_GAS, FLOOR_MSTAR, FLOOR_SFR, YOUNG_AGE_GYR
 from galae.physics.population import sample_population
 from galae.physics.profiles import sersic_b
 from galae.render import psf as psf_mod
@@ -1208,19 +1208,19 @@ class ParticleMaps:
         area = self.pixel_area_kpc2.view(-1, 1, 1)
         out = {
             "log10_sigma_mstar_msun_per_kpc2": torch.log10(
-                (self.mstar_msun / area).clamp_min(_FLOOR_MSTAR)
+                (self.mstar_msun / area).clamp_min(FLOOR_MSTAR)
             ),
             "log10_sigma_sfr_msun_per_yr_per_kpc2": torch.log10(
-                (self.sfr_msun_per_yr / area).clamp_min(_FLOOR_SFR)
+                (self.sfr_msun_per_yr / area).clamp_min(FLOOR_SFR)
             ),
             "log10_zstar_zsun": torch.log10(self.mass_weighted_zstar_zsun),
             "oh12_gas": self.oh12_gas,
             "age_gyr": self.age_gyr,
             "log10_sigma_gas_msun_per_pc2": torch.log10(
-                self.sigma_gas_msun_per_pc2.clamp_min(_FLOOR_GAS)
+                self.sigma_gas_msun_per_pc2.clamp_min(FLOOR_GAS)
             ),
             "log10_sigma_hi_msun_per_pc2": torch.log10(
-                self.sigma_hi_msun_per_pc2.clamp_min(_FLOOR_GAS)
+                self.sigma_hi_msun_per_pc2.clamp_min(FLOOR_GAS)
             ),
             "av_mag": self.av_mag,
             "mstar_msun": self.mstar_msun,

@@ -12,7 +12,6 @@ smooth minimum ``Sigma_HI = Sigma_gas / (1 + (Sigma_gas / Sigma_sat)^k)^(1/k)``.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 __all__ = [
@@ -45,7 +44,7 @@ def gas_surface_density_msun_per_pc2(sigma_sfr_msun_per_yr_per_kpc2: Tensor) -> 
 
 
 def hi_surface_density_msun_per_pc2(sigma_gas_msun_per_pc2: Tensor) -> Tensor:
-    """Atomic gas surface density: total gas smoothly saturated at ``HI_SATURATION_MSUN_PER_PC2``."""
+    """Atomic gas surface density: total gas, smoothly saturated at HI_SATURATION_MSUN_PER_PC2."""
     k = HI_SATURATION_SHARPNESS
     x = sigma_gas_msun_per_pc2 / HI_SATURATION_MSUN_PER_PC2
     return sigma_gas_msun_per_pc2 / (1.0 + x**k) ** (1.0 / k)
@@ -65,5 +64,3 @@ def oh12_profile(oh12_center: Tensor, grad_dex_per_kpc: Tensor, r_kpc: Tensor) -
 def oh12_to_lg_zgas_zsun(oh12: Tensor) -> Tensor:
     """log10 Z_gas/Z_sun assuming solar abundance ratios: 12+log(O/H) - 8.69."""
     return oh12 - SOLAR_OH12
-
-

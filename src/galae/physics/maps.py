@@ -28,7 +28,16 @@ from torch import Tensor
 
 from galae.physics import dust, gas
 
-__all__ = ["GalaxyMaps", "physical_maps", "YOUNG_AGE_GYR", "MAP_NAMES", "MAP_UNITS"]
+__all__ = [
+    "GalaxyMaps",
+    "physical_maps",
+    "YOUNG_AGE_GYR",
+    "MAP_NAMES",
+    "MAP_UNITS",
+    "FLOOR_MSTAR",
+    "FLOOR_SFR",
+    "FLOOR_GAS",
+]
 
 #: The young population covers the last 100 Myr (the SFR averaging time of the table).
 YOUNG_AGE_GYR: float = 0.1
@@ -50,9 +59,9 @@ MAP_UNITS: dict[str, str] = {
 MAP_NAMES: tuple[str, ...] = tuple(MAP_UNITS)
 
 # Floors for log maps (below them a pixel is empty for practical purposes).
-_FLOOR_MSTAR = 1e3  # Msun/kpc^2
-_FLOOR_SFR = 1e-7  # Msun/yr/kpc^2
-_FLOOR_GAS = 1e-3  # Msun/pc^2
+FLOOR_MSTAR = 1e3  # Msun/kpc^2
+FLOOR_SFR = 1e-7  # Msun/yr/kpc^2
+FLOOR_GAS = 1e-3  # Msun/pc^2
 _TINY_MASS = 1e-20  # Msun per pixel; weight that gives empty pixels the disk's population
 
 
@@ -148,19 +157,19 @@ class GalaxyMaps:
         """The public maps ``{name: (B, H, W)}`` listed in :data:`MAP_UNITS`."""
         return {
             "log10_sigma_mstar_msun_per_kpc2": torch.log10(
-                self.sigma_mstar_msun_per_kpc2.clamp_min(_FLOOR_MSTAR)
+                self.sigma_mstar_msun_per_kpc2.clamp_min(FLOOR_MSTAR)
             ),
             "log10_sigma_sfr_msun_per_yr_per_kpc2": torch.log10(
-                self.sigma_sfr_msun_per_yr_per_kpc2.clamp_min(_FLOOR_SFR)
+                self.sigma_sfr_msun_per_yr_per_kpc2.clamp_min(FLOOR_SFR)
             ),
             "log10_zstar_zsun": self.lg_zstar_mass_weighted_zsun,
             "oh12_gas": self.oh12_gas,
             "age_gyr": self.age_mass_weighted_gyr,
             "log10_sigma_gas_msun_per_pc2": torch.log10(
-                self.sigma_gas_msun_per_pc2.clamp_min(_FLOOR_GAS)
+                self.sigma_gas_msun_per_pc2.clamp_min(FLOOR_GAS)
             ),
             "log10_sigma_hi_msun_per_pc2": torch.log10(
-                self.sigma_hi_msun_per_pc2.clamp_min(_FLOOR_GAS)
+                self.sigma_hi_msun_per_pc2.clamp_min(FLOOR_GAS)
             ),
             "av_mag": self.av_mag,
         }
@@ -193,9 +202,9 @@ def physical_maps(
     m_d = 10.0 ** params["log10_mstar_disk_msun"]
     sfr = 10.0 ** params["log10_sfr_msun_per_yr"]
 
-    lg_z_disk = _col(params["log10_zstar_disk_zsun"]) + _col(
-        params["zstar_grad_dex_per_kpc"]
-    ) * r_disk_kpc
+    lg_z_disk = (
+        _col(params["log10_zstar_disk_zsun"]) + _col(params["zstar_grad_dex_per_kpc"]) * r_disk_kpc
+    )
     # keep within the stellar-population grid (BC03: 0.005-5 Zsun)
     lg_z_disk = lg_z_disk.clamp(-2.3, 0.69)
     oh12 = gas.oh12_profile(params["oh12_gas"], params["oh12_grad_dex_per_kpc"], r_disk_kpc)

@@ -27,7 +27,7 @@ def shen03_r50_late_kpc(log10_mstar: Tensor) -> Tensor:
 
 
 def shen03_r50_early_kpc(log10_mstar: Tensor) -> Tensor:
-    """Early-type half-light radius vs stellar mass (Shen et al. 2003, eq. 17; a=0.56, b=2.88e-6)."""
+    """Early-type half-light radius vs mass (Shen et al. 2003, eq. 17; a=0.56, b=2.88e-6)."""
     return 2.88e-6 * (10.0**log10_mstar) ** 0.56
 
 
@@ -89,9 +89,7 @@ def sample_population(
     r_b = shen03_r50_early_kpc(lg_mb.clamp_min(9.0)) * 10.0 ** (0.15 * nrm(n))
     r_b = torch.minimum(r_b, 1.5 * r50_d)
 
-    n_b = torch.where(
-        quenched, 4.0 * 10.0 ** (0.12 * nrm(n)), 1.8 * 10.0 ** (0.2 * nrm(n))
-    )
+    n_b = torch.where(quenched, 4.0 * 10.0 ** (0.12 * nrm(n)), 1.8 * 10.0 ** (0.2 * nrm(n)))
     q_b = 0.5 + 0.5 * u(n)
 
     age_b = torch.where(quenched, 10.0 ** (0.85 + 0.12 * u(n)), 10.0 ** (0.55 + 0.4 * u(n)))

@@ -112,4 +112,3 @@ def galaxy_geometry(
         r_half_sfr_pix=EXP_RHALF_OVER_RSCALE * params["r_sfr_kpc"] / kpc_per_pix,
         r_disk_kpc=r_kpc,
     )
-

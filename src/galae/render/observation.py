@@ -16,8 +16,9 @@ __all__ = ["Observation", "SDSS_BANDS", "as_tensor"]
 SDSS_BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
 
 
-def as_tensor(x: object, name: str, dtype: torch.dtype | None = None,
-              device: torch.device | str | None = None) -> Tensor:
+def as_tensor(
+    x: object, name: str, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> Tensor:
     """numpy array / tensor / number -> tensor, with a clear error for non-numeric input."""
     try:
         if isinstance(x, Tensor):

@@ -168,8 +168,13 @@ class GalaxyRenderer(nn.Module):
         geom = galaxy_geometry(params, obs.redshift, obs.pixel_scale_arcsec, shape, self.settings)
         units = rasterize_components(params, geom, shape, self.settings)
         maps = physical_maps(
-            params, geom.r_disk_kpc, geom.cos_inclination, geom.pixel_area_kpc2,
-            units.bulge, units.disk, units.sfr,
+            params,
+            geom.r_disk_kpc,
+            geom.cos_inclination,
+            geom.pixel_area_kpc2,
+            units.bulge,
+            units.disk,
+            units.sfr,
         )
         light = shade(maps, obs.redshift, geom.cos_inclination, self.sps)
         return light, maps, geom
@@ -217,11 +222,14 @@ class GalaxyRenderer(nn.Module):
             return (total_latent / inside).clamp(1.0, 10.0).unsqueeze(-1)
 
         bulge = light_c.bulge_nmgy.sum((-1, -2)) * outside(
-            10.0 ** params["log10_mstar_bulge_msun"], maps_c.mstar_bulge_msun)
+            10.0 ** params["log10_mstar_bulge_msun"], maps_c.mstar_bulge_msun
+        )
         disk = light_c.disk_nmgy.sum((-1, -2)) * outside(
-            10.0 ** params["log10_mstar_disk_msun"], maps_c.mstar_disk_msun)
+            10.0 ** params["log10_mstar_disk_msun"], maps_c.mstar_disk_msun
+        )
         young = light_c.young_nmgy.sum((-1, -2)) * outside(
-            10.0 ** params["log10_sfr_msun_per_yr"], maps_c.sfr_msun_per_yr)
+            10.0 ** params["log10_sfr_msun_per_yr"], maps_c.sfr_msun_per_yr
+        )
         total = bulge + disk + young
         r_fine = half_light_radius_pix(
             light_f.total_nmgy, geom_f.center_x_pix, geom_f.center_y_pix, total=total
