@@ -390,7 +390,7 @@ class GalaeModel:
         u = post.unconstrained_samples(k, seed)  # (k, N, D)
         phys = REGISTRY.from_unconstrained(u)
         b = post._batch
-        if b.redshift_known or torch.isfinite(b.redshift).all():
+        if bool(torch.isfinite(b.redshift).all()):
             z = b.redshift.expand(k, -1)
         else:
             zl, zs = post._z_dist

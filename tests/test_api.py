@@ -1,0 +1,366 @@
+"""End to end through the public API: train a tiny model, load it, encode, sample, resume.
+
+One tiny training run (24 mock galaxies of 32x32 pixels, a [8, 16] encoder, 2 steps, 1 prior
+epoch) is shared by the whole module; the model is untrained in any useful sense, so the tests
+check the contract (names, shapes, units, ranges, determinism, errors), not the accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import galae
+from galae.checkpoint import CheckpointError, load_checkpoint
+from galae.data.hdf5 import read_h5
+from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
+from galae.mock import MockConfig, run_mock
+from galae.physics.maps import MAP_NAMES
+from galae.sample import GalaeModel, Posterior, Samples
+from galae.train import TrainConfig, train
+
+BANDS = ("u", "g", "r", "i", "z")
+SIZE = 32
+N_ENC = 4
+DERIVED = tuple(
+    [f"r_half_arcsec_{b}" for b in BANDS]
+    + [f"bulge_to_total_{b}" for b in BANDS]
+    + [f"mag_{b}" for b in BANDS]
+    + ["log10_mstar_msun", "log10_sfr_msun_per_yr"]
+)
+ALL_NAMES = frozenset(REGISTRY.names) | frozenset(DERIVED)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The shared tiny run: its config, checkpoint, data and loaded model."""
+
+    cfg: TrainConfig
+    checkpoint: Path
+    data: dict[str, np.ndarray]
+    model: GalaeModel
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    root = tmp_path_factory.mktemp("api")
+    data_path = root / "train.h5"
+    run_mock(
+        MockConfig(n=24, seed=3, shape=(SIZE, SIZE), chunk=24, out=str(data_path)), progress=False
+    )
+    cfg = TrainConfig(
+        data=str(data_path),
+        widths=(8, 16),
+        hidden=32,
+        batch_size=8,
+        max_steps=2,
+        warmup_steps=1,
+        prior_epochs=1,
+        val_fraction=0.25,
+        out_dir=str(root / "run"),
+        device="cpu",
+        tensorboard=False,
+        progress=False,
+        num_workers=0,
+    )
+    ckpt = train(cfg)
+    d = read_h5(data_path, np.arange(N_ENC), with_maps=False)
+    data = {k: d[k] for k in ("images", "sigma", "psf_fwhm_arcsec", "redshift")}
+    return Trained(cfg, ckpt, data, galae.load(ckpt), root)
+
+
+@pytest.fixture(scope="module")
+def post(trained: Trained) -> Posterior:
+    d = trained.data
+    return trained.model.encode(
+        d["images"],
+        d["sigma"],
+        psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
+        redshift=d["redshift"],
+        n_mc=64,
+        n_mc_derived=2,
+    )
+
+
+def _encode(trained: Trained, **changes: object) -> Posterior:
+    kw: dict[str, object] = dict(trained.data)
+    kw.update(changes)
+    return trained.model.encode(kw.pop("images"), kw.pop("sigma"), n_mc=32, n_mc_derived=2, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# load
+# ----------------------------------------------------------------------------------------------
+def test_train_writes_checkpoints_and_load_reads_them(trained: Trained) -> None:
+    run = Path(trained.cfg.out_dir)
+    assert trained.checkpoint == run / "model.pt"
+    assert (run / "last.pt").is_file() and (run / "log.csv").is_file()
+    m = trained.model
+    assert isinstance(m, GalaeModel)
+    assert m.bands == BANDS and m.shape == (SIZE, SIZE)
+    assert m.pixel_scale_arcsec == pytest.approx(0.396)
+    state = load_checkpoint(trained.checkpoint)
+    assert state["step"] == 2
+    assert state["prior_kind"] == "flow"
+    assert state["loss_terms"] == "wake-ELBO+sleep-simulation"  # self-supervised by default
+    assert state["config"]["widths"] == [8, 16]
+    with pytest.raises(FileNotFoundError):
+        galae.load(trained.root / "no_such_model.pt")
+
+
+# ----------------------------------------------------------------------------------------------
+# encode
+# ----------------------------------------------------------------------------------------------
+def test_encode_returns_every_name_with_the_contract_shapes(
+    trained: Trained, post: Posterior
+) -> None:
+    assert ALL_NAMES <= set(post.params), sorted(ALL_NAMES - set(post.params))
+    assert set(post.std) == set(post.params)
+    for name, value in post.params.items():
+        assert isinstance(value, torch.Tensor)
+        assert value.shape == (N_ENC,), name
+        assert bool(torch.isfinite(value).all()), name
+        assert bool((post.std[name] >= 0).all()), name
+    for p in REGISTRY:  # posterior means of the latents lie in their physical ranges
+        v = post.params[p.name]
+        assert bool(((v >= p.low) & (v <= p.high)).all()), p.name
+    # the given redshift is kept
+    np.testing.assert_allclose(post.params["redshift"].numpy(), trained.data["redshift"])
+    assert set(MAP_NAMES) <= set(post.maps)
+    for name, value in post.maps.items():
+        assert value.shape == (N_ENC, SIZE, SIZE), name
+    assert post.model_images.shape == (N_ENC, 5, SIZE, SIZE)
+    assert bool((post.params["r_half_arcsec_r"] > 0).all())
+    bt = post.params["bulge_to_total_g"]
+    assert bool(((bt >= 0) & (bt <= 1)).all())
+
+
+def test_posterior_samples(post: Posterior) -> None:
+    k = 3
+    s = post.samples(k, seed=5)
+    assert ALL_NAMES <= set(s)
+    for name, value in s.items():
+        assert value.shape == (k, N_ENC), name
+        assert bool(torch.isfinite(value).all()), name
+    for p in REGISTRY:
+        assert bool(((s[p.name] >= p.low) & (s[p.name] <= p.high)).all()), p.name
+    again = post.samples(k, seed=5, derived=False)
+    for p in REGISTRY:  # same seed -> same draws
+        torch.testing.assert_close(again[p.name], s[p.name], rtol=0, atol=0)
+
+
+def test_sigma_per_band_equals_constant_per_pixel_sigma(trained: Trained) -> None:
+    d = trained.data
+    per_band = np.median(d["sigma"], axis=(-1, -2))  # (N, C)
+    per_pixel = np.broadcast_to(per_band[..., None, None], d["sigma"].shape).copy()
+    a = _encode(trained, sigma=per_band)
+    b = _encode(trained, sigma=per_pixel)
+    assert ALL_NAMES <= set(a.params)
+    torch.testing.assert_close(a._loc, b._loc)
+    for name in REGISTRY.names:
+        torch.testing.assert_close(a.params[name], b.params[name])
+
+
+def test_unknown_redshift_uses_the_photo_z_head(trained: Trained, post: Posterior) -> None:
+    lo, hi = REDSHIFT_FALLBACK_RANGE
+    p = _encode(trained, redshift=None)
+    z = p.params["redshift"]
+    assert z.shape == (N_ENC,)
+    assert bool(((z > lo) & (z < hi)).all())
+    assert bool((p.std["redshift"] > 0).all())
+    # mixed known / unknown: the known keep theirs, order is restored
+    zin = trained.data["redshift"].astype(np.float64).copy()
+    zin[[1, 3]] = np.nan
+    m = _encode(trained, redshift=zin)
+    np.testing.assert_allclose(m.params["redshift"].numpy()[[0, 2]], zin[[0, 2]], rtol=1e-6)
+    zu = m.params["redshift"][[1, 3]]
+    assert bool(((zu > lo) & (zu < hi)).all())
+    # the encoder treats galaxies independently (GroupNorm): known-z rows match the all-known run
+    torch.testing.assert_close(m._loc[[0, 2]], post._loc[[0, 2]], rtol=1e-4, atol=1e-5)
+
+
+def test_posterior_samples_with_mixed_redshifts(trained: Trained) -> None:
+    lo, hi = REDSHIFT_FALLBACK_RANGE
+    zin = trained.data["redshift"].astype(np.float64).copy()
+    zin[1] = np.nan
+    s = _encode(trained, redshift=zin).samples(2, seed=0, derived=False)
+    assert s["redshift"].shape == (2, N_ENC)
+    torch.testing.assert_close(s["redshift"][:, 0], torch.full((2,), float(zin[0])))
+    assert bool(((s["redshift"][:, 1] > lo) & (s["redshift"][:, 1] < hi)).all())
+
+
+def test_nan_pixels_are_masked_with_a_warning(trained: Trained) -> None:
+    images = trained.data["images"].copy()
+    images[0, 2, 5:8, 5:8] = np.nan
+    images[1, 0, 0, 0] = np.inf
+    with pytest.warns(RuntimeWarning, match="NaN/inf pixels masked"):
+        p = _encode(trained, images=images)
+    for name in ALL_NAMES:
+        assert bool(torch.isfinite(p.params[name]).all()), name
+    # the masked pixels' sigma may then be anything, even 0
+    sigma = trained.data["sigma"].copy()
+    sigma[0, 2, 5:8, 5:8] = 0.0
+    with pytest.warns(RuntimeWarning):
+        _encode(trained, images=images, sigma=sigma)
+
+
+def test_bad_sigma_is_an_error(trained: Trained) -> None:
+    sigma = trained.data["sigma"].copy()
+    sigma[2, 1, 10, 10] = 0.0
+    with pytest.raises(ValueError, match="sigma"):
+        _encode(trained, sigma=sigma)
+    sigma[2, 1, 10, 10] = -1.0
+    with pytest.raises(ValueError, match="sigma"):
+        _encode(trained, sigma=sigma)
+    # masked, the same pixel is fine
+    mask = np.zeros(sigma.shape, dtype=bool)
+    mask[2, 1, 10, 10] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # nothing is NaN: no warning
+        p = _encode(trained, sigma=sigma, mask=mask)
+    assert bool(torch.isfinite(p.params["mag_r"]).all())
+
+
+def test_wrong_band_count_names_the_bands(trained: Trained) -> None:
+    d = trained.data
+    with pytest.raises(ValueError, match="u,g,r,i,z"):
+        _encode(
+            trained,
+            images=d["images"][:, :4],
+            sigma=d["sigma"][:, :4],
+            psf_fwhm_arcsec=d["psf_fwhm_arcsec"][:, :4],
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# sample and analogues
+# ----------------------------------------------------------------------------------------------
+def _check_samples(s: Samples, n: int, shape: tuple[int, int]) -> None:
+    assert len(s) == n
+    for arr in (s.images, s.model_images, s.sigma):
+        assert arr.shape == (n, 5, *shape)
+        assert bool(torch.isfinite(arr).all())
+    assert s.bands == BANDS
+    assert s.redshift.shape == (n,) and s.psf_fwhm_arcsec.shape == (n, 5)
+    assert ALL_NAMES <= set(s.params)
+    for name, value in s.params.items():
+        assert value.shape == (n,), name
+    for p in REGISTRY:
+        assert bool(((s.params[p.name] >= p.low) & (s.params[p.name] <= p.high)).all()), p.name
+    assert set(MAP_NAMES) <= set(s.maps)
+    for name, value in s.maps.items():
+        assert value.shape == (n, *shape), name
+    assert bool((s.sigma > 0).all())
+
+
+def test_sample_shapes_noise_and_determinism(trained: Trained) -> None:
+    m = trained.model
+    s = m.sample(n=5, seed=3)
+    _check_samples(s, 5, (SIZE, SIZE))
+    # the noise is unit normal in units of sigma (5 * 5 * 32 * 32 = 25600 pixels; the standard
+    # error of the std is 0.0044, so 0.03 is ~7 sigma)
+    chi = (s.images - s.model_images) / s.sigma
+    assert abs(float(chi.mean())) < 0.03 and abs(float(chi.std()) - 1.0) < 0.03
+    again = m.sample(n=5, seed=3)
+    torch.testing.assert_close(again.images, s.images, rtol=0, atol=0)
+    for name in REGISTRY.names:
+        torch.testing.assert_close(again.params[name], s.params[name], rtol=0, atol=0)
+    other = m.sample(n=5, seed=4, redshift=0.1, psf_fwhm_arcsec=1.2, with_derived=False)
+    assert not torch.equal(other.params["log10_mstar_disk_msun"], s.params["log10_mstar_disk_msun"])
+    torch.testing.assert_close(other.redshift, torch.full((5,), 0.1))
+    torch.testing.assert_close(other.psf_fwhm_arcsec, torch.full((5, 5), 1.2))
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        m.sample(n=0)
+
+
+def test_analogues(trained: Trained) -> None:
+    d = trained.data
+    a = trained.model.analogues(
+        d["images"][0],
+        d["sigma"][0],
+        n=4,
+        psf_fwhm_arcsec=d["psf_fwhm_arcsec"][0],
+        redshift=d["redshift"][0],
+    )
+    _check_samples(a, 4, (SIZE, SIZE))
+    # rendered under the image's conditions
+    torch.testing.assert_close(a.redshift, torch.full((4,), float(d["redshift"][0])))
+    torch.testing.assert_close(
+        a.psf_fwhm_arcsec, torch.as_tensor(d["psf_fwhm_arcsec"][0]).expand(4, 5)
+    )
+    # unknown redshift: drawn from the photo-z head, inside the fallback range
+    lo, hi = REDSHIFT_FALLBACK_RANGE
+    u = trained.model.analogues(
+        d["images"][0], d["sigma"][0], n=3, seed=1, psf_fwhm_arcsec=d["psf_fwhm_arcsec"][0]
+    )
+    assert bool(((u.redshift > lo) & (u.redshift < hi)).all())
+    with pytest.raises(ValueError, match="one image"):
+        trained.model.analogues(
+            d["images"][:2],
+            d["sigma"][:2],
+            n=2,
+            psf_fwhm_arcsec=d["psf_fwhm_arcsec"][:2],
+            redshift=d["redshift"][:2],
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# resuming and checkpoint errors
+# ----------------------------------------------------------------------------------------------
+def _copy_run(trained: Trained, name: str) -> Path:
+    dst = trained.root / name
+    shutil.copytree(trained.cfg.out_dir, dst)
+    return dst
+
+
+def test_resume_continues_from_the_last_step(
+    trained: Trained, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _copy_run(trained, "resume")
+    cfg = replace(trained.cfg, out_dir=str(out), max_steps=3, fit_prior=False)
+    final = train(cfg)
+    assert "at step 2" in capsys.readouterr().out
+    assert load_checkpoint(out / "last.pt")["step"] == 3
+    assert load_checkpoint(final)["step"] == 3
+    with (out / "log.csv").open() as fh:
+        steps = [int(row["step"]) for row in csv.DictReader(fh)]
+    assert steps == [2, 3]  # one row from the first run, one from the resumed step
+
+
+def test_checkpoint_of_another_config_is_refused(trained: Trained) -> None:
+    out = _copy_run(trained, "other_config")
+    cfg = replace(trained.cfg, out_dir=str(out), widths=(8, 8), resume=True)
+    with pytest.raises(CheckpointError, match="widths"):
+        train(cfg)
+
+
+def test_truncated_checkpoint_is_refused(trained: Trained, tmp_path: Path) -> None:
+    raw = trained.checkpoint.read_bytes()
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        galae.load(bad)
+
+
+def test_tampered_registry_is_refused(trained: Trained, tmp_path: Path) -> None:
+    state = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
+    renamed = dict(state, registry=[dict(p) for p in state["registry"]])
+    renamed["registry"][0]["name"] = "bogus_param"
+    path = tmp_path / "renamed.pt"
+    torch.save(renamed, path)
+    with pytest.raises(CheckpointError, match="bogus_param"):
+        galae.load(path)
+    widened = dict(state, registry=[dict(p) for p in state["registry"]])
+    widened["registry"][3]["high"] = widened["registry"][3]["high"] + 1.0
+    path = tmp_path / "widened.pt"
+    torch.save(widened, path)
+    with pytest.raises(CheckpointError, match="registry"):
+        galae.load(path)
