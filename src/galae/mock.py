@@ -55,6 +55,10 @@ class MockConfig:
     workers: int = 1  # generator processes
     overwrite: bool = False
     particles: dict | None = None  # options of the particle generator (ParticleMockConfig keys)
+    # ---- shifted observing conditions (for robustness tests) ----
+    seeing_r_median_arcsec: float = 1.32  # median r-band PSF FWHM (SDSS: 1.32")
+    sky_sigma_scale: float = 1.0  # multiplies the sky noise (2.0 = four times the exposure lost)
+    missing_band: str | None = None  # a band whose pixels are all masked (e.g. "u")
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -63,9 +67,15 @@ class MockConfig:
             raise ValueError("n, chunk and workers must be >= 1")
         if len(self.shape) != 2:
             raise ValueError(f"shape must be [H, W], got {self.shape}")
+        if self.missing_band is not None and self.missing_band not in self.bands:
+            raise ValueError(f"missing_band {self.missing_band!r} is not one of {self.bands}")
+        if not self.sky_sigma_scale > 0:
+            raise ValueError("sky_sigma_scale must be > 0")
 
     def conditions_config(self) -> ConditionsConfig:
         return ConditionsConfig(
+            seeing_r_median_arcsec=self.seeing_r_median_arcsec,
+            seeing_max_arcsec=max(3.5, 2.0 * self.seeing_r_median_arcsec),
             redshift_min=self.redshift_min,
             redshift_max=self.redshift_max,
             redshift_distribution=self.redshift_distribution,
@@ -78,6 +88,23 @@ def _chunk_seeds(cfg: MockConfig, chunk_index: int) -> tuple[np.random.Generator
     rng = np.random.default_rng(ss)
     tg = torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] % (2**63)))
     return rng, tg
+
+
+def _conditions(cfg: MockConfig, rng: np.random.Generator, count: int) -> Any:
+    cond = sample_sdss_conditions(count, rng, cfg.bands, cfg.conditions_config())
+    if cfg.sky_sigma_scale != 1.0:
+        cond = replace(cond, sky_sigma_nmgy=cond.sky_sigma_nmgy * cfg.sky_sigma_scale)
+    return cond
+
+
+def _drop_band(cfg: MockConfig, batch: dict[str, Any]) -> dict[str, Any]:
+    """Mask every pixel of ``cfg.missing_band`` (the band is absent from the observation)."""
+    if cfg.missing_band is None:
+        return batch
+    i = list(cfg.bands).index(cfg.missing_band)
+    batch["mask"][:, i] = True
+    batch["images"][:, i] = 0.0
+    return batch
 
 
 _RENDERERS: dict[str, Any] = {}
@@ -100,7 +127,7 @@ def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     params = sample_population(
         count, tg, log10_mstar_range=(cfg.log10_mstar_min, cfg.log10_mstar_max)
     )
-    cond = sample_sdss_conditions(count, rng, cfg.bands, cfg.conditions_config())
+    cond = _conditions(cfg, rng, count)
     obs = Observation.create(
         cond.redshift,
         cond.psf_fwhm_arcsec,
@@ -142,7 +169,7 @@ def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
             "log10_mstar_max": cfg.log10_mstar_max,
         }
     )
-    cond = sample_sdss_conditions(count, rng, cfg.bands, cfg.conditions_config())
+    cond = _conditions(cfg, rng, count)
     seed = int(np.random.SeedSequence([cfg.seed, chunk_index]).generate_state(1)[0])
     return generate_particle_mocks(count, seed, pcfg, _renderer().sps, conditions=cond)
 
@@ -157,7 +184,7 @@ def generate_chunk(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, A
     """Generate one chunk (deterministic given cfg.seed and chunk_index)."""
     if cfg.workers > 1:
         torch.set_num_threads(1)
-    return GENERATORS[cfg.generator](cfg, chunk_index, count)
+    return _drop_band(cfg, GENERATORS[cfg.generator](cfg, chunk_index, count))
 
 
 def _chunks(cfg: MockConfig) -> Iterator[tuple[int, int]]:

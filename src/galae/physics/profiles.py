@@ -70,15 +70,20 @@ def gammainc_term_counts(a_min: float, a_max: float, dtype: torch.dtype) -> tupl
     return n_series, n_cf
 
 
+def _wide_dtype(device: torch.device) -> torch.dtype:
+    """float64 for internal precision, except on devices without it (Apple MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _log_gamma_offset(a: Tensor) -> Tensor:
-    """c(a) = lgamma(a) - a ln a + a, evaluated in float64 and cast back.
+    """c(a) = lgamma(a) - a ln a + a, evaluated in float64 (where available) and cast back.
 
     The prefactor x^a e^-x / Gamma(a) of the incomplete gamma function is written as
     exp(-a phi(x/a - 1) - c(a)), phi(t) = t - log1p(t) >= 0, which avoids the cancellation
     of the large terms a ln x, x and lgamma(a) (worth ~1e-5 relative error in float32 at
     a ~ 25).
     """
-    a64 = a.to(torch.float64)
+    a64 = a.to(_wide_dtype(a.device))
     return (torch.lgamma(a64) - a64 * torch.log(a64) + a64).to(a.dtype)
 
 
@@ -112,12 +117,11 @@ def _gammainc_p(a: Tensor, x: Tensor, n_series: int, n_cf: int) -> Tensor:
     offset = _log_gamma_offset(a)  # lgamma(a) - a ln a + a
     log_a = torch.log(a)
     # Series branch on x < a + 1 (other entries get x = a / 2, a harmless finite value).
+    # sum_k x^k / ((a+1)...(a+k)) by Horner's rule: S = 1 + x/(a+1) (1 + x/(a+2) (1 + ...)).
     xs = torch.where(use_series, x, 0.5 * a).clamp_min(tiny)
-    term = torch.ones_like(xs)
     total = torch.ones_like(xs)
-    for k in range(1, n_series + 1):
-        term = term * xs / (a + k)
-        total = total + term
+    for k in range(n_series, 0, -1):
+        total = torch.addcmul(torch.ones_like(a), total / (a + k), xs)
     # log(x^a e^-x / Gamma(a + 1)) = -a phi(x/a - 1) - c(a) - ln a
     ratio_s = xs / a - 1.0
     log_pref_series = -a * (ratio_s - torch.log1p(ratio_s)) - offset - log_a
@@ -126,7 +130,7 @@ def _gammainc_p(a: Tensor, x: Tensor, n_series: int, n_cf: int) -> Tensor:
     xc = torch.where(use_series, a + 1.0, x)
     denom = xc + (2 * n_cf + 1) - a
     for k in range(n_cf, 0, -1):
-        denom = xc + (2 * k - 1) - a - k * (k - a) / denom
+        denom = torch.addcdiv(xc + ((2 * k - 1) - a), k * (k - a), denom, value=-1.0)
     ratio_c = xc / a - 1.0
     log_pref_cf = -a * (ratio_c - torch.log1p(ratio_c)) - offset
     q_cf = torch.exp(log_pref_cf) / denom
@@ -138,7 +142,7 @@ def regularized_gammainc(a: Tensor, x: Tensor) -> Tensor:
 
     P(a, x) = gamma(a, x) / Gamma(a) = (1 / Gamma(a)) int_0^x t^(a-1) e^-t dt.
 
-    Agrees with ``scipy.special.gammainc`` to < 1e-13 (float64) / 1e-6 (float32) for
+    Agrees with ``scipy.special.gammainc`` to < 1e-13 (float64) / 2e-7 (float32) for
     a in [0.4, 60]; see :func:`_gammainc_p` for the method.
 
     Args:
@@ -183,8 +187,9 @@ def _sersic_b_unchecked(sersic_n: Tensor) -> Tensor:
     )
     # Newton on P(2n, b) = 1/2 in float64 without gradient; dP/db = b^(a-1) e^-b / Gamma(a).
     with torch.no_grad():
-        a64 = 2.0 * n.detach().to(torch.float64)
-        b = b0.detach().to(torch.float64).clamp_min(1e-3)
+        wide = _wide_dtype(n.device)
+        a64 = 2.0 * n.detach().to(wide)
+        b = b0.detach().to(wide).clamp_min(1e-3)
         for _ in range(8):
             resid = torch.special.gammainc(a64, b) - 0.5
             slope = torch.exp((a64 - 1.0) * torch.log(b) - b - torch.lgamma(a64))
