@@ -25,6 +25,7 @@ __all__ = ["EncoderConfig", "EncoderOutput", "GalaxyEncoder", "prepare_inputs", 
 ASINH_SOFTENING: float = 3.0
 _LOG_SIGMA_CENTER: float = -2.0  # log10 of a typical SDSS sky sigma in nmgy per pixel
 _PSF_CENTER_ARCSEC: float = 1.4
+_LOC_BOUND: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -203,10 +204,12 @@ class GalaxyEncoder(nn.Module):
         hdn = self.head(torch.cat([feat, cond], -1))
         b, d, r = images.shape[0], self.config.latent_dim, self.config.rank
         z_out = self.out_z(hdn)
+        # Bounded outputs keep the low-rank Cholesky well conditioned in float32: |loc| < 15
+        # (the registry's ranges sit within |u| < 10), factor entries in (-2, 2), diag >= 1e-3.
         return EncoderOutput(
-            loc=self.out_loc(hdn),
-            cov_factor=self.out_factor(hdn).view(b, d, r),
-            cov_diag=F.softplus(self.out_diag(hdn) + 0.5413) + 1e-4,  # softplus(0.5413) = 1
+            loc=_LOC_BOUND * torch.tanh(self.out_loc(hdn) / _LOC_BOUND),
+            cov_factor=2.0 * torch.tanh(0.5 * self.out_factor(hdn)).view(b, d, r),
+            cov_diag=F.softplus(self.out_diag(hdn) + 0.5413) + 1e-3,  # softplus(0.5413) = 1
             z_loc=z_out[:, 0],
             z_scale=F.softplus(z_out[:, 1] + 0.5413) + 1e-3,
         )

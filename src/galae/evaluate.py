@@ -170,7 +170,13 @@ def evaluate(
     figures: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on the mock data set ``data``; returns the metrics dict."""
+    """Evaluate ``checkpoint`` on the mock data set ``data``; returns the metrics dict.
+
+    A U-Net checkpoint (the supervised baseline) is evaluated on the same map metrics.
+    """
+    kind = _torch_load_meta(checkpoint).get("kind")
+    if kind == "galae-unet":
+        return evaluate_unet(checkpoint, data, out, n, batch_size, device, figures)
     from galae.sample import load
 
     model = load(checkpoint, device)
@@ -273,49 +279,130 @@ def evaluate(
             }
 
     # ---- maps ------------------------------------------------------------------------------
-    h, w_ = info.image_shape
-    scale = info.pixel_scale_arcsec
-    if tm:
-        cx = (w_ - 1) / 2 + tp.get("dx_arcsec", np.zeros(total)) / scale
-        cy = (h - 1) / 2 + tp.get("dy_arcsec", np.zeros(total)) / scale
-        rad = _radius_grid(h, w_, cx, cy)
-        rh_key = next(
-            (
-                k
-                for k in ("r_half_arcsec_r", "r_half_light_arcsec_r", "r_half_light_arcsec")
-                if k in tp
-            ),
-            None,
-        )
-        r_half_pix = tp[rh_key] / scale if rh_key else np.full(total, 5.0)
-        for mname, label in APERTURE_MAPS.items():
-            if mname in tm:
-                lr = aperture_log_ratio(tm[mname], pm[mname], rad, r_half_pix)
-                metrics["maps"][label] = {
-                    "mean_log_true_over_pred": float(np.nanmean(lr)),
-                    "scatter_dex": float(np.nanstd(lr)),
-                    "scatter_mad_dex": float(1.4826 * np.nanmedian(np.abs(lr - np.nanmedian(lr)))),
-                }
-        valid = None
-        if "log10_sigma_mstar_msun_per_kpc2" in tm:
-            valid = tm["log10_sigma_mstar_msun_per_kpc2"] > 3.5  # non-empty pixels
-        for mname in MAP_NAMES:
-            if mname not in tm:
-                continue
-            d_ = tm[mname] - pm[mname]
-            sel = np.isfinite(d_) if valid is None else (valid & np.isfinite(d_))
-            metrics["maps"][mname] = {
-                "per_pixel_bias": float(np.median(d_[sel])) if sel.any() else float("nan"),
-                "per_pixel_scatter": float(np.std(d_[sel])) if sel.any() else float("nan"),
-                "radial": radial_residual_profile(
-                    tm[mname], pm[mname], rad, r_half_pix, valid=valid
-                ),
-            }
+    metrics["maps"] = map_metrics(tm, pm, tp, info.image_shape, info.pixel_scale_arcsec, total)
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     if figures:
         _figures(out_dir, keep_imgs, chi2, tm, pm, model.bands, metrics)
     return metrics
+
+
+def map_metrics(
+    tm: dict[str, np.ndarray],
+    pm: dict[str, np.ndarray],
+    tp: dict[str, np.ndarray],
+    shape: tuple[int, int],
+    scale: float,
+    total: int,
+) -> dict[str, Any]:
+    """Map metrics of Buck & Wolf (2021): integrated within 2 r_half, radial, per pixel.
+
+    Args:
+        tm, pm: {map name: (N, H, W)} truth and prediction.
+        tp: truth parameters {name: (N,)} (centre offsets and r-band half-light radius).
+        shape: (H, W); scale: pixel scale in arcsec; total: N.
+    """
+    out: dict[str, Any] = {}
+    if not tm:
+        return out
+    h, w_ = shape
+    cx = (w_ - 1) / 2 + tp.get("dx_arcsec", np.zeros(total)) / scale
+    cy = (h - 1) / 2 + tp.get("dy_arcsec", np.zeros(total)) / scale
+    rad = _radius_grid(h, w_, cx, cy)
+    rh_key = next(
+        (k for k in ("r_half_arcsec_r", "r_half_light_arcsec_r", "r_half_light_arcsec") if k in tp),
+        None,
+    )
+    r_half_pix = tp[rh_key] / scale if rh_key else np.full(total, 5.0)
+    for mname, label in APERTURE_MAPS.items():
+        if mname in tm and mname in pm:
+            lr = aperture_log_ratio(tm[mname], pm[mname], rad, r_half_pix)
+            out[label] = {
+                "mean_log_true_over_pred": float(np.nanmean(lr)),
+                "scatter_dex": float(np.nanstd(lr)),
+                "scatter_mad_dex": float(1.4826 * np.nanmedian(np.abs(lr - np.nanmedian(lr)))),
+            }
+    valid = None
+    if "log10_sigma_mstar_msun_per_kpc2" in tm:
+        valid = tm["log10_sigma_mstar_msun_per_kpc2"] > 3.5  # non-empty pixels
+    for mname in MAP_NAMES:
+        if mname not in tm or mname not in pm:
+            continue
+        d_ = tm[mname] - pm[mname]
+        sel = np.isfinite(d_) if valid is None else (valid & np.isfinite(d_))
+        out[mname] = {
+            "per_pixel_bias": float(np.median(d_[sel])) if sel.any() else float("nan"),
+            "per_pixel_scatter": float(np.std(d_[sel])) if sel.any() else float("nan"),
+            "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix, valid=valid),
+        }
+    return out
+
+
+def evaluate_unet(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path | None = None,
+    n: int | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    figures: bool = True,
+) -> dict[str, Any]:
+    """The map metrics of :func:`evaluate` for the supervised U-Net baseline."""
+    from galae.unet import load_unet
+
+    pred = load_unet(checkpoint, device)
+    info = inspect_h5(data, expected_bands=pred.bands)
+    total = info.n_galaxies if n is None else min(n, info.n_galaxies)
+    out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{Path(data).stem}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tm: dict[str, list[np.ndarray]] = {}
+    pm: dict[str, list[np.ndarray]] = {}
+    tp: dict[str, list[np.ndarray]] = {}
+    for start in tqdm(range(0, total, batch_size), desc="evaluate unet", unit="batch"):
+        rows = np.arange(start, min(total, start + batch_size))
+        d = read_h5(data, rows, with_maps=True, expected_bands=pred.bands)
+        maps = pred.predict_maps(
+            d["images"], d["sigma"], d["mask"], d["psf_fwhm_arcsec"], d["redshift"]
+        )
+        for k, v in maps.items():
+            if k in d["truth"]["maps"]:
+                pm.setdefault(k, []).append(v.cpu().numpy())
+                tm.setdefault(k, []).append(d["truth"]["maps"][k])
+        for k, v in d["truth"]["params"].items():
+            tp.setdefault(k, []).append(v)
+    tmc = {k: np.concatenate(v) for k, v in tm.items()}
+    pmc = {k: np.concatenate(v) for k, v in pm.items()}
+    tpc = {k: np.concatenate(v) for k, v in tp.items()}
+    state = _torch_load_meta(checkpoint)
+    metrics: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "data_generator": info.attrs.get("generator", ""),
+        "n_galaxies": int(total),
+        "model": "unet",
+        "trained_with": "supervised-truth-maps",
+        "supervised": True,
+        "training_steps": int(state.get("step", 0)),
+        "versions": versions(),
+        "machine": {"platform": platform.platform(), "device": device},
+        "maps": map_metrics(tmc, pmc, tpc, info.image_shape, info.pixel_scale_arcsec, total),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    if figures and tmc:
+        from galae import plots
+
+        names = [nm for nm in MAP_NAMES if nm in tmc]
+        fig = plots.maps_comparison_figure(
+            {k: tmc[k] for k in names}, {k: pmc[k] for k in names}, names=names, index=0
+        )
+        plots.save_figure(fig, out_dir / "maps.png")
+    return metrics
+
+
+def _torch_load_meta(path: str | Path) -> dict[str, Any]:
+    import torch as _torch
+
+    return _torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _figures(

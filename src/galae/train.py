@@ -63,6 +63,8 @@ class TrainConfig:
     student_df: float = 4.0
     # ---- losses -----------------------------------------------------------------------------
     wake_weight: float = 1.0  # negative ELBO on the data
+    wake_start_step: int = 0  # simulation-only steps before the ELBO term is switched on
+    wake_ramp_steps: int = 100  # ... after which its weight rises linearly to wake_weight
     sleep_weight: float = 1.0  # simulation term on the model's own draws
     supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
     # ---- optimisation -----------------------------------------------------------------------
@@ -176,6 +178,39 @@ def supervised_loss(guide: GalaxyGuide, batch: Batch, truth_u: Tensor) -> Tensor
     """-log q(u_truth | x) / D, from the data set's truth (optional, off by default)."""
     out = guide.encode(batch)
     return -guide.posterior_dist(out).log_prob(truth_u).mean() / truth_u.shape[-1]
+
+
+def _wake_weight(cfg: TrainConfig, step: int) -> float:
+    """Weight of the ELBO term at ``step``: 0 before ``wake_start_step``, then a linear ramp."""
+    if step < cfg.wake_start_step:
+        return 0.0
+    ramp = (step - cfg.wake_start_step + 1) / max(cfg.wake_ramp_steps, 1)
+    return cfg.wake_weight * min(1.0, ramp)
+
+
+def _balanced_backward(
+    terms: dict[str, Tensor], weights: dict[str, float], params: list[Tensor], clip: float
+) -> float:
+    """Back-propagate each loss term on its own and clip its gradient norm to ``clip`` before
+    adding it (times its weight) to the others.
+
+    The terms have independent graphs (data vs simulated batch), so this costs no extra
+    backward pass.  It keeps the ELBO's early, very large per-pixel gradients from drowning the
+    simulation term under one global clip.  Returns the norm of the summed gradient.
+    """
+    total = [torch.zeros_like(p) for p in params]
+    for name, value in terms.items():
+        grads = torch.autograd.grad(value, params, allow_unused=True)
+        grads = [
+            torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)
+        ]
+        norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
+        scale = weights[name] * min(1.0, clip / (float(norm) + 1e-12))
+        for t, g in zip(total, grads, strict=True):
+            t.add_(g, alpha=scale)
+    for p, t in zip(params, total, strict=True):
+        p.grad = t
+    return float(torch.sqrt(sum((t**2).sum() for t in total)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,25 +369,25 @@ def train(cfg: TrainConfig) -> Path:
         for batch in train_loader:
             batch = batch.to(device)
             terms: dict[str, Tensor] = {}
+            wake_w = _wake_weight(cfg, step)
             with amp_ctx:
-                if cfg.wake_weight > 0:
+                if wake_w > 0:
                     terms["wake"] = wake_loss(model, guide, batch)
                 if cfg.sleep_weight > 0:
                     terms["sleep"] = sleep_loss(model, guide, batch, gen)
                 if cfg.supervised_weight > 0:
                     terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
-            loss = (
-                cfg.wake_weight * terms.get("wake", 0.0)
-                + cfg.sleep_weight * terms.get("sleep", 0.0)
-                + cfg.supervised_weight * terms.get("supervised", 0.0)
-            )
+            weights = {
+                "wake": wake_w,
+                "sleep": cfg.sleep_weight,
+                "supervised": cfg.supervised_weight,
+            }
+            loss = sum(weights[k] * v for k, v in terms.items())
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"non-finite loss at step {step}: { {k: v.item() for k, v in terms.items()} }"
                 )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            gnorm = _balanced_backward(terms, weights, params, cfg.grad_clip)
             opt.step()
             sched.step()
             step += 1

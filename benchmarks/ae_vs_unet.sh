@@ -1,0 +1,17 @@
+#!/bin/bash
+# Autoencoder vs U-Net on particle mocks, in distribution and under four shifts.
+set -e
+P=python
+$P -m galae.mock --config configs/mock_particles.yaml --n 768 --seed 2 --out data/particles_train.h5
+$P -m galae.mock --config configs/mock_particles.yaml --n 256 --seed 202 --out data/particles_test.h5
+$P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 203 --out data/particles_seeing.h5 seeing_r_median_arcsec=2.2
+$P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 204 --out data/particles_lowsn.h5 sky_sigma_scale=3.0
+$P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 205 --out data/particles_highz.h5 redshift_min=0.25 redshift_max=0.4
+$P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 206 --out data/particles_nou.h5 missing_band=u
+$P -m galae.train --config configs/quickstart.yaml
+$P -m galae.train --config configs/unet.yaml max_minutes=10
+for s in test seeing lowsn highz nou; do
+  $P -m galae.evaluate --checkpoint runs/quickstart/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/ae_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/unet_particles_$s --no-figures
+done
+$P benchmarks/ae_vs_unet.py
