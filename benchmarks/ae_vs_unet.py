@@ -1,4 +1,4 @@
-"""Autoencoder (self-supervised) vs U-Net (supervised) on particle mocks, in and out of distribution.
+"""Autoencoder (self-supervised) vs U-Net (supervised) on particle mocks, in and out of sample.
 
 Reads the ``metrics.json`` files that ``python -m galae.evaluate`` wrote for both models on the
 particle test set and on the shifted sets (worse seeing, lower S/N, higher redshift, no u band)
@@ -43,8 +43,14 @@ def main(root: str = "runs/eval") -> None:
                 k: row["ae"][k] / row["unet"][k] for k in STATS if row["unet"][k]
             }
         table[s] = row
-    write_result("ae_vs_unet", {"trained_with": trained, "sets": table,
-                                "goal": "AE within 1.5x the U-Net in distribution; better under every shift"})
+    write_result(
+        "ae_vs_unet",
+        {
+            "trained_with": trained,
+            "sets": table,
+            "goal": "AE within 1.5x the U-Net in distribution; better under every shift",
+        },
+    )
 
 
 if __name__ == "__main__":

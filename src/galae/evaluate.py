@@ -169,6 +169,7 @@ def evaluate(
     device: str = "cpu",
     figures: bool = True,
     seed: int = 0,
+    refine_steps: int = 0,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the mock data set ``data``; returns the metrics dict.
 
@@ -206,6 +207,7 @@ def evaluate(
             mask=d["mask"],
             n_mc_derived=n_mc_derived,
             seed=seed,
+            refine_steps=refine_steps,
         )
         img = torch.as_tensor(d["images"])
         sig = torch.as_tensor(d["sigma"])
@@ -248,6 +250,7 @@ def evaluate(
         "trained_with": state.get("loss_terms", "unknown"),
         "supervised": "supervised" in state.get("loss_terms", ""),
         "training_steps": int(state.get("step", 0)),
+        "refine_steps": int(refine_steps),
         "versions": versions(),
         "machine": {
             "platform": platform.platform(),
@@ -478,6 +481,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument(
+        "--refine-steps",
+        type=int,
+        default=0,
+        help="semi-amortized: move each posterior mean by this many likelihood steps",
+    )
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two metrics.json")
     a = ap.parse_args(argv)
     if a.compare:
@@ -488,7 +497,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not (a.checkpoint and a.data):
         ap.error("--checkpoint and --data are required (or --compare A B)")
     m = evaluate(
-        a.checkpoint, a.data, a.out, a.n, a.batch_size, device=a.device, figures=not a.no_figures
+        a.checkpoint,
+        a.data,
+        a.out,
+        a.n,
+        a.batch_size,
+        device=a.device,
+        figures=not a.no_figures,
+        refine_steps=a.refine_steps,
     )
     print(
         json.dumps(

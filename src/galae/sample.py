@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ from torch import Tensor
 
 from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.conditions import ObservingConditions, add_noise, sample_sdss_conditions
+from galae.encoder import EncoderOutput
 from galae.latent import REGISTRY
+from galae.likelihood import log_likelihood
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.render.observation import Observation, as_tensor
 from galae.render.psf import GaussianPSF
@@ -282,8 +284,14 @@ class GalaeModel:
         n_mc_derived: int = 8,
         batch_size: int = 256,
         seed: int = 0,
+        refine_steps: int = 0,
+        refine_lr: float = 0.05,
     ) -> Posterior:
         """Amortized posterior for N images (see DESIGN.md's contract).
+
+        With ``refine_steps > 0`` the posterior is semi-amortized: its mean is moved by that many
+        Adam steps on -log p(image | u) - log q(u | image) (the likelihood through the renderer,
+        with the encoder's posterior as the prior), and the encoder's covariance is kept.
 
         Posterior means and standard deviations of the latents come from ``n_mc`` draws pushed
         through the bijection; those of the derived observables from ``n_mc_derived`` draws
@@ -298,7 +306,10 @@ class GalaeModel:
             idx = torch.nonzero(known == flag).flatten()
             for sl in _chunks(idx.numel(), batch_size):
                 parts.append(idx[sl])
-        pieces = [self._encode_part(full, ix, n_mc, n_mc_derived, seed) for ix in parts]
+        pieces = [
+            self._encode_part(full, ix, n_mc, n_mc_derived, seed, refine_steps, refine_lr)
+            for ix in parts
+        ]
         order = torch.cat(parts)
         inv = torch.empty_like(order)
         inv[order] = torch.arange(order.numel(), device=order.device)
@@ -338,11 +349,40 @@ class GalaeModel:
             torch.arange(ix.numel()),
         )
 
+    def _refine(self, out: EncoderOutput, b: Batch, steps: int, lr: float) -> EncoderOutput:
+        """Move the posterior mean to the MAP of likelihood x amortized posterior."""
+        q = self.guide.posterior_dist(out)
+        z = b.redshift if b.redshift_known else self.guide.redshift_dist(out).mean
+        u = out.loc.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([u], lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                img = self.model.render(u, b, z).images
+                nll = (
+                    -log_likelihood(
+                        img, b.images, b.sigma, b.mask, self.model.likelihood, self.model.df
+                    ).sum()
+                    - q.log_prob(u).sum()
+                )
+                opt.zero_grad()
+                nll.backward()
+                opt.step()
+        return replace(out, loc=u.detach())
+
     def _encode_part(
-        self, full: Batch, ix: Tensor, n_mc: int, n_mc_derived: int, seed: int
+        self,
+        full: Batch,
+        ix: Tensor,
+        n_mc: int,
+        n_mc_derived: int,
+        seed: int,
+        refine_steps: int = 0,
+        refine_lr: float = 0.05,
     ) -> dict[str, Any]:
         b = self._sub(full, ix)
         out = self.guide.encode(b)
+        if refine_steps > 0:
+            out = self._refine(out, b, refine_steps, refine_lr)
         q = self.guide.posterior_dist(out)
         g = torch.Generator(device=self.device).manual_seed(seed)
         u = _draw(q, n_mc, g)  # (k, B, D)
