@@ -9,7 +9,8 @@ default and every checkpoint and report records which terms were used.
 
 Defaults live in :class:`TrainConfig` - one visible place.  The resolved config and package
 versions are saved in every checkpoint; training resumes from ``<out_dir>/last.pt``.
-Multi-GPU / multi-node through ``torchrun`` (DistributedDataParallel; gloo on CPU).
+Multi-GPU / multi-node through ``torchrun`` (data parallel with all-reduced gradients; gloo on
+CPU, NCCL on GPUs).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pyro
 import torch
 import torch.distributed as torch_dist
 from pyro.infer import Trace_ELBO
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from galae.checkpoint import (
@@ -199,11 +200,16 @@ def _balanced_backward(
     simulation term under one global clip.  Returns the norm of the summed gradient.
     """
     total = [torch.zeros_like(p) for p in params]
+    world = torch_dist.get_world_size() if torch_dist.is_initialized() else 1
     for name, value in terms.items():
         grads = torch.autograd.grad(value, params, allow_unused=True)
         grads = [
             torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)
         ]
+        if world > 1:  # average over processes before clipping, as DDP would
+            for g in grads:
+                torch_dist.all_reduce(g)
+                g.div_(world)
         norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
         scale = weights[name] * min(1.0, clip / (float(norm) + 1e-12))
         for t, g in zip(total, grads, strict=True):
@@ -342,12 +348,12 @@ def train(cfg: TrainConfig) -> Path:
         if main_proc:
             print(f"resumed from {last} at step {step}")
 
-    encoder_for_grad: nn.Module = guide.encoder
     if distributed:
-        encoder_for_grad = nn.parallel.DistributedDataParallel(
-            guide.encoder, device_ids=[local] if device.type == "cuda" else None
-        )
-        guide.encoder = encoder_for_grad  # type: ignore[assignment]
+        # every process starts from rank 0's weights; gradients are averaged in
+        # _balanced_backward (an explicit all-reduce, since the loss terms are differentiated
+        # one by one with torch.autograd.grad, which DDP's hooks do not see)
+        for p in guide.parameters():
+            torch_dist.broadcast(p.data, 0)
 
     logger = _Logger(out_dir, main_proc, cfg.tensorboard)
     amp_ctx = (
@@ -417,8 +423,6 @@ def train(cfg: TrainConfig) -> Path:
 
     final = out_dir / "model.pt"
     if main_proc:
-        if distributed:
-            guide.encoder = encoder_for_grad.module  # type: ignore[union-attr]
         if cfg.fit_prior:
             from galae.sample import fit_population_prior
 
