@@ -38,7 +38,7 @@ from galae.checkpoint import build_modules
 from galae.latent import REGISTRY
 from galae.mock import MockConfig, generate_chunk
 from galae.model import Batch
-from galae.sample import GalaeModel
+from galae.sampling import GalaeModel
 from galae.train import TrainConfig
 
 BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")

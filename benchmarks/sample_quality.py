@@ -41,7 +41,7 @@ from scipy.stats import rankdata, wasserstein_distance
 from torch import nn
 
 from galae.data.hdf5 import inspect_h5, read_h5
-from galae.sample import GalaeModel, load
+from galae.sampling import GalaeModel, load
 
 TARGET_AUC: float = 0.6
 TARGET_SAMPLE_100_SECONDS: float = 2.0

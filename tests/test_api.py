@@ -23,7 +23,7 @@ from galae.data.hdf5 import read_h5
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.mock import MockConfig, run_mock
 from galae.physics.maps import MAP_NAMES
-from galae.sample import GalaeModel, Posterior, Samples
+from galae.sampling import GalaeModel, Posterior, Samples
 from galae.train import TrainConfig, train
 
 BANDS = ("u", "g", "r", "i", "z")
@@ -364,3 +364,24 @@ def test_tampered_registry_is_refused(trained: Trained, tmp_path: Path) -> None:
     torch.save(widened, path)
     with pytest.raises(CheckpointError, match="registry"):
         galae.load(path)
+
+
+def test_contract_names_stay_functions_after_submodule_imports() -> None:
+    import galae
+    import galae.plots  # noqa: F401
+    import galae.sampling  # noqa: F401
+
+    assert callable(galae.sample) and callable(galae.load) and callable(galae.render_profile)
+
+
+def test_packaged_default_model_samples() -> None:
+    import galae
+
+    s = galae.sample(n=3, seed=0)
+    assert s.images.shape == (3, 5, 64, 64)
+    assert s.model_images.shape == (3, 5, 64, 64)
+    assert s.params["log10_mstar_msun"].shape == (3,)
+    assert s.maps["log10_sigma_mstar_msun_per_kpc2"].shape == (3, 64, 64)
+    assert torch.isfinite(s.images).all()
+    again = galae.sample(n=3, seed=0)
+    torch.testing.assert_close(again.images, s.images)

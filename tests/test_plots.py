@@ -2,7 +2,7 @@
 
 No trained model is needed: traversals run against a duck-typed fake model that renders
 Gaussian-free exponential blobs from the latent, with the same ``render_samples`` /
-``model.prior.sample`` interface as :class:`galae.sample.GalaeModel`.
+``model.prior.sample`` interface as :class:`galae.sampling.GalaeModel`.
 """
 
 from __future__ import annotations
@@ -596,7 +596,7 @@ def test_module_entry_point_and_no_pyplot(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def untrained_model():
     """A GalaeModel with the real renderer, a broad prior and a tiny untrained encoder."""
-    sample_mod = pytest.importorskip("galae.sample")
+    sample_mod = pytest.importorskip("galae.sampling")
     from galae.encoder import EncoderConfig, GalaxyEncoder
     from galae.model import GalaxyGuide, GalaxyModel
     from galae.prior import BroadPrior
@@ -650,9 +650,9 @@ def test_cli_model_commands(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import galae.sample
+    import galae.sampling
 
-    monkeypatch.setattr(galae.sample, "load", lambda path=None, device="cpu": untrained_model)
+    monkeypatch.setattr(galae.sampling, "load", lambda path=None, device="cpu": untrained_model)
     data = tmp_path / "tiny.h5"
     _write_h5(data, n=2)
     out = tmp_path / "f"

@@ -25,11 +25,11 @@ _LAZY: dict[str, str] = {
     "render_profile": "galae.render.profile_api",
     "GalaxyRenderer": "galae.render.renderer",
     "Observation": "galae.render.observation",
-    "GalaeModel": "galae.sample",
-    "Posterior": "galae.sample",
-    "Samples": "galae.sample",
-    "load": "galae.sample",
-    "sample": "galae.sample",
+    "GalaeModel": "galae.sampling",
+    "Posterior": "galae.sampling",
+    "Samples": "galae.sampling",
+    "load": "galae.sampling",
+    "sample": "galae.sampling",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -178,7 +178,7 @@ def evaluate(
     kind = _torch_load_meta(checkpoint).get("kind")
     if kind == "galae-unet":
         return evaluate_unet(checkpoint, data, out, n, batch_size, device, figures)
-    from galae.sample import load
+    from galae.sampling import load
 
     model = load(checkpoint, device)
     info = inspect_h5(data, expected_bands=model.bands)

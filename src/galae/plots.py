@@ -44,7 +44,7 @@ from galae.latent import REGISTRY
 from galae.physics.maps import MAP_UNITS
 
 if TYPE_CHECKING:
-    from galae.sample import GalaeModel, Samples
+    from galae.sampling import GalaeModel, Samples
 
 __all__ = [
     "DEFAULT_STRETCH_NMGY",
@@ -641,7 +641,7 @@ def sample_gallery(
     """Grid of gri composites of generated galaxies, captioned with z, log M* and log SFR.
 
     Args:
-        samples: :class:`galae.sample.Samples` (``images``/``model_images`` (n, C, H, W) nmgy,
+        samples: :class:`galae.sampling.Samples` (``images``/``model_images`` (n, C, H, W) nmgy,
             ``params`` {name: (n,)}, ``bands``).
         n: number shown (at most len(samples)).
         noisy: show the noisy images (default) or the noiseless model images.
@@ -747,7 +747,7 @@ def traverse_latents(
     PSF of ``psf_fwhm_arcsec`` (1.3": typical SDSS seeing, median r-band 1.32", SDSS DR17).
 
     Args:
-        model: a :class:`galae.sample.GalaeModel` (uses ``model.render_samples`` and
+        model: a :class:`galae.sampling.GalaeModel` (uses ``model.render_samples`` and
             ``model.model.prior``).
         base: {latent name: physical value} overriding the default base galaxy.
         params: latents to sweep (default all, registry order).
@@ -897,7 +897,7 @@ def traversal_figure(
     All panels share one absolute stretch, so brightness compares across the figure.
 
     Args:
-        model: a :class:`galae.sample.GalaeModel` (rendered with :func:`traverse_latents`) or
+        model: a :class:`galae.sampling.GalaeModel` (rendered with :func:`traverse_latents`) or
             a precomputed :class:`Traversal`.
         base, params, steps, traverse_kwargs: see :func:`traverse_latents`.
         stretch, q: composite settings.
@@ -1451,7 +1451,7 @@ def _require_file(path: str | None, what: str) -> Path:
 
 
 def _load_model(checkpoint: str | None, device: str) -> GalaeModel:
-    from galae.sample import load
+    from galae.sampling import load
 
     if checkpoint is not None:
         _require_file(checkpoint, "checkpoint")

@@ -424,7 +424,7 @@ def train(cfg: TrainConfig) -> Path:
     final = out_dir / "model.pt"
     if main_proc:
         if cfg.fit_prior:
-            from galae.sample import fit_population_prior
+            from galae.sampling import fit_population_prior
 
             fit_population_prior(model, guide, train_loader, cfg, device)
         save_checkpoint(final, cfg, data_info, model, guide, None, None, step, final=True)
