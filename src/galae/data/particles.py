@@ -82,7 +82,7 @@ from galae.data.conditions import (
 )
 from galae.latent import REGISTRY
 from galae.physics import cosmology, dust, gas
-from galae.physics.maps import FLOOR_GAS, FLOOR_MSTAR, FLOOR_SFR, YOUNG_AGE_GYR
+from galae.physics.maps import YOUNG_AGE_GYR, named_maps
 from galae.physics.population import sample_population
 from galae.physics.profiles import sersic_b
 from galae.render import psf as psf_mod
@@ -1206,26 +1206,22 @@ class ParticleMaps:
         :data:`EXTRA_MAP_UNITS`, cropped by ``margin`` pixels on every side, with the floors of
         :meth:`galae.physics.maps.GalaxyMaps.named`."""
         area = self.pixel_area_kpc2.view(-1, 1, 1)
-        out = {
-            "log10_sigma_mstar_msun_per_kpc2": torch.log10(
-                (self.mstar_msun / area).clamp_min(FLOOR_MSTAR)
-            ),
-            "log10_sigma_sfr_msun_per_yr_per_kpc2": torch.log10(
-                (self.sfr_msun_per_yr / area).clamp_min(FLOOR_SFR)
-            ),
-            "log10_zstar_zsun": torch.log10(self.mass_weighted_zstar_zsun),
-            "oh12_gas": self.oh12_gas,
-            "age_gyr": self.age_gyr,
-            "log10_sigma_gas_msun_per_pc2": torch.log10(
-                self.sigma_gas_msun_per_pc2.clamp_min(FLOOR_GAS)
-            ),
-            "log10_sigma_hi_msun_per_pc2": torch.log10(
-                self.sigma_hi_msun_per_pc2.clamp_min(FLOOR_GAS)
-            ),
-            "av_mag": self.av_mag,
-            "mstar_msun": self.mstar_msun,
-            "sfr_msun_per_yr": self.sfr_msun_per_yr,
-        }
+        out = named_maps(
+            sigma_mstar_msun_per_kpc2=self.mstar_msun / area,
+            sigma_sfr_msun_per_yr_per_kpc2=self.sfr_msun_per_yr / area,
+            lg_zstar_zsun=torch.log10(self.mass_weighted_zstar_zsun),
+            oh12_gas=self.oh12_gas,
+            age_gyr=self.age_gyr,
+            sigma_gas_msun_per_pc2=self.sigma_gas_msun_per_pc2,
+            sigma_hi_msun_per_pc2=self.sigma_hi_msun_per_pc2,
+            av_mag=self.av_mag,
+        )
+        out.update(
+            {
+                "mstar_msun": self.mstar_msun,
+                "sfr_msun_per_yr": self.sfr_msun_per_yr,
+            }
+        )
         if margin > 0:
             out = {k: v[:, margin:-margin, margin:-margin] for k, v in out.items()}
         return out

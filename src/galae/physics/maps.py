@@ -37,6 +37,7 @@ __all__ = [
     "FLOOR_MSTAR",
     "FLOOR_SFR",
     "FLOOR_GAS",
+    "named_maps",
 ]
 
 #: The young population covers the last 100 Myr (the SFR averaging time of the table).
@@ -155,24 +156,48 @@ class GalaxyMaps:
 
     def named(self) -> dict[str, Tensor]:
         """The public maps ``{name: (B, H, W)}`` listed in :data:`MAP_UNITS`."""
-        return {
-            "log10_sigma_mstar_msun_per_kpc2": torch.log10(
-                self.sigma_mstar_msun_per_kpc2.clamp_min(FLOOR_MSTAR)
-            ),
-            "log10_sigma_sfr_msun_per_yr_per_kpc2": torch.log10(
-                self.sigma_sfr_msun_per_yr_per_kpc2.clamp_min(FLOOR_SFR)
-            ),
-            "log10_zstar_zsun": self.lg_zstar_mass_weighted_zsun,
-            "oh12_gas": self.oh12_gas,
-            "age_gyr": self.age_mass_weighted_gyr,
-            "log10_sigma_gas_msun_per_pc2": torch.log10(
-                self.sigma_gas_msun_per_pc2.clamp_min(FLOOR_GAS)
-            ),
-            "log10_sigma_hi_msun_per_pc2": torch.log10(
-                self.sigma_hi_msun_per_pc2.clamp_min(FLOOR_GAS)
-            ),
-            "av_mag": self.av_mag,
-        }
+        return named_maps(
+            sigma_mstar_msun_per_kpc2=self.sigma_mstar_msun_per_kpc2,
+            sigma_sfr_msun_per_yr_per_kpc2=self.sigma_sfr_msun_per_yr_per_kpc2,
+            lg_zstar_zsun=self.lg_zstar_mass_weighted_zsun,
+            oh12_gas=self.oh12_gas,
+            age_gyr=self.age_mass_weighted_gyr,
+            sigma_gas_msun_per_pc2=self.sigma_gas_msun_per_pc2,
+            sigma_hi_msun_per_pc2=self.sigma_hi_msun_per_pc2,
+            av_mag=self.av_mag,
+        )
+
+
+def named_maps(
+    *,
+    sigma_mstar_msun_per_kpc2: Tensor,
+    sigma_sfr_msun_per_yr_per_kpc2: Tensor,
+    lg_zstar_zsun: Tensor,
+    oh12_gas: Tensor,
+    age_gyr: Tensor,
+    sigma_gas_msun_per_pc2: Tensor,
+    sigma_hi_msun_per_pc2: Tensor,
+    av_mag: Tensor,
+) -> dict[str, Tensor]:
+    """The public map dictionary (names and units of :data:`MAP_UNITS`, log maps floored).
+
+    Shared by the renderer's maps and the particle mocks' truth maps, so both always carry the
+    same names, units and floors.  Every argument is (B, H, W).
+    """
+    return {
+        "log10_sigma_mstar_msun_per_kpc2": torch.log10(
+            sigma_mstar_msun_per_kpc2.clamp_min(FLOOR_MSTAR)
+        ),
+        "log10_sigma_sfr_msun_per_yr_per_kpc2": torch.log10(
+            sigma_sfr_msun_per_yr_per_kpc2.clamp_min(FLOOR_SFR)
+        ),
+        "log10_zstar_zsun": lg_zstar_zsun,
+        "oh12_gas": oh12_gas,
+        "age_gyr": age_gyr,
+        "log10_sigma_gas_msun_per_pc2": torch.log10(sigma_gas_msun_per_pc2.clamp_min(FLOOR_GAS)),
+        "log10_sigma_hi_msun_per_pc2": torch.log10(sigma_hi_msun_per_pc2.clamp_min(FLOOR_GAS)),
+        "av_mag": av_mag,
+    }
 
 
 def _col(x: Tensor) -> Tensor:
