@@ -498,7 +498,7 @@ class GalaeModel:
         psf_fwhm_arcsec: Any = None,
         sky_sigma_nmgy: Any = None,
         shape: tuple[int, int] | None = None,
-        batch_size: int = 512,
+        batch_size: int = 256,
         with_derived: bool = True,
     ) -> Samples:
         """Draw n new galaxies from the learned population prior.
@@ -550,7 +550,7 @@ class GalaeModel:
         pixel_scale_arcsec: float | None = None,
         mask: Any = None,
         seed: int = 0,
-        batch_size: int = 512,
+        batch_size: int = 256,
     ) -> Samples:
         """n galaxies drawn from the posterior of one observed image, rendered under its
         conditions (same PSF, redshift and per-band noise level)."""
