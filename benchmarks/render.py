@@ -4,7 +4,7 @@ galae renders a batch of galaxies from the mock population; GalSim draws the sam
 (a Sersic bulge and an exponential disk per band with the band fluxes galae computed, the same
 geometry, a Gaussian PSF of the same per-band FWHM) in the same run on the same machine.
 
-    python benchmarks/render.py                 # CPU (this machine)
+    python benchmarks/render.py [--compile]     # CPU (this machine); --compile adds torch.compile
     python benchmarks/render.py --device cuda   # GPU: one line for a machine with one
 
 Writes ``benchmarks/results/render_<device>.json``.
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--galsim-n", type=int, default=24, help="galaxies GalSim draws (timing)")
     ap.add_argument("--no-galsim", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(renderer)")
     a = ap.parse_args()
     dev = torch.device(a.device)
     shape, scale, n = (64, 64), 0.396, a.batch
@@ -89,6 +90,23 @@ def main() -> None:
         "galae_galaxies_per_second": ours,
         "render_settings": ren.settings.__dict__,
     }
+    if a.compile:
+        compiled = torch.compile(lambda pp: ren(pp, obs, validate=False).images, dynamic=False)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            compiled(p_dev)
+        result["compile_seconds"] = time.perf_counter() - t0
+
+        @torch.no_grad()
+        def run_compiled():
+            return compiled(p_dev)
+
+        tc = timeit(run_compiled, repeat=5, warmup=1, sync=sync)
+        result["galae_compiled_galaxies_per_second"] = n / tc
+        if torch.allclose(run_compiled(), run(), rtol=1e-3, atol=1e-6):
+            result["compiled_matches_eager"] = True
+        else:
+            result["compiled_matches_eager"] = False
     # gradient throughput (forward + backward through every latent)
     u0 = REGISTRY.to_unconstrained(p_dev).detach()
 
@@ -119,6 +137,8 @@ def main() -> None:
                 "galsim_galaxies": ng,
                 "galsim_galaxies_per_second": gs,
                 "speedup_vs_galsim": ours / gs,
+                "speedup_vs_galsim_compiled": result.get("galae_compiled_galaxies_per_second", ours)
+                / gs,
                 "target_speedup_cpu": 100.0,
                 "target_gpu_galaxies_per_second": 50000.0,
             }

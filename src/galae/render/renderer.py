@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from galae.latent import REGISTRY, LatentRegistry
+from galae.physics import cosmology
 from galae.physics.maps import YOUNG_AGE_GYR, GalaxyMaps, physical_maps
 from galae.physics.sps import SPSTable
 from galae.render import psf as psf_mod
@@ -140,6 +141,8 @@ class GalaxyRenderer(nn.Module):
         self.sps = sps if sps is not None else SPSTable.load("sdss")
         self.settings = settings
         self.registry = registry
+        # tabulate the cosmology now (astropy), so that torch.compile(renderer) traces only torch
+        cosmology.kpc_per_arcsec(torch.tensor([0.1]))
 
     @property
     def bands(self) -> tuple[str, ...]:
