@@ -175,12 +175,15 @@ def evaluate(
 
     A U-Net checkpoint (the supervised baseline) is evaluated on the same map metrics.
     """
-    kind = _torch_load_meta(checkpoint).get("kind")
-    if kind == "galae-unet":
-        return evaluate_unet(checkpoint, data, out, n, batch_size, device, figures)
-    from galae.sampling import load
+    from galae.checkpoint import load_checkpoint, modules_from_state
+    from galae.sampling import GalaeModel
 
-    model = load(checkpoint, device)
+    state = load_checkpoint(checkpoint)  # read once; checks format and registry
+    if state["kind"] == "galae-unet":
+        return evaluate_unet(
+            checkpoint, data, out, n, batch_size, device, figures, steps=int(state["step"])
+        )
+    model = GalaeModel(*modules_from_state(state), state, device)
     info = inspect_h5(data, expected_bands=model.bands)
     total = info.n_galaxies if n is None else min(n, info.n_galaxies)
     out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{Path(data).stem}"
@@ -349,8 +352,12 @@ def evaluate_unet(
     batch_size: int = 64,
     device: str = "cpu",
     figures: bool = True,
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """The map metrics of :func:`evaluate` for the supervised U-Net baseline."""
+    """The map metrics of :func:`evaluate` for the supervised U-Net baseline.
+
+    ``steps`` (training steps, for the report) is read from the checkpoint when not given.
+    """
     from galae.unet import load_unet
 
     pred = load_unet(checkpoint, device)
@@ -376,7 +383,10 @@ def evaluate_unet(
     tmc = {k: np.concatenate(v) for k, v in tm.items()}
     pmc = {k: np.concatenate(v) for k, v in pm.items()}
     tpc = {k: np.concatenate(v) for k, v in tp.items()}
-    state = _torch_load_meta(checkpoint)
+    if steps is None:
+        from galae.checkpoint import load_checkpoint
+
+        steps = int(load_checkpoint(checkpoint)["step"])
     metrics: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "data": str(data),
@@ -385,7 +395,7 @@ def evaluate_unet(
         "model": "unet",
         "trained_with": "supervised-truth-maps",
         "supervised": True,
-        "training_steps": int(state.get("step", 0)),
+        "training_steps": steps,
         "versions": versions(),
         "machine": {"platform": platform.platform(), "device": device},
         "maps": map_metrics(tmc, pmc, tpc, info.image_shape, info.pixel_scale_arcsec, total),
@@ -400,12 +410,6 @@ def evaluate_unet(
         )
         plots.save_figure(fig, out_dir / "maps.png")
     return metrics
-
-
-def _torch_load_meta(path: str | Path) -> dict[str, Any]:
-    import torch as _torch
-
-    return _torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _figures(

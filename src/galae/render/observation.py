@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from galae.render._tensors import to_tensor
 from galae.render.psf import GaussianPSF, PixelPSF
 
 __all__ = ["Observation", "SDSS_BANDS", "as_tensor"]
@@ -19,14 +20,8 @@ SDSS_BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z")
 def as_tensor(
     x: object, name: str, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> Tensor:
-    """numpy array / tensor / number -> tensor, with a clear error for non-numeric input."""
-    try:
-        if isinstance(x, Tensor):
-            t = x
-        else:
-            t = torch.as_tensor(np.asarray(x))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name}: cannot convert {type(x).__name__} to a tensor") from err
+    """numpy array / tensor / number -> tensor of ``dtype`` (default: floating) on ``device``."""
+    t = to_tensor(x, name)
     if dtype is None and not t.is_floating_point():
         dtype = torch.get_default_dtype()
     return t.to(dtype=dtype if dtype is not None else t.dtype, device=device)

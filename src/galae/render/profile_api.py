@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from galae.render._tensors import to_tensor
 from galae.render.psf import GaussianPSF, MoffatPSF, PixelPSF, convolve_moments
 from galae.render.raster import sersic_image, sersic_pixel_moments
 from galae.settings import DEFAULT_SETTINGS, RenderSettings
@@ -55,13 +56,7 @@ PROFILES: dict[str, ProfileSpec] = {
 
 def _scalar(value: object, name: str) -> Tensor:
     """A python/numpy number or 0-d tensor as a 0-d tensor (graph kept for tensors)."""
-    if isinstance(value, Tensor):
-        tensor = value
-    else:
-        try:
-            tensor = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be a number, got {type(value).__name__}") from err
+    tensor = to_tensor(value, name)
     if tensor.numel() != 1 or tensor.dim() > 1:
         raise ValueError(f"{name} must be a scalar, got shape {tuple(tensor.shape)}")
     if tensor.is_complex() or tensor.dtype == torch.bool:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from galae.render._tensors import to_tensor
 from galae.settings import DEFAULT_SETTINGS, RenderSettings
 
 __all__ = [
@@ -58,13 +59,7 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 def _to_float_tensor(value: object, name: str) -> Tensor:
     """Tensor (floating) from a number, array or tensor; ValueError if not numeric."""
-    if isinstance(value, Tensor):
-        tensor = value
-    else:
-        try:
-            tensor = torch.as_tensor(np.asarray(value))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name}: cannot convert {type(value).__name__} to a tensor") from err
+    tensor = to_tensor(value, name)
     if not tensor.is_floating_point():
         if tensor.is_complex() or tensor.dtype == torch.bool:
             raise ValueError(f"{name} must be real numbers, got {tensor.dtype}")

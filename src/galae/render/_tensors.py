@@ -1,0 +1,23 @@
+"""Turning user input (numbers, numpy arrays, tensors) into tensors, with clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["to_tensor"]
+
+
+def to_tensor(value: object, name: str) -> Tensor:
+    """A tensor from a number, array or tensor (tensors pass through, keeping their graph).
+
+    Raises:
+        ValueError: naming ``name``, when the value is not numeric.
+    """
+    if isinstance(value, Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: cannot convert {type(value).__name__} to a tensor") from err
