@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(
         json.dumps(
             {
-                "chi2_per_pixel": m["chi2_per_pixel"],
+                "chi2_per_pixel": m.get("chi2_per_pixel"),
                 "maps": {k: v for k, v in m["maps"].items() if k in APERTURE_MAPS.values()},
             },
             indent=2,
