@@ -26,7 +26,7 @@ from galae.model import GalaxyGuide, GalaxyModel
 from galae.physics.sps import SPSTable
 from galae.prior import BroadPrior, FlowPrior
 from galae.render.renderer import GalaxyRenderer
-from galae.settings import DEFAULT_SETTINGS, RenderSettings
+from galae.settings import RENDER_PRESETS, RenderSettings
 
 __all__ = [
     "FORMAT_VERSION",
@@ -79,9 +79,19 @@ def _encoder_config(cfg: Any, data_info: dict[str, Any]) -> EncoderConfig:
 
 
 def build_modules(
-    cfg: Any, data_info: dict[str, Any], settings: RenderSettings = DEFAULT_SETTINGS
+    cfg: Any, data_info: dict[str, Any], settings: RenderSettings | None = None
 ) -> tuple[GalaxyModel, GalaxyGuide]:
-    """Fresh model and guide for a training config and a data description."""
+    """Fresh model and guide for a training config and a data description.
+
+    The renderer's settings are ``settings``, else the config's ``render_preset``."""
+    if settings is None:
+        preset = getattr(cfg, "render_preset", "accurate")
+        try:
+            settings = RENDER_PRESETS[preset]
+        except KeyError:
+            raise ValueError(
+                f"unknown render_preset {preset!r}; choose one of {sorted(RENDER_PRESETS)}"
+            ) from None
     sps = SPSTable.load(data_info.get("sps_table", "sdss"))
     if tuple(sps.bands) != tuple(data_info["bands"]):
         raise CheckpointError(
@@ -183,11 +193,21 @@ def load_checkpoint(
     return state
 
 
+#: Renderer settings added after the first checkpoints, with the behaviour those were trained with.
+_SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
+    "shading_radial_nodes": 0,
+    "psf_margin": False,
+    "psf_moments": False,
+}
+
+
 def modules_from_state(state: dict[str, Any]) -> tuple[GalaxyModel, GalaxyGuide]:
     """Rebuild model and guide (with weights and prior) from a loaded checkpoint."""
     data_info = state["data_info"]
     sps = SPSTable.load(data_info.get("sps_table", "sdss"))
-    settings = RenderSettings(**state["render_settings"])
+    # checkpoints written before a setting existed were trained without it: keep their renderer
+    saved = {**_SETTINGS_BEFORE_THEY_EXISTED, **state["render_settings"]}
+    settings = RenderSettings(**saved)
     renderer = GalaxyRenderer(sps, settings)
     if state["prior_kind"] == "flow":
         prior: torch.nn.Module = FlowPrior(REGISTRY.dim, **state["prior_hparams"])

@@ -1273,7 +1273,7 @@ def radial_residuals_figure(
     nrows = -(-len(names) // ncols)
     fig = _new_figure(3.0 * ncols, 2.4 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, names, strict=False):
         prof = profiles[name]

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["BroadPrior", "FlowPrior", "fit_flow_prior", "PRIORS"]
+__all__ = ["BroadPrior", "FlowPrior", "MixturePrior", "fit_flow_prior", "PRIORS"]
 
 
 class BroadPrior(nn.Module):
@@ -106,6 +106,40 @@ class FlowPrior(nn.Module):
         return x
 
 
+class MixturePrior(nn.Module):
+    """p(u) = f p_broad(u) + (1 - f) p_learned(u): the simulation prior of wake-sleep training.
+
+    The learned component puts the simulations where the data are; the broad component keeps
+    the encoder valid everywhere in the registry's ranges (so it never meets an image it was
+    not trained to invert).
+
+    Args:
+        broad: the registry's broad prior.
+        learned: a fitted population prior (a :class:`FlowPrior`).
+        broad_fraction: f, in [0, 1].
+    """
+
+    def __init__(self, broad: nn.Module, learned: nn.Module, broad_fraction: float) -> None:
+        super().__init__()
+        if not 0.0 <= broad_fraction <= 1.0:
+            raise ValueError(f"broad_fraction must be in [0, 1], got {broad_fraction}")
+        self.broad = broad
+        self.learned = learned
+        self.broad_fraction = float(broad_fraction)
+
+    def log_prob(self, u: Tensor) -> Tensor:
+        f = torch.tensor(self.broad_fraction, dtype=u.dtype, device=u.device)
+        return torch.logaddexp(
+            torch.log(f) + self.broad.log_prob(u), torch.log1p(-f) + self.learned.log_prob(u)
+        )
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        ub = self.broad.sample(n, generator=generator)
+        ul = self.learned.sample(n, generator=generator).to(ub)
+        pick = torch.rand(n, generator=generator, device=ub.device) < self.broad_fraction
+        return torch.where(pick[:, None], ub, ul)
+
+
 PRIORS: dict[str, Callable[..., nn.Module]] = {"broad": BroadPrior, "flow": FlowPrior}
 
 
@@ -115,6 +149,7 @@ def fit_flow_prior(
     epochs: int = 20,
     lr: float = 3e-3,
     progress: bool = True,
+    standardise: bool = True,
 ) -> list[float]:
     """Fit ``flow`` by maximum likelihood to draws from the aggregate posterior.
 
@@ -123,13 +158,16 @@ def fit_flow_prior(
         draws: a callable returning an iterable of (n, D) batches of unconstrained posterior
             samples (called once per epoch, so it may draw fresh samples each time).
         epochs: passes over ``draws()``.
+        standardise: set the flow's affine standardisation from the draws (False keeps the
+            current one, to warm-start a refit of an already fitted flow).
     Returns:
         mean negative log-likelihood per epoch.
     """
-    with torch.no_grad():
-        first = torch.cat(list(draws()))
-        flow.shift.copy_(first.mean(0))
-        flow.scale.copy_(first.std(0).clamp_min(1e-3))
+    if standardise:
+        with torch.no_grad():
+            first = torch.cat(list(draws()))
+            flow.shift.copy_(first.mean(0))
+            flow.scale.copy_(first.std(0).clamp_min(1e-3))
     opt = torch.optim.Adam(flow.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     history: list[float] = []

@@ -650,11 +650,25 @@ def fit_population_prior(
     cfg: Any,
     device: torch.device,
     draws_per_galaxy: int = 4,
-) -> list[float]:
-    """Fit a :class:`~galae.prior.FlowPrior` to the aggregate posterior of the training set and
-    install it as ``model.prior``."""
+    flow: Any = None,
+    epochs: int | None = None,
+    install: bool = True,
+) -> Any:
+    """Fit a :class:`~galae.prior.FlowPrior` to the aggregate posterior of the training set.
+
+    This is the prior's update in wake-sleep: maximising the ELBO over the prior's parameters
+    is maximum likelihood of the prior on draws from q(u | x) over the data.
+
+    Args:
+        flow: a fitted flow to warm-start (its standardisation is kept); None makes a new one.
+        epochs: default ``cfg.prior_epochs``.
+        install: set ``model.prior`` to the fitted flow.
+    Returns:
+        the fitted flow.
+    """
     from galae.prior import FlowPrior, fit_flow_prior
 
+    was_training = guide.training
     guide.eval()
     with torch.no_grad():
         locs, facs, diags = [], [], []
@@ -664,6 +678,7 @@ def fit_population_prior(
             facs.append(out.cov_factor)
             diags.append(out.cov_diag)
         loc, fac, diag = torch.cat(locs), torch.cat(facs), torch.cat(diags)
+    guide.train(was_training)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 17)
     q = torch.distributions.LowRankMultivariateNormal(loc, fac, diag)
 
@@ -673,7 +688,16 @@ def fit_population_prior(
         for sl in _chunks(u.shape[0], 512):
             yield u[perm[sl]]
 
-    flow = FlowPrior(loc.shape[-1], n_layers=cfg.prior_layers).to(device)
-    hist = fit_flow_prior(flow, draws, epochs=cfg.prior_epochs, progress=cfg.progress)
-    model.prior = flow
-    return hist
+    warm = flow is not None
+    if flow is None:
+        flow = FlowPrior(loc.shape[-1], n_layers=cfg.prior_layers).to(device)
+    fit_flow_prior(
+        flow,
+        draws,
+        epochs=cfg.prior_epochs if epochs is None else epochs,
+        progress=cfg.progress,
+        standardise=not warm,
+    )
+    if install:
+        model.prior = flow
+    return flow

@@ -38,6 +38,7 @@ from galae.checkpoint import (
 )
 from galae.config import config_to_dict, load_config, parse_overrides
 from galae.data.loader import make_loaders
+from galae.latent import REGISTRY
 from galae.likelihood import chi2_per_pixel
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 
@@ -60,13 +61,25 @@ class TrainConfig:
     blocks_per_stage: int = 1
     hidden: int = 256
     rank: int = 4
+    render_preset: str = "accurate"  # or "fast" (galae.settings.RENDER_PRESETS; ~4x on a CPU)
     likelihood: str = "gaussian"  # or "student_t"
     student_df: float = 4.0
     # ---- losses -----------------------------------------------------------------------------
-    wake_weight: float = 1.0  # negative ELBO on the data
+    wake_weight: float = 1.0  # data term: negative ELBO (or MAP objective, see wake_estimator)
+    # "elbo": Monte-Carlo ELBO with draws from q; "map": the ELBO of a point-mass guide at q's
+    # mean, -log p(x | u) - log p(u) at u = mean (MoFA's photometric loss plus the prior); stable
+    # while q is still broad, and the sleep term keeps q's widths calibrated
+    wake_estimator: str = "elbo"
     wake_start_step: int = 0  # simulation-only steps before the ELBO term is switched on
     wake_ramp_steps: int = 100  # ... after which its weight rises linearly to wake_weight
     sleep_weight: float = 1.0  # simulation term on the model's own draws
+    # wake-sleep prior update: every `sleep_prior_refit_every` steps from `sleep_prior_start_step`
+    # on, fit a flow to the aggregate posterior of the training set and simulate from
+    # sleep_broad_fraction * broad + (1 - sleep_broad_fraction) * flow (0 = broad prior only)
+    sleep_prior_refit_every: int = 0
+    sleep_prior_start_step: int = 500
+    sleep_broad_fraction: float = 0.3
+    sleep_prior_epochs: int = 8
     supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
     # ---- optimisation -----------------------------------------------------------------------
     batch_size: int = 32
@@ -109,6 +122,19 @@ class TrainConfig:
             raise ValueError("loss weights must be >= 0")
         if self.wake_weight + self.sleep_weight + self.supervised_weight == 0:
             raise ValueError("at least one loss term must have a positive weight")
+        from galae.settings import RENDER_PRESETS
+
+        if self.render_preset not in RENDER_PRESETS:
+            raise ValueError(
+                f"render_preset must be one of {sorted(RENDER_PRESETS)}, got {self.render_preset!r}"
+            )
+        if self.wake_estimator not in WAKE_ESTIMATORS:
+            raise ValueError(
+                f"wake_estimator must be one of {sorted(WAKE_ESTIMATORS)}, "
+                f"got {self.wake_estimator!r}"
+            )
+        if self.sleep_prior_refit_every < 0 or not 0.0 <= self.sleep_broad_fraction <= 1.0:
+            raise ValueError("sleep_prior_refit_every must be >= 0, sleep_broad_fraction in [0, 1]")
 
     @property
     def loss_terms(self) -> str:
@@ -121,6 +147,8 @@ class TrainConfig:
             )
             if w > 0
         ]
+        if self.wake_weight > 0 and self.wake_estimator == "map":
+            terms[0] = "wake-MAP"
         return "+".join(terms)
 
 
@@ -130,22 +158,53 @@ class TrainConfig:
 _ELBO = Trace_ELBO(num_particles=1)
 
 
-def wake_loss(model: GalaxyModel, guide: GalaxyGuide, batch: Batch) -> Tensor:
+def wake_elbo_loss(model: GalaxyModel, guide: GalaxyGuide, batch: Batch) -> Tensor:
     """Negative ELBO per galaxy per pixel-band (a scale-free number for logging and mixing)."""
     loss = _ELBO.differentiable_loss(model, guide, batch)
     return loss / (batch.size * batch.images[0].numel())
 
 
+def wake_map_loss(model: GalaxyModel, guide: GalaxyGuide, batch: Batch) -> Tensor:
+    """-[log p(x | u) + log p(u)] at u = the mean of q(u | x), per galaxy per pixel-band.
+
+    The negative ELBO of a point-mass guide at q's mean (amortized MAP; with a unit-sigma
+    Gaussian likelihood it is MoFA's photometric loss plus the prior).  Unknown redshifts take the
+    mean of the photo-z head.
+    """
+    out = guide.encode(batch)
+    z = None if batch.redshift_known else guide.redshift_dist(out).mean
+    rec = model.render(out.loc, batch, z).images
+    data = torch.where(batch.mask, torch.zeros_like(batch.images), batch.images)
+    log_p = model.likelihood_dist(rec, batch).log_prob(data) + model.prior_dist(
+        batch.size
+    ).log_prob(out.loc)
+    return -log_p.sum() / (batch.size * batch.images[0].numel())
+
+
+WAKE_ESTIMATORS = {"elbo": wake_elbo_loss, "map": wake_map_loss}
+
+
+def wake_loss(
+    model: GalaxyModel, guide: GalaxyGuide, batch: Batch, estimator: str = "elbo"
+) -> Tensor:
+    """The data ("wake") term, by ``estimator`` (see :data:`WAKE_ESTIMATORS`)."""
+    return WAKE_ESTIMATORS[estimator](model, guide, batch)
+
+
 def simulate_like(
-    model: GalaxyModel, batch: Batch, generator: torch.Generator | None = None
+    model: GalaxyModel,
+    batch: Batch,
+    generator: torch.Generator | None = None,
+    prior: torch.nn.Module | None = None,
 ) -> tuple[Tensor, Batch]:
-    """Draw u from the model's prior, render under the batch's conditions, add noise.
+    """Draw u from the prior (default the model's), render under the batch's conditions, add noise.
 
     Returns the true unconstrained latents (B, D) and a :class:`Batch` of simulated stamps with the
     same sigma, mask, PSF and redshift as ``batch``.
     """
+    prior = model.prior if prior is None else prior
     with torch.no_grad():
-        u = model.prior.sample(batch.size, generator=generator).to(batch.images)
+        u = prior.sample(batch.size, generator=generator).to(batch.images)
         z = batch.redshift
         if not batch.redshift_known:
             lo_hi = model.redshift_prior_dist(z)
@@ -167,10 +226,14 @@ def simulate_like(
 
 
 def sleep_loss(
-    model: GalaxyModel, guide: GalaxyGuide, batch: Batch, generator: torch.Generator | None = None
+    model: GalaxyModel,
+    guide: GalaxyGuide,
+    batch: Batch,
+    generator: torch.Generator | None = None,
+    prior: torch.nn.Module | None = None,
 ) -> Tensor:
-    """-log q(u_true | x_sim) / D, averaged over the simulated batch."""
-    u, sim = simulate_like(model, batch, generator)
+    """-log q(u_true | x_sim) / D, averaged over the simulated batch (u_true from ``prior``)."""
+    u, sim = simulate_like(model, batch, generator, prior)
     out = guide.encode(sim)
     return -guide.posterior_dist(out).log_prob(u).mean() / u.shape[-1]
 
@@ -313,6 +376,9 @@ def train(cfg: TrainConfig) -> Path:
         return train_unet(cfg)
     world, rank, local = _dist_info()
     distributed = world > 1
+    # subnormal floats (far-out profile tails, in forward and backward) are ~100x slower on CPUs
+    # and carry no light; an application-level setting for the training process
+    torch.set_flush_denormal(True)
     if distributed and not torch_dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch_dist.init_process_group(backend)
@@ -367,6 +433,8 @@ def train(cfg: TrainConfig) -> Path:
         total=cfg.max_steps, initial=step, desc="train", disable=not (main_proc and cfg.progress)
     )
     val_batch = next(iter(val_loader)).to(device) if val_loader is not None else None
+    sleep_flow = None
+    sleep_prior: torch.nn.Module | None = None
     stop = False
     epoch = 0
     while step < cfg.max_steps and not stop:
@@ -374,13 +442,17 @@ def train(cfg: TrainConfig) -> Path:
             train_loader.sampler.set_epoch(epoch)
         for batch in train_loader:
             batch = batch.to(device)
+            if _refit_due(cfg, step, sleep_flow is None):
+                sleep_flow, sleep_prior = _refit_sleep_prior(
+                    cfg, model, guide, train_loader, device, sleep_flow, distributed
+                )
             terms: dict[str, Tensor] = {}
             wake_w = _wake_weight(cfg, step)
             with amp_ctx:
                 if wake_w > 0:
-                    terms["wake"] = wake_loss(model, guide, batch)
+                    terms["wake"] = wake_loss(model, guide, batch, cfg.wake_estimator)
                 if cfg.sleep_weight > 0:
-                    terms["sleep"] = sleep_loss(model, guide, batch, gen)
+                    terms["sleep"] = sleep_loss(model, guide, batch, gen, sleep_prior)
                 if cfg.supervised_weight > 0:
                     terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
             weights = {
@@ -426,13 +498,58 @@ def train(cfg: TrainConfig) -> Path:
         if cfg.fit_prior:
             from galae.sampling import fit_population_prior
 
-            fit_population_prior(model, guide, train_loader, cfg, device)
+            fit_population_prior(model, guide, train_loader, cfg, device, flow=sleep_flow)
         save_checkpoint(final, cfg, data_info, model, guide, None, None, step, final=True)
         print(f"saved {final} (step {step}, loss terms: {cfg.loss_terms})")
     if distributed:
         torch_dist.barrier()
         torch_dist.destroy_process_group()
     return final
+
+
+def _refit_due(cfg: TrainConfig, step: int, never_fitted: bool) -> bool:
+    """Whether the sleep prior is refitted before ``step`` (also right after a resume)."""
+    every = cfg.sleep_prior_refit_every
+    if every <= 0 or step < cfg.sleep_prior_start_step or cfg.sleep_weight == 0:
+        return False
+    return never_fitted or (step - cfg.sleep_prior_start_step) % every == 0
+
+
+def _refit_sleep_prior(
+    cfg: TrainConfig,
+    model: GalaxyModel,
+    guide: GalaxyGuide,
+    loader,
+    device: torch.device,
+    flow,
+    distributed: bool,
+):
+    """Fit (or warm-refit) the flow to the aggregate posterior; return (flow, mixture prior).
+
+    In distributed runs rank 0 fits and broadcasts, so every process simulates from one prior.
+    """
+    from galae.prior import BroadPrior, FlowPrior, MixturePrior
+    from galae.sampling import fit_population_prior
+
+    rank = torch_dist.get_rank() if distributed else 0
+    if rank == 0:
+        flow = fit_population_prior(
+            model,
+            guide,
+            loader,
+            cfg,
+            device,
+            flow=flow,
+            epochs=cfg.sleep_prior_epochs,
+            install=False,
+        )
+    elif flow is None:
+        flow = FlowPrior(REGISTRY.dim, n_layers=cfg.prior_layers).to(device)
+    if distributed:
+        for t in list(flow.parameters()) + list(flow.buffers()):
+            torch_dist.broadcast(t.data, 0)
+    broad = BroadPrior(REGISTRY.dim).to(device)
+    return flow, MixturePrior(broad, flow, cfg.sleep_broad_fraction)
 
 
 def batch_truth_u(batch: Batch) -> Tensor:

@@ -30,7 +30,9 @@ from galae.physics import dust, gas
 
 __all__ = [
     "GalaxyMaps",
+    "RadialPopulation",
     "physical_maps",
+    "radial_population",
     "YOUNG_AGE_GYR",
     "MAP_NAMES",
     "MAP_UNITS",
@@ -226,31 +228,56 @@ def physical_maps(
     m_b = 10.0 ** params["log10_mstar_bulge_msun"]
     m_d = 10.0 ** params["log10_mstar_disk_msun"]
     sfr = 10.0 ** params["log10_sfr_msun_per_yr"]
-
-    lg_z_disk = (
-        _col(params["log10_zstar_disk_zsun"]) + _col(params["zstar_grad_dex_per_kpc"]) * r_disk_kpc
-    )
-    # keep within the stellar-population grid (BC03: 0.005-5 Zsun)
-    lg_z_disk = lg_z_disk.clamp(-2.3, 0.69)
-    oh12 = gas.oh12_profile(params["oh12_gas"], params["oh12_grad_dex_per_kpc"], r_disk_kpc)
-
-    r_dust_kpc = gas.KS_N * _col(params["r_sfr_kpc"])
-    z_rel = 10.0 ** (oh12 - _col(params["oh12_gas"]))
-    av_face_on = _col(params["av_face_on_mag"]) * torch.exp(-r_disk_kpc / r_dust_kpc) * z_rel
-    tau_v = av_face_on / _MAG_PER_TAU
-    t_v = dust.slab_transmission(tau_v, _col(cos_inclination))
+    pop = radial_population(params, r_disk_kpc)
+    t_v = dust.slab_transmission(pop.av_face_on_mag / _MAG_PER_TAU, _col(cos_inclination))
     av_eff = -2.5 * torch.log10(t_v)
 
     return GalaxyMaps(
         mstar_bulge_msun=_col(m_b) * unit_bulge,
         mstar_disk_msun=_col(m_d) * unit_disk,
         sfr_msun_per_yr=_col(sfr) * unit_sfr,
-        lg_zstar_disk_zsun=lg_z_disk,
-        oh12_gas=oh12,
-        av_face_on_mag=av_face_on,
+        lg_zstar_disk_zsun=pop.lg_zstar_disk_zsun,
+        oh12_gas=pop.oh12_gas,
+        av_face_on_mag=pop.av_face_on_mag,
         av_mag=av_eff,
         pixel_area_kpc2=pixel_area_kpc2,
         age_bulge_gyr=params["age_bulge_gyr"],
         age_disk_gyr=params["age_disk_gyr"],
         lg_zstar_bulge_zsun=params["log10_zstar_bulge_zsun"],
     )
+
+
+@dataclass(frozen=True)
+class RadialPopulation:
+    """The radially varying population of the disk plane, each (B, *S) at radii (B, *S).
+
+    Attributes:
+        lg_zstar_disk_zsun: disk stellar metallicity, within the BC03 grid.
+        oh12_gas: gas-phase 12 + log(O/H).
+        av_face_on_mag: face-on V-band attenuation through the disk.
+    """
+
+    lg_zstar_disk_zsun: Tensor
+    oh12_gas: Tensor
+    av_face_on_mag: Tensor
+
+
+def radial_population(params: Mapping[str, Tensor], r_kpc: Tensor) -> RadialPopulation:
+    """Metallicities and dust at in-plane radii ``r_kpc`` (B, *S) (any trailing shape).
+
+    Everything in a galaxy's stellar populations and dust that varies across the image is a
+    function of the in-plane radius alone; the renderer uses this to tabulate the light per
+    unit mass on radial nodes (:mod:`galae.render.shading`).
+    """
+
+    def col(x: Tensor) -> Tensor:
+        return x.view((-1,) + (1,) * (r_kpc.dim() - 1))
+
+    lg_z_disk = col(params["log10_zstar_disk_zsun"]) + col(params["zstar_grad_dex_per_kpc"]) * r_kpc
+    # keep within the stellar-population grid (BC03: 0.005-5 Zsun)
+    lg_z_disk = lg_z_disk.clamp(-2.3, 0.69)
+    oh12 = gas.oh12_profile(params["oh12_gas"], params["oh12_grad_dex_per_kpc"], r_kpc)
+    r_dust_kpc = gas.KS_N * col(params["r_sfr_kpc"])
+    z_rel = 10.0 ** (oh12 - col(params["oh12_gas"]))
+    av_face_on = col(params["av_face_on_mag"]) * torch.exp(-r_kpc / r_dust_kpc) * z_rel
+    return RadialPopulation(lg_zstar_disk_zsun=lg_z_disk, oh12_gas=oh12, av_face_on_mag=av_face_on)

@@ -13,8 +13,10 @@ Stages (each a pure function returning a frozen dataclass):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor, nn
@@ -26,8 +28,8 @@ from galae.physics.sps import SPSTable
 from galae.render import psf as psf_mod
 from galae.render.geometry import GalaxyGeometry, galaxy_geometry
 from galae.render.observation import Observation
-from galae.render.raster import sersic_image
-from galae.render.shading import BandLight, shade
+from galae.render.raster import sersic_image, sersic_pixel_moments
+from galae.render.shading import BandLight, radial_table, shade
 from galae.settings import DEFAULT_SETTINGS, RenderSettings
 
 __all__ = [
@@ -70,8 +72,13 @@ def rasterize_components(
     geom: GalaxyGeometry,
     shape: tuple[int, int],
     settings: RenderSettings,
-) -> ComponentImages:
-    """Draw the three structural profiles in one batched call of the Sersic rasterizer."""
+    moments: bool = False,
+) -> tuple[ComponentImages, tuple[Tensor, Tensor, Tensor] | None]:
+    """Draw the three structural profiles in one batched call of the Sersic rasterizer.
+
+    Returns the unit-flux images and, when ``moments``, each profile's intra-pixel moments
+    (bulge, disk, SFR), each (B, 6, H, W) in MOMENT_NAMES order.
+    """
     n_b = geom.center_x_pix.shape[0]
     one = torch.ones_like(geom.q_disk)
     r_half = torch.cat([geom.r_half_bulge_pix, geom.r_half_disk_pix, geom.r_half_sfr_pix])
@@ -80,8 +87,40 @@ def rasterize_components(
     pa = geom.pa_rad.repeat(3)
     cx = geom.center_x_pix.repeat(3)
     cy = geom.center_y_pix.repeat(3)
+    if moments:
+        mom = sersic_pixel_moments(r_half, n, q, pa, cx, cy, shape, settings).stack()
+        parts = (mom[:n_b], mom[n_b : 2 * n_b], mom[2 * n_b :])
+        return ComponentImages(*(p[:, 0] for p in parts)), parts
     img = sersic_image(r_half, n, q, pa, cx, cy, shape, settings)
-    return ComponentImages(bulge=img[:n_b], disk=img[n_b : 2 * n_b], sfr=img[2 * n_b :])
+    return ComponentImages(bulge=img[:n_b], disk=img[n_b : 2 * n_b], sfr=img[2 * n_b :]), None
+
+
+@contextmanager
+def flush_subnormals() -> Iterator[None]:
+    """Flush subnormal floats to zero on the CPU while the block runs, then restore the state.
+
+    Far from a galaxy the profile, its moments and the PSF tails underflow through the
+    subnormal range, where CPU arithmetic is one to two orders of magnitude slower; those values
+    carry no light that matters (< 1e-38 of a unit-flux profile per pixel).
+    """
+    was_on = bool((torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if not was_on:
+            torch.set_flush_denormal(False)
+
+
+def _crop(obj, margin: int, shape: tuple[int, int]):
+    """A copy of a frozen dataclass with every field of >= 3 dims cropped to the stamp."""
+    h, w = shape
+    changes = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Tensor) and value.dim() >= 3:
+            changes[f.name] = value[..., margin : margin + h, margin : margin + w]
+    return replace(obj, **changes)
 
 
 def half_light_radius_pix(
@@ -164,12 +203,27 @@ class GalaxyRenderer(nn.Module):
                 )
 
     def light(
-        self, params: Mapping[str, Tensor], obs: Observation, shape: tuple[int, int] | None = None
+        self,
+        params: Mapping[str, Tensor],
+        obs: Observation,
+        shape: tuple[int, int] | None = None,
+        margin: int = 0,
+        moments: bool = False,
     ) -> tuple[BandLight, GalaxyMaps, GalaxyGeometry]:
-        """Stages 1-4: band light before the PSF on ``shape`` (default the observation's)."""
+        """Stages 1-4: band light before the PSF.
+
+        Args:
+            params, obs: as :meth:`forward`.
+            shape: stamp (default the observation's).
+            margin: pixels added on every side (the galaxy stays centred; the result covers
+                (H + 2 margin, W + 2 margin)).
+            moments: also return the light's intra-pixel moments (``BandLight.moments_nmgy``)
+                for :func:`galae.render.psf.convolve_moments`.
+        """
         shape = obs.shape if shape is None else shape
+        shape = (shape[0] + 2 * margin, shape[1] + 2 * margin)
         geom = galaxy_geometry(params, obs.redshift, obs.pixel_scale_arcsec, shape, self.settings)
-        units = rasterize_components(params, geom, shape, self.settings)
+        units, unit_moments = rasterize_components(params, geom, shape, self.settings, moments)
         maps = physical_maps(
             params,
             geom.r_disk_kpc,
@@ -179,13 +233,42 @@ class GalaxyRenderer(nn.Module):
             units.disk,
             units.sfr,
         )
-        light = shade(maps, obs.redshift, geom.cos_inclination, self.sps)
+        table = None
+        if self.settings.shading_radial_nodes > 0:
+            table = radial_table(params, geom.r_disk_kpc, self.settings.shading_radial_nodes)
+        mass_moments = None
+        if unit_moments is not None:
+            totals = [
+                10.0 ** params[name]
+                for name in (
+                    "log10_mstar_bulge_msun",
+                    "log10_mstar_disk_msun",
+                    "log10_sfr_msun_per_yr",
+                )
+            ]
+            mass_moments = tuple(
+                t.view(-1, 1, 1, 1) * m for t, m in zip(totals, unit_moments, strict=True)
+            )
+        light = shade(maps, obs.redshift, geom.cos_inclination, self.sps, table, mass_moments)
         return light, maps, geom
+
+    def psf_margin_pix(self, obs: Observation) -> int:
+        """Border (pixels) rendered around the stamp so that the PSF scatters light from
+        outside into it: the PSF kernel radius (``settings.psf_wing_flux``) plus one."""
+        if not self.settings.psf_margin:
+            return 0
+        radius = obs.psf.kernel_radius_pix(obs.pixel_scale_arcsec, self.settings)
+        return math.ceil(radius) + 1
 
     def forward(
         self, params: Mapping[str, Tensor], obs: Observation, validate: bool = True
     ) -> Rendering:
         """Render noiseless PSF-convolved images of B galaxies.
+
+        The light is drawn on the stamp plus a border of :meth:`psf_margin_pix`, convolved
+        (through its intra-pixel moments when ``settings.psf_moments``, so that profiles the
+        pixels do not resolve come out right) and cropped.  ``light``, ``maps`` and
+        ``geometry`` of the result cover the stamp.
 
         Args:
             params: physical latents ``{name: (B,)}`` (all of :data:`galae.latent.REGISTRY`).
@@ -194,8 +277,30 @@ class GalaxyRenderer(nn.Module):
                 come from the bijection and are in range by construction).
         """
         self._check(params, obs, validate)
-        light, maps, geom = self.light(params, obs)
-        images = psf_mod.convolve(light.total_nmgy, obs.psf, obs.pixel_scale_arcsec, self.settings)
+        with flush_subnormals():
+            return self._render(params, obs)
+
+    def _render(self, params: Mapping[str, Tensor], obs: Observation) -> Rendering:
+        m = self.psf_margin_pix(obs)
+        moments = self.settings.psf_moments
+        light, maps, geom = self.light(params, obs, margin=m, moments=moments)
+        scale, settings = obs.pixel_scale_arcsec, self.settings
+        if moments:
+            images = psf_mod.convolve_moments(light.moments_nmgy, obs.psf, scale, settings)
+        else:
+            images = psf_mod.convolve(light.total_nmgy, obs.psf, scale, settings)
+        if m > 0:
+            h, w = obs.shape
+            images = images[..., m : m + h, m : m + w]
+            light, maps, geom = (
+                _crop(light, m, obs.shape),
+                _crop(maps, m, obs.shape),
+                replace(
+                    _crop(geom, m, obs.shape),
+                    center_x_pix=geom.center_x_pix - m,
+                    center_y_pix=geom.center_y_pix - m,
+                ),
+            )
         return Rendering(images=images, light=light, maps=maps, geometry=geom)
 
     @torch.no_grad()

@@ -1,0 +1,102 @@
+"""Population priors: the broad prior, the flow and the wake-sleep mixture of the two."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from galae.checkpoint import load_checkpoint
+from galae.mock import MockConfig, run_mock
+from galae.prior import BroadPrior, FlowPrior, MixturePrior, fit_flow_prior
+from galae.train import TrainConfig, _refit_due, train
+
+D = 5
+
+
+def test_broad_prior_is_uniform_over_each_range() -> None:
+    # a standard logistic in u is uniform in sigmoid(u): its CDF is the sigmoid itself
+    u = BroadPrior(D).sample(20000, generator=torch.Generator().manual_seed(0))
+    s = torch.sigmoid(u)
+    for q in (0.1, 0.5, 0.9):
+        assert float((s < q).double().mean()) == pytest.approx(q, abs=0.01)
+
+
+def test_mixture_log_prob_is_the_weighted_sum_of_densities() -> None:
+    torch.manual_seed(0)
+    broad, flow = BroadPrior(D), FlowPrior(D, n_layers=2)
+    mix = MixturePrior(broad, flow, 0.3)
+    u = torch.randn(64, D) * 2
+    expect = torch.log(0.3 * broad.log_prob(u).exp() + 0.7 * flow.log_prob(u).exp())
+    torch.testing.assert_close(mix.log_prob(u), expect, rtol=1e-5, atol=1e-5)
+
+
+def test_mixture_samples_from_both_components_in_proportion() -> None:
+    # a learned component far from the broad one: the fraction of draws near it is 1 - f
+    class Spike(torch.nn.Module):
+        def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+            return torch.full((n, D), 100.0)
+
+    mix = MixturePrior(BroadPrior(D), Spike(), 0.25)
+    u = mix.sample(40000, generator=torch.Generator().manual_seed(1))
+    frac_broad = float((u[:, 0] < 50).double().mean())
+    assert frac_broad == pytest.approx(0.25, abs=0.01)  # binomial sd 0.002
+
+
+def test_mixture_rejects_a_fraction_outside_0_1() -> None:
+    with pytest.raises(ValueError, match="broad_fraction"):
+        MixturePrior(BroadPrior(D), FlowPrior(D), 1.5)
+
+
+def test_flow_fits_a_correlated_gaussian() -> None:
+    # maximum likelihood on a correlated Gaussian: the fitted NLL approaches its entropy
+    g = torch.Generator().manual_seed(2)
+    cov = torch.eye(D) + 0.8 * (torch.ones(D, D) - torch.eye(D))
+    chol = torch.linalg.cholesky(cov)
+    data = (chol @ torch.randn(D, 2048, generator=g)).T
+    flow = FlowPrior(D, n_layers=2, hidden=16)
+    hist = fit_flow_prior(flow, lambda: data.split(128), epochs=25, lr=1e-2, progress=False)
+    entropy = 0.5 * D * (1 + math.log(2 * math.pi)) + 0.5 * torch.logdet(cov).item()  # 4.59
+    independent = 0.5 * D * (1 + math.log(2 * math.pi))  # 7.09: a fit that misses correlations
+    assert hist[-1] == pytest.approx(entropy, abs=0.3)
+    assert hist[-1] < independent - 2.0
+    with torch.no_grad():
+        s = flow.sample(8000, generator=g)
+    torch.testing.assert_close(torch.cov(s.T), cov, atol=0.2, rtol=0.0)
+
+
+def test_refit_schedule() -> None:
+    cfg = TrainConfig(sleep_prior_refit_every=10, sleep_prior_start_step=20)
+    due = [s for s in range(45) if _refit_due(cfg, s, never_fitted=s < 20)]
+    assert due == [20, 30, 40]
+    assert _refit_due(cfg, 27, never_fitted=True)  # right after a resume
+    assert not _refit_due(TrainConfig(), 1000, never_fitted=True)  # off by default
+
+
+def test_training_with_the_wake_sleep_prior_update(tmp_path: Path) -> None:
+    data = tmp_path / "train.h5"
+    run_mock(MockConfig(n=16, seed=4, shape=(32, 32), chunk=16, out=str(data)), progress=False)
+    cfg = TrainConfig(
+        data=str(data),
+        widths=(8, 16),
+        hidden=32,
+        batch_size=8,
+        max_steps=3,
+        warmup_steps=1,
+        wake_weight=0.0,
+        sleep_prior_refit_every=1,
+        sleep_prior_start_step=1,
+        sleep_prior_epochs=1,
+        prior_epochs=1,
+        val_fraction=0.25,
+        out_dir=str(tmp_path / "run"),
+        device="cpu",
+        tensorboard=False,
+        progress=False,
+    )
+    state = load_checkpoint(train(cfg))
+    assert state["prior_kind"] == "flow"
+    assert state["config"]["sleep_prior_refit_every"] == 1
+    assert all(torch.isfinite(v).all() for v in state["prior_state"].values())
