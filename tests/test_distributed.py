@@ -47,6 +47,9 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
         warmup_steps=1,
         wake_weight=1.0,
         sleep_weight=1.0,
+        sleep_prior_refit_every=1,  # rank 0 fits the simulation prior and broadcasts it
+        sleep_prior_start_step=1,
+        sleep_prior_epochs=1,
         fit_prior=False,
         out_dir=str(tmp_path / "run"),
         eval_every=2,
