@@ -100,3 +100,29 @@ def test_training_with_the_wake_sleep_prior_update(tmp_path: Path) -> None:
     assert state["prior_kind"] == "flow"
     assert state["config"]["sleep_prior_refit_every"] == 1
     assert all(torch.isfinite(v).all() for v in state["prior_state"].values())
+
+
+def test_population_prior_draws_physical_galaxies() -> None:
+    from galae.latent import REGISTRY
+    from galae.prior import PopulationPrior
+
+    prior = PopulationPrior(REGISTRY.dim)
+    u = prior.sample(256, generator=torch.Generator().manual_seed(0))
+    assert u.shape == (256, REGISTRY.dim) and bool(torch.isfinite(u).all())
+    params = REGISTRY.from_unconstrained(u)
+    REGISTRY.check(params)  # inside every range
+    again = PopulationPrior(REGISTRY.dim).sample(256, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(u, again)  # deterministic per generator
+    with pytest.raises(NotImplementedError, match="density"):
+        prior.log_prob(u)
+
+
+def test_sleep_prior_choices() -> None:
+    from galae.prior import MixturePrior, PopulationPrior
+    from galae.train import _initial_sleep_prior
+
+    assert _initial_sleep_prior(TrainConfig(), torch.device("cpu")) is None
+    mix = _initial_sleep_prior(TrainConfig(sleep_prior="population"), torch.device("cpu"))
+    assert isinstance(mix, MixturePrior) and isinstance(mix.learned, PopulationPrior)
+    with pytest.raises(ValueError, match="sleep_prior"):
+        TrainConfig(sleep_prior="flat")

@@ -19,7 +19,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["BroadPrior", "FlowPrior", "MixturePrior", "fit_flow_prior", "PRIORS"]
+__all__ = [
+    "BroadPrior",
+    "FlowPrior",
+    "MixturePrior",
+    "PopulationPrior",
+    "fit_flow_prior",
+    "PRIORS",
+]
 
 
 class BroadPrior(nn.Module):
@@ -104,6 +111,42 @@ class FlowPrior(nn.Module):
         for t in self._transforms():
             x = t(x)
         return x
+
+
+class PopulationPrior(nn.Module):
+    """Galaxies from published scaling relations in unconstrained coordinates.
+
+    :func:`galae.physics.population.sample_population`: mass function, star-forming main
+    sequence, quenched fraction, mass-size and mass-metallicity relations.  A simulator only:
+    it has no density, so it can drive the simulation ("sleep") term but not be the model's
+    prior in an ELBO.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("_zero", torch.zeros(()))
+
+    def log_prob(self, u: Tensor) -> Tensor:
+        raise NotImplementedError("the population prior is a simulator without a density")
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        from galae.latent import REGISTRY
+        from galae.physics.population import sample_population
+
+        params = sample_population(n, None if generator is None else _cpu_generator(generator))
+        u = REGISTRY.to_unconstrained(params)
+        if u.shape[-1] != self.dim:
+            raise ValueError(f"population prior has {u.shape[-1]} latents, expected {self.dim}")
+        return u.to(device=self._zero.device, dtype=self._zero.dtype)
+
+
+def _cpu_generator(generator: torch.Generator) -> torch.Generator:
+    """A CPU generator seeded from ``generator`` (the population sampler draws on the CPU)."""
+    if generator.device.type == "cpu":
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator().manual_seed(seed)
 
 
 class MixturePrior(nn.Module):

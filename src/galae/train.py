@@ -73,6 +73,9 @@ class TrainConfig:
     wake_start_step: int = 0  # simulation-only steps before the ELBO term is switched on
     wake_ramp_steps: int = 100  # ... after which its weight rises linearly to wake_weight
     sleep_weight: float = 1.0  # simulation term on the model's own draws
+    # the simulation prior: "broad" (the model's prior) or "population" (published scaling
+    # relations, galae.prior.PopulationPrior), mixed with sleep_broad_fraction of the broad prior
+    sleep_prior: str = "broad"
     # wake-sleep prior update: every `sleep_prior_refit_every` steps from `sleep_prior_start_step`
     # on, fit a flow to the aggregate posterior of the training set and simulate from
     # sleep_broad_fraction * broad + (1 - sleep_broad_fraction) * flow (0 = broad prior only)
@@ -127,6 +130,10 @@ class TrainConfig:
         if self.render_preset not in RENDER_PRESETS:
             raise ValueError(
                 f"render_preset must be one of {sorted(RENDER_PRESETS)}, got {self.render_preset!r}"
+            )
+        if self.sleep_prior not in ("broad", "population"):
+            raise ValueError(
+                f"sleep_prior must be 'broad' or 'population', got {self.sleep_prior!r}"
             )
         if self.wake_estimator not in WAKE_ESTIMATORS:
             raise ValueError(
@@ -434,7 +441,7 @@ def train(cfg: TrainConfig) -> Path:
     )
     val_batch = next(iter(val_loader)).to(device) if val_loader is not None else None
     sleep_flow = None
-    sleep_prior: torch.nn.Module | None = None
+    sleep_prior = _initial_sleep_prior(cfg, device)
     stop = False
     epoch = 0
     while step < cfg.max_steps and not stop:
@@ -505,6 +512,17 @@ def train(cfg: TrainConfig) -> Path:
         torch_dist.barrier()
         torch_dist.destroy_process_group()
     return final
+
+
+def _initial_sleep_prior(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | None:
+    """The simulation prior before any refit: None (the model's own prior) or the population
+    prior mixed with the broad one."""
+    if cfg.sleep_prior == "broad":
+        return None
+    from galae.prior import BroadPrior, MixturePrior, PopulationPrior
+
+    broad = BroadPrior(REGISTRY.dim).to(device)
+    return MixturePrior(broad, PopulationPrior(REGISTRY.dim).to(device), cfg.sleep_broad_fraction)
 
 
 def _refit_due(cfg: TrainConfig, step: int, never_fitted: bool) -> bool:
