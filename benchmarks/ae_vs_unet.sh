@@ -8,10 +8,10 @@ $P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 203 --out d
 $P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 204 --out data/particles_lowsn.h5 sky_sigma_scale=3.0
 $P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 205 --out data/particles_highz.h5 redshift_min=0.25 redshift_max=0.4
 $P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 206 --out data/particles_nou.h5 missing_band=u
-$P -m galae.train --config configs/ae_particles.yaml       # self-supervised, on the particle images
-$P -m galae.train --config configs/unet.yaml max_minutes=10  # supervised, on the particle truth maps
+$P -m galae.train --config configs/analytic_pop.yaml       # simulation-based, no labels (55 min, 1 core)
+$P -m galae.train --config configs/unet.yaml max_minutes=50  # supervised, on the particle truth maps
 for s in test seeing lowsn highz nou; do
-  $P -m galae.evaluate --checkpoint runs/ae_particles/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/ae_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint runs/analytic_pop/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/ae_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/unet_particles_$s --no-figures
 done
 $P benchmarks/ae_vs_unet.py
