@@ -17,6 +17,8 @@ from pathlib import Path
 from _common import write_result
 
 SETS = ("test", "seeing", "lowsn", "highz", "nou")
+# the autoencoder amortized, the same with 60 likelihood steps per galaxy (--refine-steps), U-Net
+MODELS = ("ae", "ae_refined", "unet")
 STATS = {
     "log10_mstar_2rhalf_scatter_dex": ("log10_mstar_2rhalf", "scatter_dex"),
     "log10_sfr_2rhalf_scatter_dex": ("log10_sfr_2rhalf", "scatter_dex"),
@@ -30,7 +32,7 @@ def main(root: str = "runs/eval") -> None:
     trained = {}
     for s in SETS:
         row = {}
-        for model in ("ae", "unet"):
+        for model in MODELS:
             f = Path(root) / f"{model}_particles_{s}" / "metrics.json"
             if not f.exists():
                 continue
@@ -38,10 +40,11 @@ def main(root: str = "runs/eval") -> None:
             trained[model] = m.get("trained_with")
             row[model] = {k: m["maps"].get(a, {}).get(b) for k, (a, b) in STATS.items()}
             row[model]["n_galaxies"] = m["n_galaxies"]
-        if "ae" in row and "unet" in row:
-            row["ratio_ae_over_unet"] = {
-                k: row["ae"][k] / row["unet"][k] for k in STATS if row["unet"][k]
-            }
+        for ae in ("ae", "ae_refined"):
+            if ae in row and "unet" in row:
+                row[f"ratio_{ae}_over_unet"] = {
+                    k: row[ae][k] / row["unet"][k] for k in STATS if row["unet"][k]
+                }
         table[s] = row
     write_result(
         "ae_vs_unet",

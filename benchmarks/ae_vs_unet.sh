@@ -12,6 +12,7 @@ $P -m galae.train --config configs/analytic_pop.yaml       # simulation-based, n
 $P -m galae.train --config configs/unet.yaml max_minutes=50  # supervised, on the particle truth maps
 for s in test seeing lowsn highz nou; do
   $P -m galae.evaluate --checkpoint runs/analytic_pop/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/ae_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint runs/analytic_pop/model.pt --data data/particles_$s.h5 --n 128 --refine-steps 60 --out runs/eval/ae_refined_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/unet_particles_$s --no-figures
 done
 $P benchmarks/ae_vs_unet.py

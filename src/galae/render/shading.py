@@ -223,5 +223,7 @@ def shade(
     moments = None
     if mass_moments is not None:
         mb, md, ms = (m.unsqueeze(1) for m in mass_moments)  # (B, 1, 6, H, W)
-        moments = per_b.unsqueeze(2) * mb + per_d.unsqueeze(2) * md + per_y.unsqueeze(2) * ms
+        # one output buffer, two fused multiply-adds (no (B, C, 6, H, W) temporaries)
+        moments = per_b.unsqueeze(2) * mb
+        moments.addcmul_(per_d.unsqueeze(2), md).addcmul_(per_y.unsqueeze(2), ms)
     return BandLight(bulge_nmgy=bulge, disk_nmgy=disk, young_nmgy=young, moments_nmgy=moments)
