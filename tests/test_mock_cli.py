@@ -54,12 +54,14 @@ def read_all(path: Path) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in ("attrs", "bands", "pixel_scale_arcsec")}
 
 
-def assert_same(a: Any, b: Any, where: str = "") -> None:
-    """Recursive exact equality of nested dicts of arrays."""
+def assert_same(a: Any, b: Any, where: str = "", rtol: float = 0.0) -> None:
+    """Recursive equality of nested dicts of arrays (exact unless ``rtol`` > 0)."""
     if isinstance(a, dict):
         assert set(a) == set(b), where
         for k in a:
-            assert_same(a[k], b[k], f"{where}/{k}")
+            assert_same(a[k], b[k], f"{where}/{k}", rtol)
+    elif rtol > 0 and np.issubdtype(np.asarray(a).dtype, np.floating):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=0.0, err_msg=where)
     else:
         np.testing.assert_array_equal(a, b, err_msg=where)
 
@@ -127,9 +129,13 @@ def test_same_seed_gives_identical_arrays(runs: Path) -> None:
 
 
 def test_result_does_not_depend_on_workers(runs: Path) -> None:
+    """The same galaxies, conditions and noise whatever the workers; images to float32 rounding.
+
+    Workers render other batches, and the accurate renderer's border (the PSF radius) follows
+    the widest PSF of a batch: a wider canvas changes the order of float32 sums by ~1e-7."""
     two = run_cli(runs / "seed0_workers2.h5", 0, "--workers", "2")
     assert json.loads(inspect_h5(two).attrs["generator_config"])["workers"] == 2
-    assert_same(read_all(runs / "seed0.h5"), read_all(two))
+    assert_same(read_all(runs / "seed0.h5"), read_all(two), rtol=1e-5)
 
 
 def test_different_seed_differs(runs: Path) -> None:
