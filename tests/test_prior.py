@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -96,10 +97,28 @@ def test_training_with_the_wake_sleep_prior_update(tmp_path: Path) -> None:
         tensorboard=False,
         progress=False,
     )
-    state = load_checkpoint(train(cfg))
+    first = train(cfg)
+    state = load_checkpoint(first)
     assert state["prior_kind"] == "flow"
     assert state["config"]["sleep_prior_refit_every"] == 1
     assert all(torch.isfinite(v).all() for v in state["prior_state"].values())
+
+    # a second run starts from the first one's encoder and prior (the ELBO's p(u) is the flow)
+    follow = replace(
+        cfg,
+        init_from=str(first),
+        wake_weight=1.0,
+        sleep_prior_refit_every=0,
+        max_steps=1,
+        fit_prior=False,
+        out_dir=str(tmp_path / "follow"),
+    )
+    state2 = load_checkpoint(train(follow))
+    assert state2["prior_kind"] == "flow"
+    for k, v in state["prior_state"].items():
+        torch.testing.assert_close(state2["prior_state"][k], v)
+    with pytest.raises(ValueError, match="another encoder architecture"):
+        train(replace(follow, widths=(8, 8), out_dir=str(tmp_path / "other")))
 
 
 def test_population_prior_draws_physical_galaxies() -> None:

@@ -93,3 +93,12 @@ def test_old_checkpoint_settings_keep_their_renderer() -> None:
     assert set(_SETTINGS_BEFORE_THEY_EXISTED) <= names
     old = RenderSettings(**_SETTINGS_BEFORE_THEY_EXISTED)
     assert not old.psf_margin and not old.psf_moments and old.shading_radial_nodes == 0
+
+
+def test_float_overrides_in_exponent_notation() -> None:
+    from galae.config import load_config, parse_overrides
+
+    cfg = load_config(TrainConfig, None, parse_overrides(["lr=3e-4", "max_minutes=2e1"]))
+    assert cfg.lr == pytest.approx(3e-4) and cfg.max_minutes == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="'lr' must be float"):
+        load_config(TrainConfig, None, parse_overrides(["lr=fast"]))

@@ -9,6 +9,7 @@ known ones.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,16 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     origin = typing.get_origin(typ)
     if value is None:
         return None
+    if origin in (typing.Union, types.UnionType):  # X | None: check against X
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if len(args) == 1:
+            return _coerce(value, args[0], key)
+    if typ is float and isinstance(value, str):
+        # YAML 1.1 reads "3e-4" (no decimal point) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"config key {key!r} must be float, got {value!r}") from None
     if origin is tuple or typ is tuple:
         return tuple(value)
     if typ is float and isinstance(value, int | float):

@@ -84,6 +84,9 @@ class TrainConfig:
     sleep_broad_fraction: float = 0.3
     sleep_prior_epochs: int = 8
     supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
+    # start from another run's encoder and population prior (same architecture), e.g. to add
+    # the wake term to a simulation-trained model; the prior then is the ELBO's p(u)
+    init_from: str | None = None
     # ---- optimisation -----------------------------------------------------------------------
     batch_size: int = 32
     max_steps: int = 2000
@@ -403,6 +406,8 @@ def train(cfg: TrainConfig) -> Path:
     train_loader, val_loader, data_info = make_loaders(cfg, rank=rank, world=world)
 
     model, guide = build_modules(cfg, data_info)
+    if cfg.init_from:
+        _init_from(cfg.init_from, model, guide)
     model.to(device)
     guide.to(device)
     params = [p for p in guide.parameters() if p.requires_grad]
@@ -512,6 +517,18 @@ def train(cfg: TrainConfig) -> Path:
         torch_dist.barrier()
         torch_dist.destroy_process_group()
     return final
+
+
+def _init_from(path: str, model: GalaxyModel, guide: GalaxyGuide) -> None:
+    """Load the encoder weights and the population prior of the checkpoint at ``path``."""
+    from galae.checkpoint import modules_from_state
+
+    state = load_checkpoint(Path(path))
+    try:
+        guide.encoder.load_state_dict(state["encoder_state"])
+    except RuntimeError as err:
+        raise ValueError(f"init_from={path!r} has another encoder architecture: {err}") from None
+    model.prior = modules_from_state(state)[0].prior
 
 
 def _initial_sleep_prior(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | None:
