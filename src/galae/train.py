@@ -38,8 +38,9 @@ from galae.checkpoint import (
 )
 from galae.config import config_to_dict, load_config, parse_overrides
 from galae.data.loader import make_loaders
+from galae.encoder import EncoderOutput
 from galae.latent import REGISTRY
-from galae.likelihood import chi2_per_pixel
+from galae.likelihood import chi2_per_pixel, log_likelihood
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 
 __all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
@@ -181,14 +182,19 @@ def wake_map_loss(model: GalaxyModel, guide: GalaxyGuide, batch: Batch) -> Tenso
     Gaussian likelihood it is MoFA's photometric loss plus the prior).  Unknown redshifts take the
     mean of the photo-z head.
     """
+    out, rec = posterior_mean_rendering(model, guide, batch)
+    log_lik = log_likelihood(rec, batch.images, batch.sigma, batch.mask, model.likelihood, model.df)
+    log_p = log_lik + model.prior_dist(batch.size).log_prob(out.loc)
+    return -log_p.sum() / (batch.size * batch.images[0].numel())
+
+
+def posterior_mean_rendering(
+    model: GalaxyModel, guide: GalaxyGuide, batch: Batch
+) -> tuple[EncoderOutput, Tensor]:
+    """q's parameters and the model image (B, C, H, W) at q's mean (photo-z mean if unknown)."""
     out = guide.encode(batch)
     z = None if batch.redshift_known else guide.redshift_dist(out).mean
-    rec = model.render(out.loc, batch, z).images
-    data = torch.where(batch.mask, torch.zeros_like(batch.images), batch.images)
-    log_p = model.likelihood_dist(rec, batch).log_prob(data) + model.prior_dist(
-        batch.size
-    ).log_prob(out.loc)
-    return -log_p.sum() / (batch.size * batch.images[0].numel())
+    return out, model.render(out.loc, batch, z).images
 
 
 WAKE_ESTIMATORS = {"elbo": wake_elbo_loss, "map": wake_map_loss}
@@ -367,9 +373,7 @@ class _Logger:
 @torch.no_grad()
 def evaluate_batch(model: GalaxyModel, guide: GalaxyGuide, batch: Batch) -> dict[str, float]:
     """chi2 per pixel of the posterior-mean reconstruction, and posterior width."""
-    out = guide.encode(batch)
-    z = None if batch.redshift_known else guide.redshift_dist(out).mean
-    rec = model.render(out.loc, batch, z).images
+    out, rec = posterior_mean_rendering(model, guide, batch)
     chi2 = chi2_per_pixel(rec, batch.images, batch.sigma, batch.mask)
     std = guide.posterior_dist(out).variance.sqrt().mean()
     return {"val_chi2_median": chi2.median().item(), "val_post_std_u": std.item()}
@@ -536,10 +540,17 @@ def _initial_sleep_prior(cfg: TrainConfig, device: torch.device) -> torch.nn.Mod
     prior mixed with the broad one."""
     if cfg.sleep_prior == "broad":
         return None
-    from galae.prior import BroadPrior, MixturePrior, PopulationPrior
+    from galae.prior import PopulationPrior
+
+    return _with_broad(PopulationPrior(REGISTRY.dim).to(device), cfg, device)
+
+
+def _with_broad(component: torch.nn.Module, cfg: TrainConfig, device: torch.device):
+    """sleep_broad_fraction x the broad prior + the rest x ``component``."""
+    from galae.prior import BroadPrior, MixturePrior
 
     broad = BroadPrior(REGISTRY.dim).to(device)
-    return MixturePrior(broad, PopulationPrior(REGISTRY.dim).to(device), cfg.sleep_broad_fraction)
+    return MixturePrior(broad, component, cfg.sleep_broad_fraction)
 
 
 def _refit_due(cfg: TrainConfig, step: int, never_fitted: bool) -> bool:
@@ -563,7 +574,7 @@ def _refit_sleep_prior(
 
     In distributed runs rank 0 fits and broadcasts, so every process simulates from one prior.
     """
-    from galae.prior import BroadPrior, FlowPrior, MixturePrior
+    from galae.prior import FlowPrior
     from galae.sampling import fit_population_prior
 
     rank = torch_dist.get_rank() if distributed else 0
@@ -583,8 +594,7 @@ def _refit_sleep_prior(
     if distributed:
         for t in list(flow.parameters()) + list(flow.buffers()):
             torch_dist.broadcast(t.data, 0)
-    broad = BroadPrior(REGISTRY.dim).to(device)
-    return flow, MixturePrior(broad, flow, cfg.sleep_broad_fraction)
+    return flow, _with_broad(flow, cfg, device)
 
 
 def batch_truth_u(batch: Batch) -> Tensor:
