@@ -12,6 +12,11 @@ from typing import Any
 
 import torch
 
+from galae.runtime import tune_cpu_allocator
+
+#: the benchmarks run as galae's own jobs do (see galae.runtime); recorded with every result
+ALLOCATOR_TUNED = tune_cpu_allocator()
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -24,6 +29,7 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "malloc_tuned": ALLOCATOR_TUNED,
     }
     try:
         import galae

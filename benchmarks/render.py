@@ -10,8 +10,12 @@ against GalSim, max |difference| over the peak pixel.
 
     python benchmarks/render.py [--compile]     # CPU (this machine); --compile adds torch.compile
 
-Both render presets are measured: "accurate" (the default: PSF through intra-pixel moments, a
-border for light scattered in from outside the stamp) and "fast" (pixel totals, no border).
+Every render preset of galae.settings.RENDER_PRESETS is measured: "accurate" (the default: pixel
+totals through the PSF with the intra-pixel moments of the central pixels, a border of one PSF
+FWHM), "fast" (the same with one node per pixel away from the centre and half the border),
+"reference" (the moments of every pixel, a border of the PSF kernel's radius) and "totals"
+(pixel totals, no border).  The process tunes glibc's allocator as galae's own jobs do
+(galae.runtime; recorded as machine.malloc_tuned).
     python benchmarks/render.py --device cuda   # GPU: one line for a machine with one
 
 Writes ``benchmarks/results/render_<device>.json``.

@@ -288,16 +288,17 @@ def _galsim_galaxy(p, light, maps, geom, fwhm_arcsec, shape):
 
 
 def test_full_renderer_matches_galsim_for_population_galaxies():
-    """The whole renderer (accurate preset, the default) against GalSim on mock-population
-    galaxies made dust-free and without population gradients, so that GalSim can draw exactly
-    the same thing: < 1% of the peak pixel (measured 3e-3 on the render benchmark's 24).  The
-    set includes a compact disk (r_half 0.7 px) and a galaxy larger than the stamp, on which
-    the fast preset (pixel totals, no border) is off by > 1%."""
+    """The whole renderer against GalSim on mock-population galaxies made dust-free and without
+    population gradients, so that GalSim can draw exactly the same thing: every preset but
+    "totals" within 1% of the peak pixel and 0.5% of the flux (the issue's tolerances; measured
+    < 0.5% and < 0.4% on the render benchmark's galaxies).  The set includes a compact disk
+    (r_half 0.7 px) and a galaxy larger than the stamp, on which pixel totals without a border
+    (the "totals" preset) are off by > 1%: the test can fail."""
     from galae.data.conditions import sample_sdss_conditions
     from galae.physics.population import sample_population
     from galae.render.observation import Observation
     from galae.render.renderer import GalaxyRenderer
-    from galae.settings import FAST_SETTINGS
+    from galae.settings import RENDER_PRESETS
 
     pick = [16, 17, 22, 3]  # of the render benchmark's galaxies: big, compact bulge, compact disk
     p = {
@@ -314,8 +315,16 @@ def test_full_renderer_matches_galsim_for_population_galaxies():
     with torch.no_grad():
         light, maps, geom = ren.light(p, obs)
         ref = _galsim_galaxy(p, light, maps, geom, fwhm, shape)
-        ours = ren(p, obs).images.numpy()
-        fast = GalaxyRenderer(settings=FAST_SETTINGS).double()(p, obs).images.numpy()
+        images = {
+            name: GalaxyRenderer(settings=settings).double()(p, obs).images.numpy()
+            for name, settings in RENDER_PRESETS.items()
+        }
     peak = ref.max(axis=(-1, -2), keepdims=True)
-    assert float((np.abs(ours - ref) / peak).max()) < 0.01
-    assert float((np.abs(fast - ref) / peak).max()) > 0.01
+    for name, ours in images.items():
+        err = float((np.abs(ours - ref) / peak).max())
+        flux = float(np.abs(ours.sum((-1, -2)) / ref.sum((-1, -2)) - 1.0).max())
+        if name == "totals":
+            assert err > 0.01
+        else:
+            assert err < 0.01, name
+            assert flux < 0.005, name

@@ -687,3 +687,32 @@ def test_render_profile_with_pixel_psf_equals_gaussian_kernel_image():
         "sersic", psf=psf, settings=DEFAULT_SETTINGS.with_(psf_supersample=1), **kwargs
     )
     assert (a - b).abs().max() < 2e-4 * b.max()
+
+
+@pytest.mark.parametrize(("r_half", "n"), [(12.0, 1.0), (0.4, 4.0), (0.6, 0.5)])
+def test_central_moments_are_exact_and_vanish_where_resolved(r_half, n):
+    """The central box (with its ring) holds the exact pixel totals and moments; less those of
+    smooth light with the same totals, the moments are < 1e-3 of the box's light for a resolved
+    profile (what is left is the exponential's kink at r = 0) and of order F / 12 (the second
+    moment of a pixel's uniform light) for an unresolved one."""
+    from galae.render.raster import sersic_central_moments, smooth_moment_deviations
+
+    args = (t64(r_half), t64(n), t64(0.7), t64(0.4), t64(20.2), t64(19.7))
+    shape = (40, 40)
+    moments, row0, col0 = sersic_central_moments(*args, shape, DEFAULT_SETTINGS)
+    k = 2 * DEFAULT_SETTINGS.moment_radius_pix + 3
+    assert moments.shape == (1, 6, k, k)
+    assert (int(row0), int(col0)) == (20 - k // 2, 20 - k // 2)
+    box = (slice(int(row0), int(row0) + k), slice(int(col0), int(col0) + k))
+    exact = sersic_pixel_moments(*args, shape, DEFAULT_SETTINGS.with_(moment_radius_pix=5))
+    torch.testing.assert_close(moments[0], exact.stack()[0][:, box[0], box[1]])
+    central = smooth_moment_deviations(moments)
+    assert central.shape == (1, 6, k - 2, k - 2)
+    inner = moments[0, 0, 1:-1, 1:-1]
+    torch.testing.assert_close(central[0, 0], inner)
+    torch.testing.assert_close(central[0, 3], moments[0, 3, 1:-1, 1:-1] - inner / 12.0)
+    dev = central[0, 1:].abs().max() / inner.sum()
+    if r_half > 5:
+        assert dev < 1e-3
+    else:
+        assert dev > 1e-2

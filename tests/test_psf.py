@@ -16,6 +16,7 @@ from galae.render.psf import (
     MoffatPSF,
     PixelPSF,
     convolve,
+    convolve_central_moments,
     convolve_moments,
     fft_shape_for,
     make_psf,
@@ -357,3 +358,69 @@ def test_float32_psf_gradients_finite():
     out.square().sum().backward()
     assert torch.isfinite(images.grad).all() and torch.isfinite(fwhm.grad).all()
     assert (fwhm.grad != 0).all()
+
+
+# --------------------------------------------------------------------------- central moments
+
+
+def _central_case(margin: int = 0):
+    """Random box totals and moment deviations on a 30 x 34 grid (box 5 x 5, away from edges)."""
+    gen = torch.Generator().manual_seed(4)
+    batch, bands, shape = 2, 3, (30, 34)
+    central = torch.rand(batch, bands, 6, 5, 5, dtype=F64, generator=gen)
+    central[:, :, 1:] = 0.05 * (central[:, :, 1:] - 0.5)
+    row0, col0 = torch.tensor([11, 12]), torch.tensor([13, 14])
+    totals = torch.zeros(batch, bands, *shape, dtype=F64)
+    for b in range(batch):
+        totals[b, :, row0[b] : row0[b] + 5, col0[b] : col0[b] + 5] = central[b, :, 0]
+    psf = GaussianPSF(torch.tensor([[1.0, 1.3, 1.8]], dtype=F64))
+    return totals, central, row0, col0, psf
+
+
+def test_central_moments_equal_every_pixel_moments():
+    """Algebraic identity: totals F on a box with moment deviations dM there are, for
+    :func:`convolve_moments`, moments M1 = D F / 12 + dM1, M2 = F / 12 + dM2 on every pixel
+    (the smooth part reaching one pixel past the box); both routes then agree to rounding."""
+    totals, central, row0, col0, psf = _central_case()
+    smooth_x = torch.zeros_like(totals)
+    smooth_y = torch.zeros_like(totals)
+    smooth_x[..., 1:-1] = 0.5 * (totals[..., 2:] - totals[..., :-2]) / 12.0
+    smooth_y[..., 1:-1, :] = 0.5 * (totals[..., 2:, :] - totals[..., :-2, :]) / 12.0
+    full = torch.stack(
+        [totals, smooth_x, smooth_y, totals / 12.0, torch.zeros_like(totals), totals / 12.0], 2
+    )
+    for b in range(2):
+        box = (slice(row0[b], row0[b] + 5), slice(col0[b], col0[b] + 5))
+        full[b, :, 1:, box[0], box[1]] += central[b, :, 1:]
+    ref = convolve_moments(full, psf, 1.0)
+    out = convolve_central_moments(totals, central, row0, col0, psf, 1.0)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_central_moments_margin_crops():
+    totals, central, row0, col0, psf = _central_case()
+    whole = convolve_central_moments(totals, central, row0, col0, psf, 1.0)
+    cropped = convolve_central_moments(totals, central, row0, col0, psf, 1.0, margin=4)
+    assert cropped.shape == (2, 3, 22, 26)
+    torch.testing.assert_close(cropped, whole[..., 4:-4, 4:-4], rtol=1e-12, atol=1e-14)
+
+
+def test_central_moments_gradcheck_and_errors():
+    totals, central, row0, col0, psf = _central_case()
+    fwhm = psf.fwhm_arcsec.clone().requires_grad_(True)
+    totals = totals[:1, :, 8:22, 9:25].clone().requires_grad_(True)
+    central = central[:1].clone().requires_grad_(True)
+    r0, c0 = row0[:1] - 8, col0[:1] - 9
+
+    def f(t, c, w):
+        return convolve_central_moments(t, c, r0, c0, GaussianPSF(w), 1.0, margin=2)
+
+    assert torch.autograd.gradcheck(f, (totals, central, fwhm), fast_mode=True)
+    with pytest.raises(ValueError, match="GaussianPSF"):
+        convolve_central_moments(totals, central, r0, c0, MoffatPSF(fwhm.detach(), 3.0), 1.0)
+    with pytest.raises(ValueError, match="central"):
+        convolve_central_moments(totals, central[:, :, :5], r0, c0, psf, 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        bad = totals.detach().clone()
+        bad[0, 0, 0, 0] = float("nan")
+        convolve_central_moments(bad, central, r0, c0, psf, 1.0)

@@ -198,6 +198,8 @@ _SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
     "shading_radial_nodes": 0,
     "psf_margin": False,
     "psf_moments": False,
+    "psf_moments_central": False,
+    "psf_margin_fwhm": 0.0,
 }
 
 

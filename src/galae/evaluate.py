@@ -35,6 +35,7 @@ from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
 from galae.likelihood import chi2_per_pixel
 from galae.physics.maps import MAP_NAMES
+from galae.runtime import tune_cpu_allocator
 
 __all__ = [
     "robust_stats",
@@ -493,6 +494,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two metrics.json")
     a = ap.parse_args(argv)
+    tune_cpu_allocator()
     if a.compare:
         res = compare_reports(*a.compare, out=a.out)
         for k, v in res["rows"].items():

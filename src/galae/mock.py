@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from galae.config import config_to_dict, load_config, parse_overrides
 from galae.data.conditions import ConditionsConfig, add_noise, sample_sdss_conditions
 from galae.data.hdf5 import H5Writer
+from galae.runtime import tune_cpu_allocator
 
 __all__ = ["MockConfig", "GENERATORS", "generate_chunk", "run_mock", "main"]
 
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("overrides", nargs="*", help="key=value overrides")
     a = ap.parse_args(argv)
+    tune_cpu_allocator()
     ov = parse_overrides(a.overrides)
     if a.workers is not None:
         ov["workers"] = a.workers

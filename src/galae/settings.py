@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["RenderSettings", "DEFAULT_SETTINGS", "FAST_SETTINGS", "RENDER_PRESETS"]
+__all__ = [
+    "RenderSettings",
+    "DEFAULT_SETTINGS",
+    "FAST_SETTINGS",
+    "REFERENCE_SETTINGS",
+    "RENDER_PRESETS",
+]
 
 
 @dataclass(frozen=True)
@@ -25,10 +31,21 @@ class RenderSettings:
         psf_margin: the renderer draws the light on the stamp plus a border of the PSF's kernel
             radius (``psf_wing_flux``) and crops after the convolution, so that light from
             outside the stamp is scattered into it, as in a real image.
+        psf_margin_fwhm: when > 0, the border is at most this many times the widest PSF FWHM of
+            the batch (plus one pixel; PSFs with a FWHM).  Light from farther out that the PSF
+            scatters into the stamp is a small part of a small part: with 1 FWHM the render
+            benchmark's galaxies lose nothing measurable against the full kernel radius
+            (benchmarks/render.py).
         psf_moments: the renderer applies the PSF through the intra-pixel moments of the light
             (as ``render_profile`` does), right for profiles the pixels do not resolve; off, it
             convolves pixel totals (a few % of the peak pixel off for bulges or disks with
             r_half <~ 1 pixel), about 2x faster.
+        psf_moments_central: with ``psf_moments``, take the moments only where they matter: the
+            light is convolved as pixel totals (with the PSF sampled at pixel centres, exact for
+            light the pixels resolve) and corrected by the moments of the central box of
+            (2 ``moment_radius_pix`` + 1)^2 pixels, less those of smooth light with the same
+            totals (:func:`galae.render.raster.sersic_central_moment_deviations`).  Several
+            times cheaper than moments of every pixel, and as accurate.
         oversample: Gauss-Legendre nodes per pixel side used to integrate smooth profiles
             over pixels (a product rule of oversample^2 nodes per pixel; 2 is exact for
             bicubic surfaces).
@@ -40,7 +57,8 @@ class RenderSettings:
             (a box of 2 * cusp_radius_pix + 1 pixels on a side around the profile centre).
         moment_radius_pix: half-width (pixels) of the central box in which the intra-pixel
             first and second moments of a Sersic profile (used to apply a PSF inside the
-            pixels) are integrated exactly rather than by the Gauss-Legendre rule.
+            pixels) are integrated exactly rather than by the Gauss-Legendre rule; with
+            ``psf_moments_central``, the only pixels whose moments are taken.
         fft_pad_factor: the FFT grid is at least this many times the stamp size, so that
             PSF convolution never wraps light from one edge onto the other.
         sersic_n_min, sersic_n_max: range of Sersic index the profile code is accurate for.
@@ -63,7 +81,9 @@ class RenderSettings:
 
     shading_radial_nodes: int = 256
     psf_margin: bool = True
+    psf_margin_fwhm: float = 0.0
     psf_moments: bool = True
+    psf_moments_central: bool = False
     oversample: int = 2
     cusp_oversample: int = 8
     cusp_radius_pix: int = 3
@@ -86,6 +106,8 @@ class RenderSettings:
             raise ValueError("cusp_radius_pix and moment_radius_pix must be >= 0")
         if not 0.0 < self.psf_wing_flux < 1.0:
             raise ValueError("psf_wing_flux must be in (0, 1)")
+        if self.psf_margin_fwhm < 0.0:
+            raise ValueError("psf_margin_fwhm must be >= 0 (0: the PSF kernel radius)")
         if self.psf_kernel_fwhm_extent <= 0.0:
             raise ValueError("psf_kernel_fwhm_extent must be > 0")
         if self.fft_pad_factor < 1.0:
@@ -98,13 +120,25 @@ class RenderSettings:
         return replace(self, **changes)
 
 
-#: Accurate: within 0.3% of GalSim's peak pixel on the render benchmark's galaxies.
-DEFAULT_SETTINGS = RenderSettings()
-#: About 4x faster on a CPU: pixel totals through the PSF and no border (a few % of the peak pixel
-#: off for profiles smaller than a pixel and for galaxies larger than the stamp).
-FAST_SETTINGS = DEFAULT_SETTINGS.with_(psf_margin=False, psf_moments=False)
+#: Reference: the moments of every pixel through the PSF, a border of the full PSF kernel radius.
+REFERENCE_SETTINGS = RenderSettings()
+#: Accurate (the default): pixel totals through the PSF with the moments of the central 5 x 5
+#: pixels, a border of one PSF FWHM.  Within 0.5% of GalSim's peak pixel and 0.05% of its flux
+#: on the render benchmark's galaxies, as the reference is, at a fraction of its cost.
+DEFAULT_SETTINGS = REFERENCE_SETTINGS.with_(
+    psf_moments_central=True, moment_radius_pix=2, psf_margin_fwhm=1.0
+)
+#: Fast: as accurate, with one node per pixel away from the exactly integrated centre and a
+#: border of half a FWHM (within 0.5% of GalSim's peak pixel and 0.4% of its flux there).
+FAST_SETTINGS = DEFAULT_SETTINGS.with_(oversample=1, psf_margin_fwhm=0.5)
+#: Pixel totals through the PSF, no border (the "fast" preset before the central moments; a few %
+#: of the peak pixel off for unresolved centres, ~1% of the flux for galaxies wider than the stamp).
+#: Kept so that configs of models trained with it reproduce them.
+TOTALS_SETTINGS = REFERENCE_SETTINGS.with_(psf_margin=False, psf_moments=False)
 #: Named settings for configs (``render_preset`` of :class:`galae.train.TrainConfig`).
 RENDER_PRESETS: dict[str, RenderSettings] = {
     "accurate": DEFAULT_SETTINGS,
     "fast": FAST_SETTINGS,
+    "reference": REFERENCE_SETTINGS,
+    "totals": TOTALS_SETTINGS,
 }

@@ -42,6 +42,7 @@ from galae.encoder import EncoderOutput
 from galae.latent import REGISTRY
 from galae.likelihood import chi2_per_pixel, log_likelihood
 from galae.model import Batch, GalaxyGuide, GalaxyModel
+from galae.runtime import tune_cpu_allocator
 
 __all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
 
@@ -62,7 +63,7 @@ class TrainConfig:
     blocks_per_stage: int = 1
     hidden: int = 256
     rank: int = 4
-    render_preset: str = "accurate"  # or "fast" (galae.settings.RENDER_PRESETS; ~4x on a CPU)
+    render_preset: str = "accurate"  # "fast", "reference" (galae.settings.RENDER_PRESETS)
     likelihood: str = "gaussian"  # or "student_t"
     student_df: float = 4.0
     # ---- losses -----------------------------------------------------------------------------
@@ -608,6 +609,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--config", help="YAML config (keys of TrainConfig)")
     ap.add_argument("overrides", nargs="*", help="key=value overrides")
     args = ap.parse_args(argv)
+    tune_cpu_allocator()
     cfg = load_config(TrainConfig, args.config, parse_overrides(args.overrides))
     if int(os.environ.get("RANK", "0")) == 0:
         print("config:", config_to_dict(cfg))

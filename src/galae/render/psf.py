@@ -49,6 +49,7 @@ __all__ = [
     "fft_shape_for",
     "convolve",
     "convolve_moments",
+    "convolve_central_moments",
     "make_psf",
     "moffat_alpha",
 ]
@@ -205,14 +206,7 @@ class GaussianPSF:
         """
         sigma = self.sigma_pix(pixel_scale_arcsec)
         sigma = sigma.reshape(sigma.shape + (1,) * offsets_pix.dim())
-        z_hi = (offsets_pix + 0.5) / sigma
-        z_lo = (offsets_pix - 0.5) / sigma
-        pdf_hi = torch.exp(-0.5 * z_hi**2) / math.sqrt(2.0 * math.pi)
-        pdf_lo = torch.exp(-0.5 * z_lo**2) / math.sqrt(2.0 * math.pi)
-        k0 = torch.special.ndtr(z_hi) - torch.special.ndtr(z_lo)
-        k1 = (pdf_hi - pdf_lo) / sigma
-        k2 = (z_lo * pdf_lo - z_hi * pdf_hi) / sigma**2
-        return torch.stack([k0, k1, k2], 2)
+        return torch.stack(_gaussian_pixel_response(offsets_pix, sigma), 2)
 
     def moment_kernels(
         self,
@@ -349,7 +343,8 @@ class MoffatPSF:
         """
         alpha, radius = self._alpha_and_radius(pixel_scale_arcsec, settings)
         view = alpha.shape + (1, 1)
-        alpha, radius, beta = alpha.reshape(view), radius.reshape(view), self.beta.reshape(view)
+        beta = self.beta.expand(alpha.shape).reshape(view)
+        alpha, radius = alpha.reshape(view), radius.reshape(view)
         dtype, device = alpha.dtype, alpha.device
         d_y = _wrapped_offsets(fft_shape[0], dtype, device)[:, None]
         d_x = _wrapped_offsets(fft_shape[1], dtype, device)[None, :]
@@ -731,15 +726,17 @@ def _toeplitz_response(psf: GaussianPSF, size: int, pixel_scale_arcsec: float) -
     return _hankel_to_toeplitz(response, size)
 
 
-def _hankel_to_toeplitz(values: Tensor, size: int) -> Tensor:
-    """T[..., m, k] = values[..., m - k + size - 1] from values (..., 2 size - 1), contiguous.
+def _hankel_to_toeplitz(values: Tensor, size: int, size_in: int | None = None) -> Tensor:
+    """T[..., m, k] = values[..., m - k + size_in - 1] from contiguous values
+    (..., size + size_in - 1); (size, size_in), square by default.
 
     Built as the strided Hankel view H[m, j] = values[m + j] with its columns reversed
-    (j = size - 1 - k): one copy, no index gather.
+    (j = size_in - 1 - k): one copy, no index gather.
     """
+    size_in = size if size_in is None else size_in
     strides = values.stride()[:-1] + (1, 1)
-    hankel = values.as_strided(values.shape[:-1] + (size, size), strides, values.storage_offset())
-    return hankel.flip(-1)
+    shape = values.shape[:-1] + (size, size_in)
+    return values.as_strided(shape, strides, values.storage_offset()).flip(-1)
 
 
 def make_psf(
@@ -793,3 +790,131 @@ def make_psf(
         ),
     }
     return builders[kind]()
+
+
+def convolve_central_moments(
+    totals: Tensor,
+    central: Tensor,
+    row0: Tensor,
+    col0: Tensor,
+    psf: GaussianPSF,
+    pixel_scale_arcsec: float,
+    margin: int = 0,
+) -> Tensor:
+    """PSF-convolved images from pixel totals and the moments of a central box of pixels.
+
+    The second-order expansion of :func:`convolve_moments`, with every pixel's moments split
+    into those of light that is smooth on the pixel scale (first moment = central difference
+    of the totals / 12, second = totals / 12 per axis) and deviations from it, becomes
+
+        out[m] = sum_k F_k K_e(m - k) + sum_{k in box} [ - dM1_k . grad K + 1/2 dM2_k : Hess K ],
+        K_e = K + Lap K / 24 - (D . grad K) / 12,
+
+    (summation by parts; D the central difference).  The deviations vanish to second order
+    where the pixels resolve the light, so the second sum is kept over the central box alone
+    (:func:`galae.render.raster.smooth_moment_deviations`).  K_e is applied as the separable
+    k_e(x) k_e(y) with k_e = k + k'' / 24 - (D k') / 12, whose excess over K_e, b(x) b(y) with
+    b = k_e - k (a fourth-order term), is taken off again over the box.  Every term is a
+    product of banded (H x H') and (W' x W) matrices of the 1-D Gaussian pixel response.
+
+    Args:
+        totals: (B, C, H', W') pixel totals (the stamp plus ``margin`` on every side).
+        central: (B, C, 6, K, K): the box's pixel totals and moment deviations (MOMENT_NAMES
+            order; pixel units).
+        row0, col0: (B,) row and column of each box's first pixel on the (H', W') grid.
+        psf: Gaussian PSF with FWHM broadcastable to (B, C).
+        pixel_scale_arcsec: arcsec per pixel.
+        margin: border drawn around the stamp; the output covers the stamp only.
+
+    Returns:
+        (B, C, H' - 2 margin, W' - 2 margin), dtype/device of ``totals``.
+    """
+    if not isinstance(psf, GaussianPSF):
+        raise ValueError(f"central moments need a GaussianPSF, got {type(psf).__name__}")
+    if not isinstance(central, Tensor) or central.dim() != 5 or central.shape[2] != 6:
+        got = tuple(central.shape) if isinstance(central, Tensor) else type(central).__name__
+        raise ValueError(f"central must be a (B, C, 6, K, K) tensor, got {got}")
+    if not isinstance(totals, Tensor) or totals.dim() != 4:
+        got = tuple(totals.shape) if isinstance(totals, Tensor) else type(totals).__name__
+        raise ValueError(f"totals must be a (B, C, H, W) tensor, got {got}")
+    if not _all_finite(totals):
+        raise ValueError("images contain NaN or inf")
+    batch, bands, height_in, width_in = totals.shape
+    height, width = height_in - 2 * margin, width_in - 2 * margin
+    dtype, device = totals.dtype, totals.device
+    psf = _check_psf(psf, batch, bands, dtype, device)
+    sigma = psf.sigma_pix(pixel_scale_arcsec).expand(batch, bands)[..., None]  # (B, C, 1)
+
+    def smooth_kernel(size_out: int, size_in: int) -> Tensor:
+        # k_e at the lags m + margin - k of output m and input k: a (size_out, size_in) Toeplitz
+        lags = torch.arange(
+            margin - size_in, size_out + margin + 1, dtype=dtype, device=device
+        )  # one extra lag on each side for the central difference of k'
+        k0, k1, k2 = _gaussian_pixel_response(lags, sigma)
+        k_e = k0[..., 1:-1] + (k2[..., 1:-1] - (k1[..., 2:] - k1[..., :-2])) / 24.0
+        return _hankel_to_toeplitz(k_e.contiguous(), size_out, size_in)
+
+    rows = smooth_kernel(height, height_in)  # (B, C, H, H')
+    cols = smooth_kernel(width, width_in).transpose(-1, -2)  # (B, C, W', W)
+    images = rows @ totals @ cols
+
+    box_y, box_x = central.shape[-2:]
+    row0, col0 = row0.to(device=device, dtype=dtype), col0.to(device=device, dtype=dtype)
+    out_y = torch.arange(height, dtype=dtype, device=device) + margin
+    out_x = torch.arange(width, dtype=dtype, device=device) + margin
+    src_y = row0[:, None] + torch.arange(box_y, dtype=dtype, device=device)  # (B, Ky)
+    src_x = col0[:, None] + torch.arange(box_x, dtype=dtype, device=device)
+    lag_y = (out_y[None, :, None] - src_y[:, None, :])[:, None]  # (B, 1, H, Ky)
+    lag_x = (out_x[None, None, :] - src_x[:, :, None])[:, None]  # (B, 1, Kx, W)
+    sig = sigma[..., None]  # (B, C, 1, 1)
+    r0, r1, r2, rb = _gaussian_box_response(lag_y, sig)  # each (B, C, H, Ky)
+    c0, c1, c2, cb = _gaussian_box_response(lag_x, sig)  # each (B, C, Kx, W)
+    f, d1x, d1y, d2xx, d2xy, d2yy = central.unbind(2)
+    # the box's terms as one product of (H x 4 Ky) and (4 Ky x W) matrices, added in place of
+    # four stamp-sized temporaries
+    left = torch.cat([r0, r1, r2, rb], -1)
+    right = torch.cat(
+        [
+            0.5 * (d2xx @ c2) - d1x @ c1,
+            d2xy @ c1 - d1y @ c0,
+            0.5 * (d2yy @ c0),
+            -(f @ cb),
+        ],
+        -2,
+    )
+    flat = (batch * bands, height, width)
+    return torch.baddbmm(
+        images.reshape(flat),
+        left.reshape(batch * bands, height, -1),
+        right.reshape(-1, *right.shape[-2:]),
+    ).reshape(batch, bands, height, width)
+
+
+def _gaussian_box_response(lags: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """k, k', k'' of the Gaussian pixel response at ``lags`` and b = k_e - k =
+    (k'' - k'(d + 1) + k'(d - 1)) / 24 (see :func:`convolve_central_moments`), sharing the
+    Gaussian's values at d +- 1/2 and d +- 3/2."""
+    inv_norm = 1.0 / math.sqrt(2.0 * math.pi)
+    z_hi, z_lo = (lags + 0.5) / sigma, (lags - 0.5) / sigma
+    pdf_hi, pdf_lo = torch.exp(-0.5 * z_hi**2) * inv_norm, torch.exp(-0.5 * z_lo**2) * inv_norm
+    pdf_hi2 = torch.exp(-0.5 * ((lags + 1.5) / sigma) ** 2) * inv_norm
+    pdf_lo2 = torch.exp(-0.5 * ((lags - 1.5) / sigma) ** 2) * inv_norm
+    k0 = torch.special.ndtr(z_hi) - torch.special.ndtr(z_lo)
+    k1 = (pdf_hi - pdf_lo) / sigma
+    k2 = (z_lo * pdf_lo - z_hi * pdf_hi) / sigma**2
+    # k'(d + 1) - k'(d - 1) = (pdf(d + 3/2) - pdf(d + 1/2) - pdf(d - 1/2) + pdf(d - 3/2)) / sigma
+    excess = (k2 - (pdf_hi2 - pdf_hi - pdf_lo + pdf_lo2) / sigma) / 24.0
+    return k0, k1, k2, excess
+
+
+def _gaussian_pixel_response(lags: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """1-D Gaussian pixel response k(d) = int_{-1/2}^{1/2} g(d + u) du, k' and k'' at ``lags``
+    (broadcast against ``sigma``, pixels), as in :meth:`GaussianPSF.response_1d`."""
+    z_hi = (lags + 0.5) / sigma
+    z_lo = (lags - 0.5) / sigma
+    pdf_hi = torch.exp(-0.5 * z_hi**2) / math.sqrt(2.0 * math.pi)
+    pdf_lo = torch.exp(-0.5 * z_lo**2) / math.sqrt(2.0 * math.pi)
+    k0 = torch.special.ndtr(z_hi) - torch.special.ndtr(z_lo)
+    k1 = (pdf_hi - pdf_lo) / sigma
+    k2 = (z_lo * pdf_lo - z_hi * pdf_hi) / sigma**2
+    return k0, k1, k2

@@ -58,6 +58,8 @@ __all__ = [
     "sersic_pixel_geometry",
     "sersic_image",
     "sersic_pixel_moments",
+    "sersic_central_moments",
+    "smooth_moment_deviations",
 ]
 
 # Edges closer to the centre than this (in units of r_e in the circularised frame) use the
@@ -615,3 +617,77 @@ def sersic_pixel_moments(
     )
     moments = _scatter_box(moments, exact, exact_index)
     return PixelMoments(*moments.unbind(1))
+
+
+def sersic_central_moments(
+    r_half_major_pix: Tensor,
+    sersic_n: Tensor,
+    q: Tensor,
+    pa_rad: Tensor,
+    center_x_pix: Tensor,
+    center_y_pix: Tensor,
+    shape: tuple[int, int],
+    settings: RenderSettings = DEFAULT_SETTINGS,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Exact intra-pixel moments of the central pixels, and of a ring of one pixel around them.
+
+    The box is (2 ``settings.moment_radius_pix`` + 1)^2 pixels around the centre; the ring
+    supplies the neighbours whose totals :func:`smooth_moment_deviations` differences.  Both
+    are integrated exactly in radius, as :func:`sersic_pixel_moments` does in its central box.
+
+    Args:
+        as :func:`sersic_image`.
+
+    Returns:
+        (B, 6, K + 2, K + 2) moments in MOMENT_NAMES order about each pixel centre (of a
+        unit-flux profile; K = 2 ``moment_radius_pix`` + 1, at most the stamp side less 2),
+        and the (B,) row and column of the first ring pixel.
+    """
+    height, width = _validate_shape(shape)
+    half = min(settings.moment_radius_pix, (min(height, width) - 3) // 2)
+    if half < 0:
+        raise ValueError(f"the stamp {shape} is too small for central moment corrections")
+    geom = sersic_pixel_geometry(
+        r_half_major_pix, sersic_n, q, pa_rad, center_x_pix, center_y_pix, settings
+    )
+    moments, index = _central_box(geom, (height, width), half + 1, settings.cusp_oversample, True)
+    first = index[:, 0]  # flat index of the ring's first pixel
+    return moments, torch.div(first, width, rounding_mode="floor"), first % width
+
+
+def smooth_moment_deviations(moments: Tensor) -> Tensor:
+    """Moments less those of light that is smooth on the pixel scale with the same totals.
+
+    For pixel totals F, smooth light has first moments equal to its gradient over 12 (taken
+    as the central difference of F over 12) and second moments F / 12 per axis with no cross
+    term:
+
+        dM_x = M_x - (F[j+1] - F[j-1]) / 24,     dM_xx = M_xx - F / 12,     dM_xy = M_xy.
+
+    These vanish, to second order, wherever the pixels resolve the light, so that cutting them
+    off at the edge of a central box costs nothing there; with the totals they make up what
+    :func:`galae.render.psf.convolve_central_moments` needs.
+
+    Args:
+        moments: (..., 6, Ky, Kx) in MOMENT_NAMES order (a box with its ring of neighbours).
+
+    Returns:
+        (..., 6, Ky - 2, Kx - 2): the inner pixels' totals F, then dM_x, dM_y, dM_xx, dM_xy,
+        dM_yy.
+    """
+    light = moments[..., 0, :, :]
+    inner = moments[..., 1:, 1:-1, 1:-1]
+    flux = light[..., 1:-1, 1:-1]
+    grad_x = 0.5 * (light[..., 1:-1, 2:] - light[..., 1:-1, :-2])
+    grad_y = 0.5 * (light[..., 2:, 1:-1] - light[..., :-2, 1:-1])
+    return torch.stack(
+        [
+            flux,
+            inner[..., 0, :, :] - grad_x / 12.0,
+            inner[..., 1, :, :] - grad_y / 12.0,
+            inner[..., 2, :, :] - flux / 12.0,
+            inner[..., 3, :, :],
+            inner[..., 4, :, :] - flux / 12.0,
+        ],
+        -3,
+    )

@@ -23,13 +23,18 @@ from torch import Tensor, nn
 
 from galae.latent import REGISTRY, LatentRegistry
 from galae.physics import cosmology
-from galae.physics.maps import YOUNG_AGE_GYR, GalaxyMaps, physical_maps
+from galae.physics.maps import YOUNG_AGE_GYR, GalaxyMaps, physical_maps, radial_population
 from galae.physics.sps import SPSTable
 from galae.render import psf as psf_mod
 from galae.render.geometry import GalaxyGeometry, galaxy_geometry
 from galae.render.observation import Observation
-from galae.render.raster import sersic_image, sersic_pixel_moments
-from galae.render.shading import BandLight, radial_table, shade
+from galae.render.raster import (
+    sersic_central_moments,
+    sersic_image,
+    sersic_pixel_moments,
+    smooth_moment_deviations,
+)
+from galae.render.shading import BandLight, radial_table, shade, unit_light
 from galae.settings import DEFAULT_SETTINGS, RenderSettings
 
 __all__ = [
@@ -93,6 +98,64 @@ def rasterize_components(
         return ComponentImages(*(p[:, 0] for p in parts)), parts
     img = sersic_image(r_half, n, q, pa, cx, cy, shape, settings)
     return ComponentImages(bulge=img[:n_b], disk=img[n_b : 2 * n_b], sfr=img[2 * n_b :]), None
+
+
+def central_psf_convolution(
+    params: Mapping[str, Tensor],
+    obs: Observation,
+    light: BandLight,
+    geom: GalaxyGeometry,
+    maps: GalaxyMaps,
+    sps: SPSTable,
+    settings: RenderSettings,
+    margin: int,
+) -> Tensor:
+    """PSF-convolved stamp from pixel totals and the moments of the central pixels.
+
+    The three profiles share a centre and hence a box of central pixels; their moments
+    (:func:`galae.render.raster.sersic_central_moments`) are weighted by each component's light
+    per unit mass at the box's pixels (populations and dust taken at each pixel centre, as
+    ``shade`` does with moments), the band light's deviations from smooth light are taken
+    (:func:`galae.render.raster.smooth_moment_deviations`; differencing the band light, not
+    the mass, keeps the identity behind them exact where dust varies across the centre) and go
+    with the band totals through :func:`galae.render.psf.convolve_central_moments`.
+    ``light``, ``geom`` and ``maps`` cover the drawn grid (stamp plus ``margin``); the result
+    covers the stamp.
+    """
+    n_b = geom.center_x_pix.shape[0]
+    shape = tuple(geom.r_disk_kpc.shape[-2:])
+    one = torch.ones_like(geom.q_disk)
+    moments, row0, col0 = sersic_central_moments(
+        torch.cat([geom.r_half_bulge_pix, geom.r_half_disk_pix, geom.r_half_sfr_pix]),
+        torch.cat([params["sersic_n_bulge"], one, one]),
+        torch.cat([params["q_bulge"], geom.q_disk, geom.q_disk]),
+        geom.pa_rad.repeat(3),
+        geom.center_x_pix.repeat(3),
+        geom.center_y_pix.repeat(3),
+        shape,
+        settings,
+    )
+    box = moments.shape[-1]  # the central box and its ring of neighbours
+    row0, col0 = row0[:n_b], col0[:n_b]
+    ar = torch.arange(box, device=row0.device)
+    rows, cols = row0[:, None] + ar, col0[:, None] + ar
+    batch_index = torch.arange(n_b, device=row0.device)[:, None, None]
+    r_box = geom.r_disk_kpc[batch_index, rows[:, :, None], cols[:, None, :]]  # (B, K+2, K+2)
+    population = radial_population(params, r_box)
+    unit = unit_light(population, maps, obs.redshift, geom.cos_inclination, sps)
+    totals = [
+        (10.0 ** params[name]).view(-1, 1, 1, 1)
+        for name in ("log10_mstar_bulge_msun", "log10_mstar_disk_msun", "log10_sfr_msun_per_yr")
+    ]
+    per_unit = (unit.bulge_nmgy_per_msun, unit.disk_nmgy_per_msun, unit.young_nmgy_per_msun_yr)
+    band = sum(
+        (t * u).unsqueeze(2) * mom.unsqueeze(1)
+        for t, u, mom in zip(totals, per_unit, moments.split(n_b), strict=True)
+    )  # (B, C, 6, K+2, K+2): the band light's moments
+    central = smooth_moment_deviations(band)
+    return psf_mod.convolve_central_moments(
+        light.total_nmgy, central, row0 + 1, col0 + 1, obs.psf, obs.pixel_scale_arcsec, margin
+    )
 
 
 @contextmanager
@@ -258,6 +321,10 @@ class GalaxyRenderer(nn.Module):
         if not self.settings.psf_margin:
             return 0
         radius = obs.psf.kernel_radius_pix(obs.pixel_scale_arcsec, self.settings)
+        fwhm = getattr(obs.psf, "fwhm_arcsec", None)
+        if self.settings.psf_margin_fwhm > 0.0 and fwhm is not None:
+            widest = float(fwhm.detach().max()) / obs.pixel_scale_arcsec
+            radius = min(radius, self.settings.psf_margin_fwhm * widest)
         return math.ceil(radius) + 1
 
     def forward(
@@ -282,16 +349,27 @@ class GalaxyRenderer(nn.Module):
 
     def _render(self, params: Mapping[str, Tensor], obs: Observation) -> Rendering:
         m = self.psf_margin_pix(obs)
-        moments = self.settings.psf_moments
-        light, maps, geom = self.light(params, obs, margin=m, moments=moments)
-        scale, settings = obs.pixel_scale_arcsec, self.settings
-        if moments:
-            images = psf_mod.convolve_moments(light.moments_nmgy, obs.psf, scale, settings)
+        settings = self.settings
+        # central moments need the separable (Gaussian) pixel response; other PSFs take the
+        # moments of every pixel
+        central = (
+            settings.psf_moments
+            and settings.psf_moments_central
+            and isinstance(obs.psf, psf_mod.GaussianPSF)
+        )
+        every_pixel = settings.psf_moments and not central
+        light, maps, geom = self.light(params, obs, margin=m, moments=every_pixel)
+        scale = obs.pixel_scale_arcsec
+        if central:
+            images = central_psf_convolution(params, obs, light, geom, maps, self.sps, settings, m)
         else:
-            images = psf_mod.convolve(light.total_nmgy, obs.psf, scale, settings)
+            if every_pixel:
+                images = psf_mod.convolve_moments(light.moments_nmgy, obs.psf, scale, settings)
+            else:
+                images = psf_mod.convolve(light.total_nmgy, obs.psf, scale, settings)
+            if m > 0:
+                images = images[..., m : m + obs.shape[0], m : m + obs.shape[1]]
         if m > 0:
-            h, w = obs.shape
-            images = images[..., m : m + h, m : m + w]
             light, maps, geom = (
                 _crop(light, m, obs.shape),
                 _crop(maps, m, obs.shape),

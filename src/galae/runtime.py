@@ -1,0 +1,53 @@
+"""Process-level settings for galae's command-line jobs (training, evaluation, mocks, benchmarks).
+
+Rendering allocates and frees tensors of tens of MB many times a second.  glibc's malloc hands
+blocks above its mmap threshold (at most 32 MB by default) straight back to the kernel, so each
+new tensor of that size is page-faulted in afresh: on this project's 2-core CPU that made
+large elementwise operations ~3x slower and the renderer ~2x slower (benchmarks/render.py
+records whether the tuning was on).  :func:`tune_cpu_allocator` raises the threshold and stops
+heap trimming, so freed blocks are reused; the price is that the process keeps its peak memory.
+
+Libraries should not change process-wide state on import, so galae only calls it from its own
+entry points (``python -m galae.train`` and friends); set ``GALAE_MALLOC_TUNING=0`` to keep
+glibc's defaults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+__all__ = ["tune_cpu_allocator"]
+
+# mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def tune_cpu_allocator(mmap_threshold_bytes: int = 1 << 30) -> bool:
+    """Keep large freed blocks in the heap for reuse (glibc only; a no-op elsewhere).
+
+    Args:
+        mmap_threshold_bytes: blocks larger than this still go straight to the kernel.
+
+    Returns:
+        True when the allocator was tuned.
+    """
+    if os.environ.get("GALAE_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other libcs without mallopt
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold_bytes)) == 1
+    # a trim threshold beyond int range is refused; 2 GiB - 1 keeps the heap in practice
+    ok = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
+    return ok
