@@ -424,3 +424,5 @@ def test_central_moments_gradcheck_and_errors():
         bad = totals.detach().clone()
         bad[0, 0, 0, 0] = float("nan")
         convolve_central_moments(bad, central, r0, c0, psf, 1.0)
+    with pytest.raises(ValueError, match="margin"):
+        convolve_central_moments(totals, central, r0, c0, psf, 1.0, margin=8)

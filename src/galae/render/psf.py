@@ -838,9 +838,11 @@ def convolve_central_moments(
         got = tuple(totals.shape) if isinstance(totals, Tensor) else type(totals).__name__
         raise ValueError(f"totals must be a (B, C, H, W) tensor, got {got}")
     if not _all_finite(totals):
-        raise ValueError("images contain NaN or inf")
+        raise ValueError("totals contain NaN or inf")
     batch, bands, height_in, width_in = totals.shape
     height, width = height_in - 2 * margin, width_in - 2 * margin
+    if margin < 0 or height < 1 or width < 1:
+        raise ValueError(f"margin {margin} does not fit the {height_in} x {width_in} totals")
     dtype, device = totals.dtype, totals.device
     psf = _check_psf(psf, batch, bands, dtype, device)
     sigma = psf.sigma_pix(pixel_scale_arcsec).expand(batch, bands)[..., None]  # (B, C, 1)
