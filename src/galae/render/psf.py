@@ -862,15 +862,19 @@ def convolve_central_moments(
 
     box_y, box_x = central.shape[-2:]
     row0, col0 = row0.to(device=device, dtype=dtype), col0.to(device=device, dtype=dtype)
-    out_y = torch.arange(height, dtype=dtype, device=device) + margin
-    out_x = torch.arange(width, dtype=dtype, device=device) + margin
-    src_y = row0[:, None] + torch.arange(box_y, dtype=dtype, device=device)  # (B, Ky)
-    src_x = col0[:, None] + torch.arange(box_x, dtype=dtype, device=device)
-    lag_y = (out_y[None, :, None] - src_y[:, None, :])[:, None]  # (B, 1, H, Ky)
-    lag_x = (out_x[None, None, :] - src_x[:, :, None])[:, None]  # (B, 1, Kx, W)
-    sig = sigma[..., None]  # (B, C, 1, 1)
-    r0, r1, r2, rb = _gaussian_box_response(lag_y, sig)  # each (B, C, H, Ky)
-    c0, c1, c2, cb = _gaussian_box_response(lag_x, sig)  # each (B, C, Kx, W)
+
+    def box_response(size_out: int, size_box: int, first: Tensor) -> list[Tensor]:
+        # the response at the lags m + margin - (first + i) of output m and box pixel i, which
+        # take size_out + size_box - 1 values per galaxy: evaluated once, laid out as Toeplitz
+        lags = torch.arange(size_out + size_box - 1, dtype=dtype, device=device) - (size_box - 1)
+        lags = (lags[None, :] + (margin - first)[:, None])[:, None]  # (B, 1, L)
+        return [
+            _hankel_to_toeplitz(v.contiguous(), size_out, size_box)
+            for v in _gaussian_box_response(lags, sigma)
+        ]
+
+    r0, r1, r2, rb = box_response(height, box_y, row0)  # each (B, C, H, Ky)
+    c0, c1, c2, cb = (c.transpose(-1, -2) for c in box_response(width, box_x, col0))  # (Kx, W)
     f, d1x, d1y, d2xx, d2xy, d2yy = central.unbind(2)
     # the box's terms as one product of (H x 4 Ky) and (4 Ky x W) matrices, added in place of
     # four stamp-sized temporaries

@@ -59,6 +59,7 @@ __all__ = [
     "sersic_image",
     "sersic_pixel_moments",
     "sersic_central_moments",
+    "sersic_image_and_central_moments",
     "smooth_moment_deviations",
 ]
 
@@ -318,7 +319,7 @@ def _edge_triangle_integrals(
     geom: SersicPixelGeometry,
     nodes: Tensor,
     weights: Tensor,
-    term_counts: tuple[int, int],
+    term_counts: tuple[int, int] | None,
     with_moments: bool,
 ) -> Tensor:
     """Light (and moments) of the triangle (centre, foot of an edge line, vertex).
@@ -342,7 +343,9 @@ def _edge_triangle_integrals(
         e_u, e_v: (B, ...) unit direction of the line (circularised frame), broadcastable.
         geom: per-galaxy constants (n, b).
         nodes, weights: (m,) Gauss-Legendre rule on [-1, 1].
-        term_counts: (n_series, n_cf) for the incomplete gamma function.
+        term_counts: (n_series, n_cf) for the incomplete gamma function; None when every
+            profile is an exponential (n = 1), whose incomplete gamma functions have closed
+            forms.
         with_moments: also return the first and second moments (units of r_e, r_e^2).
 
     Returns:
@@ -360,12 +363,18 @@ def _edge_triangle_integrals(
     arg = b * torch.exp(torch.log(rho) / n)
     weight = (0.5 * weights) * s_end[..., None] / cosh_s  # d theta per node
     if not with_moments:
-        frac = _gammainc_p(2.0 * n, arg, *term_counts)
+        if term_counts is None:
+            frac = _exponential_gammainc_p(arg, 1)[0]
+        else:
+            frac = _gammainc_p(2.0 * n, arg, *term_counts)
         return (sign_h * (frac * weight).sum(-1))[..., None]
     shape_a = (-1, 3) + (1,) * h.dim()
     mult = torch.tensor([2.0, 3.0, 4.0], dtype=h.dtype, device=h.device).reshape(1, 3)
     a = (geom.sersic_n[:, None] * mult).reshape(shape_a)
-    fracs = _gammainc_p(a, arg[:, None], *term_counts)  # (B, 3, ..., m)
+    if term_counts is None:
+        fracs = torch.stack(_exponential_gammainc_p(arg, 3), 1)  # (B, 3, ..., m)
+    else:
+        fracs = _gammainc_p(a, arg[:, None], *term_counts)  # (B, 3, ..., m)
     n_b = geom.sersic_n[:, None]
     log_b = torch.log(geom.sersic_b)[:, None]
     log_scale = (
@@ -390,6 +399,20 @@ def _edge_triangle_integrals(
         (w4 * dir_v * dir_v).sum(-1),
     ]
     return sign_h[..., None] * torch.stack(parts, -1)
+
+
+def _exponential_gammainc_p(x: Tensor, count: int) -> list[Tensor]:
+    """P(2, x), P(3, x), ... (``count`` of them): the incomplete gamma functions of an
+    exponential profile (n = 1), in closed form P(k, x) = 1 - e^-x sum_{j<k} x^j / j!."""
+    decay = torch.exp(-x)
+    term = decay * x  # e^-x x^j / j!, from j = 1
+    value = 1.0 - decay - term
+    out = [value]
+    for j in range(2, count + 1):
+        term = term * x / j
+        value = value - term
+        out.append(value)
+    return out
 
 
 def _central_box(
@@ -425,10 +448,12 @@ def _central_box(
     u = (dx * cos_pa + dy * sin_pa) / r_e  # vertices, circularised frame, (B, Ky+1, Kx+1)
     v = (dy * cos_pa - dx * sin_pa) / minor
     nodes, weights = _gauss_legendre(n_nodes, dtype, device)
-    a_factor = 4.0 if with_moments else 2.0
-    a_min = 2.0 * float(geom.sersic_n.detach().min())
-    a_max = a_factor * float(geom.sersic_n.detach().max())
-    counts = gammainc_term_counts(a_min, a_max, dtype)
+    counts: tuple[int, int] | None = None  # None: exponentials, closed forms
+    if torch.compiler.is_compiling() or not bool((geom.sersic_n == 1.0).all()):
+        a_factor = 4.0 if with_moments else 2.0
+        a_min = 2.0 * float(geom.sersic_n.detach().min())
+        a_max = a_factor * float(geom.sersic_n.detach().max())
+        counts = gammainc_term_counts(a_min, a_max, dtype)
 
     def along(dir_u: Tensor, dir_v: Tensor) -> Tensor:
         norm = torch.sqrt(dir_u**2 + dir_v**2)
@@ -653,6 +678,46 @@ def sersic_central_moments(
     moments, index = _central_box(geom, (height, width), half + 1, settings.cusp_oversample, True)
     first = index[:, 0]  # flat index of the ring's first pixel
     return moments, torch.div(first, width, rounding_mode="floor"), first % width
+
+
+def sersic_image_and_central_moments(
+    r_half_major_pix: Tensor,
+    sersic_n: Tensor,
+    q: Tensor,
+    pa_rad: Tensor,
+    center_x_pix: Tensor,
+    center_y_pix: Tensor,
+    shape: tuple[int, int],
+    settings: RenderSettings = DEFAULT_SETTINGS,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`sersic_image` and :func:`sersic_central_moments` in one pass.
+
+    When the exactly integrated box of the image (``cusp_radius_pix``) is the moments' box with
+    its ring (``moment_radius_pix`` + 1, as in the default settings), the image takes its exact
+    central pixels from the moments instead of integrating them twice.
+
+    Returns:
+        the (B, H, W) image, then the (B, 6, K + 2, K + 2) moments and the (B,) row and column
+        of their first pixel, as :func:`sersic_central_moments`.
+    """
+    height, width = _validate_shape(shape)
+    half = min(settings.moment_radius_pix, (min(height, width) - 3) // 2)
+    if half < 0:
+        raise ValueError(f"the stamp {shape} is too small for central moment corrections")
+    geom = sersic_pixel_geometry(
+        r_half_major_pix, sersic_n, q, pa_rad, center_x_pix, center_y_pix, settings
+    )
+    image = _global_quadrature(geom, (height, width), settings.oversample, False)
+    moments, index = _central_box(geom, (height, width), half + 1, settings.cusp_oversample, True)
+    if settings.cusp_radius_pix == half + 1:
+        exact, exact_index = moments[:, :1], index
+    else:
+        exact, exact_index = _central_box(
+            geom, (height, width), settings.cusp_radius_pix, settings.cusp_oversample, False
+        )
+    image = _scatter_box(image[:, None], exact, exact_index)[:, 0]
+    first = index[:, 0]
+    return image, moments, torch.div(first, width, rounding_mode="floor"), first % width
 
 
 def smooth_moment_deviations(moments: Tensor) -> Tensor:

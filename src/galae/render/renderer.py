@@ -29,8 +29,8 @@ from galae.render import psf as psf_mod
 from galae.render.geometry import GalaxyGeometry, galaxy_geometry
 from galae.render.observation import Observation
 from galae.render.raster import (
-    sersic_central_moments,
     sersic_image,
+    sersic_image_and_central_moments,
     sersic_pixel_moments,
     smooth_moment_deviations,
 )
@@ -78,26 +78,57 @@ def rasterize_components(
     shape: tuple[int, int],
     settings: RenderSettings,
     moments: bool = False,
+    central: bool = False,
 ) -> tuple[ComponentImages, tuple[Tensor, Tensor, Tensor] | None]:
-    """Draw the three structural profiles in one batched call of the Sersic rasterizer.
+    """Draw the three structural profiles (the bulges in one call of the Sersic rasterizer,
+    the two exponential disks in another).
 
     Returns the unit-flux images and, when ``moments``, each profile's intra-pixel moments
-    (bulge, disk, SFR), each (B, 6, H, W) in MOMENT_NAMES order.
+    (bulge, disk, SFR), each (B, 6, H, W) in MOMENT_NAMES order; when ``central`` instead,
+    the moments of the central box with its ring, (3B, 6, K + 2, K + 2) (bulges, disks,
+    SFR), and the (B,) row and column of the box's first pixel
+    (:func:`galae.render.raster.sersic_image_and_central_moments`).
     """
     n_b = geom.center_x_pix.shape[0]
-    one = torch.ones_like(geom.q_disk)
-    r_half = torch.cat([geom.r_half_bulge_pix, geom.r_half_disk_pix, geom.r_half_sfr_pix])
-    n = torch.cat([params["sersic_n_bulge"], one, one])
-    q = torch.cat([params["q_bulge"], geom.q_disk, geom.q_disk])
-    pa = geom.pa_rad.repeat(3)
-    cx = geom.center_x_pix.repeat(3)
-    cy = geom.center_y_pix.repeat(3)
+    bulge, disks = _component_profiles(params, geom)
+    if central:
+        outs = [sersic_image_and_central_moments(*p, shape, settings) for p in (bulge, disks)]
+        img = torch.cat([o[0] for o in outs])
+        units = ComponentImages(bulge=img[:n_b], disk=img[n_b : 2 * n_b], sfr=img[2 * n_b :])
+        return units, (torch.cat([o[1] for o in outs]), outs[0][2], outs[0][3])
     if moments:
-        mom = sersic_pixel_moments(r_half, n, q, pa, cx, cy, shape, settings).stack()
+        mom = torch.cat([sersic_pixel_moments(*p, shape, settings).stack() for p in (bulge, disks)])
         parts = (mom[:n_b], mom[n_b : 2 * n_b], mom[2 * n_b :])
         return ComponentImages(*(p[:, 0] for p in parts)), parts
-    img = sersic_image(r_half, n, q, pa, cx, cy, shape, settings)
+    img = torch.cat([sersic_image(*p, shape, settings) for p in (bulge, disks)])
     return ComponentImages(bulge=img[:n_b], disk=img[n_b : 2 * n_b], sfr=img[2 * n_b :]), None
+
+
+def _component_profiles(
+    params: Mapping[str, Tensor], geom: GalaxyGeometry
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """Sersic arguments (r_half, n, q, pa, cx, cy) of the bulges (B,) and of the two
+    exponential disks, stellar and star-forming, batched together (2B,): kept apart so that
+    the exponentials get the closed-form incomplete gamma functions of the raster's exact
+    central pixels."""
+    one = torch.ones_like(geom.q_disk)
+    bulge = (
+        geom.r_half_bulge_pix,
+        params["sersic_n_bulge"],
+        params["q_bulge"],
+        geom.pa_rad,
+        geom.center_x_pix,
+        geom.center_y_pix,
+    )
+    disks = (
+        torch.cat([geom.r_half_disk_pix, geom.r_half_sfr_pix]),
+        torch.cat([one, one]),
+        torch.cat([geom.q_disk, geom.q_disk]),
+        geom.pa_rad.repeat(2),
+        geom.center_x_pix.repeat(2),
+        geom.center_y_pix.repeat(2),
+    )
+    return bulge, disks
 
 
 def central_psf_convolution(
@@ -107,36 +138,25 @@ def central_psf_convolution(
     geom: GalaxyGeometry,
     maps: GalaxyMaps,
     sps: SPSTable,
-    settings: RenderSettings,
+    central_moments: tuple[Tensor, Tensor, Tensor],
     margin: int,
 ) -> Tensor:
     """PSF-convolved stamp from pixel totals and the moments of the central pixels.
 
-    The three profiles share a centre and hence a box of central pixels; their moments
-    (:func:`galae.render.raster.sersic_central_moments`) are weighted by each component's light
-    per unit mass at the box's pixels (populations and dust taken at each pixel centre, as
-    ``shade`` does with moments), the band light's deviations from smooth light are taken
-    (:func:`galae.render.raster.smooth_moment_deviations`; differencing the band light, not
-    the mass, keeps the identity behind them exact where dust varies across the centre) and go
-    with the band totals through :func:`galae.render.psf.convolve_central_moments`.
-    ``light``, ``geom`` and ``maps`` cover the drawn grid (stamp plus ``margin``); the result
+    The three profiles share a centre and hence a box of central pixels.  Their unit-flux
+    moments there (``central_moments``, from :func:`rasterize_components`) are weighted by
+    each component's light per unit mass at the box's pixels (populations and dust taken at
+    each pixel centre, as ``shade`` does with moments).  The band light's deviations from
+    smooth light are taken (:func:`galae.render.raster.smooth_moment_deviations`; differencing
+    the band light, not the mass, keeps the identity behind them exact where dust varies
+    across the centre) and go with the band totals through
+    :func:`galae.render.psf.convolve_central_moments`.  ``light``, ``geom`` and ``maps`` cover
+    the drawn grid (stamp plus ``margin``); the result
     covers the stamp.
     """
     n_b = geom.center_x_pix.shape[0]
-    shape = tuple(geom.r_disk_kpc.shape[-2:])
-    one = torch.ones_like(geom.q_disk)
-    moments, row0, col0 = sersic_central_moments(
-        torch.cat([geom.r_half_bulge_pix, geom.r_half_disk_pix, geom.r_half_sfr_pix]),
-        torch.cat([params["sersic_n_bulge"], one, one]),
-        torch.cat([params["q_bulge"], geom.q_disk, geom.q_disk]),
-        geom.pa_rad.repeat(3),
-        geom.center_x_pix.repeat(3),
-        geom.center_y_pix.repeat(3),
-        shape,
-        settings,
-    )
+    moments, row0, col0 = central_moments
     box = moments.shape[-1]  # the central box and its ring of neighbours
-    row0, col0 = row0[:n_b], col0[:n_b]
     ar = torch.arange(box, device=row0.device)
     rows, cols = row0[:, None] + ar, col0[:, None] + ar
     batch_index = torch.arange(n_b, device=row0.device)[:, None, None]
@@ -283,10 +303,27 @@ class GalaxyRenderer(nn.Module):
             moments: also return the light's intra-pixel moments (``BandLight.moments_nmgy``)
                 for :func:`galae.render.psf.convolve_moments`.
         """
+        return self._light(params, obs, shape, margin, moments)[:3]
+
+    def _light(
+        self,
+        params: Mapping[str, Tensor],
+        obs: Observation,
+        shape: tuple[int, int] | None = None,
+        margin: int = 0,
+        moments: bool = False,
+        central: bool = False,
+    ) -> tuple[BandLight, GalaxyMaps, GalaxyGeometry, tuple[Tensor, Tensor, Tensor] | None]:
+        """:meth:`light`, and with ``central`` the unit-flux moments of the central pixels
+        (see :func:`rasterize_components`)."""
         shape = obs.shape if shape is None else shape
         shape = (shape[0] + 2 * margin, shape[1] + 2 * margin)
         geom = galaxy_geometry(params, obs.redshift, obs.pixel_scale_arcsec, shape, self.settings)
-        units, unit_moments = rasterize_components(params, geom, shape, self.settings, moments)
+        units, unit_moments = rasterize_components(
+            params, geom, shape, self.settings, moments, central
+        )
+        central_moments = unit_moments if central else None
+        unit_moments = None if central else unit_moments
         maps = physical_maps(
             params,
             geom.r_disk_kpc,
@@ -313,7 +350,7 @@ class GalaxyRenderer(nn.Module):
                 t.view(-1, 1, 1, 1) * m for t, m in zip(totals, unit_moments, strict=True)
             )
         light = shade(maps, obs.redshift, geom.cos_inclination, self.sps, table, mass_moments)
-        return light, maps, geom
+        return light, maps, geom, central_moments
 
     def psf_margin_pix(self, obs: Observation) -> int:
         """Border (pixels) rendered around the stamp so that the PSF scatters light from
@@ -358,10 +395,14 @@ class GalaxyRenderer(nn.Module):
             and isinstance(obs.psf, psf_mod.GaussianPSF)
         )
         every_pixel = settings.psf_moments and not central
-        light, maps, geom = self.light(params, obs, margin=m, moments=every_pixel)
+        light, maps, geom, box = self._light(
+            params, obs, margin=m, moments=every_pixel, central=central
+        )
         scale = obs.pixel_scale_arcsec
-        if central:
-            images = central_psf_convolution(params, obs, light, geom, maps, self.sps, settings, m)
+        if box is not None:
+            images = central_psf_convolution(
+                params, obs, light, geom, maps, self.sps, box, margin=m
+            )
         else:
             if every_pixel:
                 images = psf_mod.convolve_moments(light.moments_nmgy, obs.psf, scale, settings)
