@@ -187,6 +187,14 @@ class GalaxyEncoder(nn.Module):
         for lin in (self.out_loc, self.out_factor, self.out_diag, self.out_z):
             nn.init.zeros_(lin.bias)
             lin.weight.data.mul_(0.1)
+        # Per-latent widening (> 1) or narrowing (< 1) of q's marginal widths, fitted after
+        # training by simulation (galae.calibrate); ones leave q as trained.
+        self.register_buffer("posterior_scale", torch.ones(d))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # checkpoints written before the calibration existed: uncalibrated (ones)
+        state_dict.setdefault(prefix + "posterior_scale", torch.ones_like(self.posterior_scale))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(
         self,
@@ -206,10 +214,14 @@ class GalaxyEncoder(nn.Module):
         z_out = self.out_z(hdn)
         # Bounded outputs keep the low-rank Cholesky well conditioned in float32: |loc| < 15
         # (the registry's ranges sit within |u| < 10), factor entries in (-2, 2), diag >= 1e-3.
+        # The calibration scales S = diag(posterior_scale) act as S (W W^T + diag) S.
+        scale = self.posterior_scale
+        factor = 2.0 * torch.tanh(0.5 * self.out_factor(hdn)).view(b, d, r)
+        diag = F.softplus(self.out_diag(hdn) + 0.5413) + 1e-3  # softplus(0.5413) = 1
         return EncoderOutput(
             loc=_LOC_BOUND * torch.tanh(self.out_loc(hdn) / _LOC_BOUND),
-            cov_factor=2.0 * torch.tanh(0.5 * self.out_factor(hdn)).view(b, d, r),
-            cov_diag=F.softplus(self.out_diag(hdn) + 0.5413) + 1e-3,  # softplus(0.5413) = 1
+            cov_factor=scale[:, None] * factor,
+            cov_diag=scale**2 * diag,
             z_loc=z_out[:, 0],
             z_scale=F.softplus(z_out[:, 1] + 0.5413) + 1e-3,
         )
