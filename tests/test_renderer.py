@@ -366,3 +366,25 @@ def test_margin_in_fwhm_is_thinner():
     assert thin == math.ceil(fwhm_pix) + 1 < full
     with pytest.raises(ValueError, match="psf_margin_fwhm"):
         DEFAULT_SETTINGS.with_(psf_margin_fwhm=-1.0)
+
+
+def test_images_only_path_matches_the_full_render(renderer64):
+    """``GalaxyRenderer.images``: with the fast preset it tabulates the disks' light radially
+    (< 2e-4 of the peak pixel from ``forward(...).images``, flux to 5e-4, finite gradients);
+    with other presets it is ``forward(...).images`` itself."""
+    from galae.physics.population import sample_population
+    from galae.settings import FAST_SETTINGS
+
+    p = {k: v.double() for k, v in sample_population(6, torch.Generator().manual_seed(5)).items()}
+    p["dx_arcsec"] = torch.tensor([0.0, 0.3, -0.2, 0.1, 0.05, -0.4], dtype=torch.float64)
+    o = obs(6, z=0.08)
+    fast = GalaxyRenderer(renderer64.sps, FAST_SETTINGS).double()
+    full = fast(p, o).images
+    only = fast.images(p, o)
+    peak = full.amax((-1, -2), keepdim=True)
+    assert float(((only - full).abs() / peak).max()) < 2e-4
+    torch.testing.assert_close(only.sum((-1, -2)), full.sum((-1, -2)), rtol=5e-4, atol=0.0)
+    torch.testing.assert_close(renderer64.images(p, o), renderer64(p, o).images)
+    u = REGISTRY.to_unconstrained(p).clone().requires_grad_(True)
+    fast.images(REGISTRY.from_unconstrained(u), o, validate=False).sum().backward()
+    assert bool(torch.isfinite(u.grad).all()) and bool((u.grad.abs().sum(0) > 0).any())

@@ -37,6 +37,7 @@ from galae.physics.sps import SPSTable
 
 __all__ = [
     "BandLight",
+    "BulkPopulation",
     "UnitLight",
     "RadialTable",
     "radial_table",
@@ -69,6 +70,22 @@ class BandLight:
 
 
 @dataclass(frozen=True)
+class BulkPopulation:
+    """The per-galaxy population values of :class:`galae.physics.maps.GalaxyMaps`, each (B,):
+    what :func:`unit_light` reads besides the radial population."""
+
+    age_bulge_gyr: Tensor
+    age_disk_gyr: Tensor
+    lg_zstar_bulge_zsun: Tensor
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Tensor]) -> BulkPopulation:
+        return cls(
+            params["age_bulge_gyr"], params["age_disk_gyr"], params["log10_zstar_bulge_zsun"]
+        )
+
+
+@dataclass(frozen=True)
 class UnitLight:
     """Transmitted observed band flux per unit of each component, each (B, C, *S).
 
@@ -92,11 +109,13 @@ class RadialTable:
         population: the population at the nodes, each field (B, K).
         index: (B, H * W) lower node of each pixel.
         weight: (B, 1, H * W) linear weight of the upper node.
+        radius_kpc: (B, K) in-plane radius of the nodes.
     """
 
     population: RadialPopulation
     index: Tensor
     weight: Tensor
+    radius_kpc: Tensor
 
     def to_pixels(self, values: Tensor, shape: tuple[int, int]) -> Tensor:
         """Interpolate node values (B, N, K) to the pixels: (B, N, H, W).
@@ -136,12 +155,12 @@ def radial_table(params: Mapping[str, Tensor], r_disk_kpc: Tensor, n_nodes: int)
     t = (r / (r + r_c)) / s_max * (n_nodes - 1)
     index = t.detach().floor().clamp(0, n_nodes - 2).long()
     weight = (t - index.to(t.dtype)).unsqueeze(1)
-    return RadialTable(radial_population(params, r_nodes), index, weight)
+    return RadialTable(radial_population(params, r_nodes), index, weight, r_nodes)
 
 
 def unit_light(
     population: RadialPopulation,
-    maps: GalaxyMaps,
+    maps: GalaxyMaps | BulkPopulation,
     redshift: Tensor,
     cos_inclination: Tensor,
     sps: SPSTable,
@@ -150,7 +169,8 @@ def unit_light(
 
     Args:
         population: fields (B, *S): at the pixels or at radial nodes.
-        maps: supplies the per-galaxy bulge and disk ages and the bulge metallicity.
+        maps: supplies the per-galaxy bulge and disk ages and the bulge metallicity (the maps
+            or a :class:`BulkPopulation`).
         redshift, cos_inclination: (B,).
         sps: the stellar-population table (its bands set C).
     Returns:
