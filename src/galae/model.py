@@ -153,6 +153,11 @@ class GalaxyModel(PyroModule):
         params = self.registry.from_unconstrained(u)
         return self.renderer(params, batch.observation(redshift), validate=False)
 
+    def render_images(self, u: Tensor, batch: Batch, redshift: Tensor | None = None) -> Tensor:
+        """The noiseless images alone (``GalaxyRenderer.images``: no maps, faster)."""
+        params = self.registry.from_unconstrained(u)
+        return self.renderer.images(params, batch.observation(redshift), validate=False)
+
     def forward(self, batch: Batch, n_total: int | None = None) -> Tensor:
         b = batch.size
         with _galaxy_plate(batch, n_total):
@@ -160,7 +165,7 @@ class GalaxyModel(PyroModule):
             z = None
             if not batch.redshift_known:
                 z = pyro.sample("redshift", self.redshift_prior_dist(batch.redshift))
-            model_images = self.render(u, batch, z).images
+            model_images = self.render_images(u, batch, z)
             data = torch.where(batch.mask, torch.zeros_like(batch.images), batch.images)
             pyro.sample("obs", self.likelihood_dist(model_images, batch), obs=data)
         return model_images

@@ -357,7 +357,7 @@ class GalaeModel:
         opt = torch.optim.Adam([u], lr=lr)
         with torch.enable_grad():
             for _ in range(steps):
-                img = self.model.render(u, b, z).images
+                img = self.model.render_images(u, b, z)
                 nll = (
                     -log_likelihood(
                         img, b.images, b.sigma, b.mask, self.model.likelihood, self.model.df

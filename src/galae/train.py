@@ -195,7 +195,7 @@ def posterior_mean_rendering(
     """q's parameters and the model image (B, C, H, W) at q's mean (photo-z mean if unknown)."""
     out = guide.encode(batch)
     z = None if batch.redshift_known else guide.redshift_dist(out).mean
-    return out, model.render(out.loc, batch, z).images
+    return out, model.render_images(out.loc, batch, z)
 
 
 WAKE_ESTIMATORS = {"elbo": wake_elbo_loss, "map": wake_map_loss}
@@ -226,7 +226,7 @@ def simulate_like(
         if not batch.redshift_known:
             lo_hi = model.redshift_prior_dist(z)
             z = lo_hi.sample()
-        clean = model.render(u, batch, z).images
+        clean = model.render_images(u, batch, z)
         noise = torch.randn(clean.shape, generator=generator, device=clean.device)
         noisy = clean + batch.sigma * noise.to(clean)
     sim = Batch(
