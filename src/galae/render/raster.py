@@ -344,8 +344,8 @@ def _edge_triangle_integrals(
         geom: per-galaxy constants (n, b).
         nodes, weights: (m,) Gauss-Legendre rule on [-1, 1].
         term_counts: (n_series, n_cf) for the incomplete gamma function; None when every
-            profile is an exponential (n = 1), whose incomplete gamma functions have closed
-            forms.
+            profile is an exponential (n = 1), whose integer indices (2, 3, 4) torch's
+            ``special.gammainc`` evaluates directly.
         with_moments: also return the first and second moments (units of r_e, r_e^2).
 
     Returns:
@@ -403,16 +403,13 @@ def _edge_triangle_integrals(
 
 def _exponential_gammainc_p(x: Tensor, count: int) -> list[Tensor]:
     """P(2, x), P(3, x), ... (``count`` of them): the incomplete gamma functions of an
-    exponential profile (n = 1), in closed form P(k, x) = 1 - e^-x sum_{j<k} x^j / j!."""
-    decay = torch.exp(-x)
-    term = decay * x  # e^-x x^j / j!, from j = 1
-    value = 1.0 - decay - term
-    out = [value]
-    for j in range(2, count + 1):
-        term = term * x / j
-        value = value - term
-        out.append(value)
-    return out
+    exponential profile (n = 1), whose integer indices torch's own regularized incomplete
+    gamma function handles accurately in float32 too (the closed form
+    1 - e^-x sum_{j<k} x^j / j! cancels catastrophically at small x)."""
+    return [
+        torch.special.gammainc(torch.tensor(float(k), dtype=x.dtype), x)
+        for k in range(2, count + 2)
+    ]
 
 
 def _central_box(
@@ -448,7 +445,7 @@ def _central_box(
     u = (dx * cos_pa + dy * sin_pa) / r_e  # vertices, circularised frame, (B, Ky+1, Kx+1)
     v = (dy * cos_pa - dx * sin_pa) / minor
     nodes, weights = _gauss_legendre(n_nodes, dtype, device)
-    counts: tuple[int, int] | None = None  # None: exponentials, closed forms
+    counts: tuple[int, int] | None = None  # None: exponentials, integer-index P(k, x)
     if torch.compiler.is_compiling() or not bool((geom.sersic_n == 1.0).all()):
         a_factor = 4.0 if with_moments else 2.0
         a_min = 2.0 * float(geom.sersic_n.detach().min())

@@ -111,7 +111,7 @@ def _component_profiles(
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """Sersic arguments (r_half, n, q, pa, cx, cy) of the bulges (B,) and of the two
     exponential disks, stellar and star-forming, batched together (2B,): kept apart so that
-    the exponentials get the closed-form incomplete gamma functions of the raster's exact
+    the exponentials get the integer-index incomplete gamma functions of the raster's exact
     central pixels."""
     one = torch.ones_like(geom.q_disk)
     bulge = (
