@@ -849,12 +849,9 @@ def convolve_central_moments(
 
     def smooth_kernel(size_out: int, size_in: int) -> Tensor:
         # k_e at the lags m + margin - k of output m and input k: a (size_out, size_in) Toeplitz
-        lags = torch.arange(
-            margin - size_in, size_out + margin + 1, dtype=dtype, device=device
-        )  # one extra lag on each side for the central difference of k'
-        k0, k1, k2 = _gaussian_pixel_response(lags, sigma)
-        k_e = k0[..., 1:-1] + (k2[..., 1:-1] - (k1[..., 2:] - k1[..., :-2])) / 24.0
-        return _hankel_to_toeplitz(k_e.contiguous(), size_out, size_in)
+        lags = torch.arange(margin - size_in + 1, size_out + margin, dtype=dtype, device=device)
+        k0, _, _, excess = _gaussian_box_response(lags, sigma)
+        return _hankel_to_toeplitz((k0 + excess).contiguous(), size_out, size_in)
 
     rows = smooth_kernel(height, height_in)  # (B, C, H, H')
     cols = smooth_kernel(width, width_in).transpose(-1, -2)  # (B, C, W', W)
@@ -901,13 +898,9 @@ def _gaussian_box_response(lags: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor,
     (k'' - k'(d + 1) + k'(d - 1)) / 24 (see :func:`convolve_central_moments`), sharing the
     Gaussian's values at d +- 1/2 and d +- 3/2."""
     inv_norm = 1.0 / math.sqrt(2.0 * math.pi)
-    z_hi, z_lo = (lags + 0.5) / sigma, (lags - 0.5) / sigma
-    pdf_hi, pdf_lo = torch.exp(-0.5 * z_hi**2) * inv_norm, torch.exp(-0.5 * z_lo**2) * inv_norm
+    k0, k1, k2, pdf_hi, pdf_lo = _gaussian_response_and_edges(lags, sigma)
     pdf_hi2 = torch.exp(-0.5 * ((lags + 1.5) / sigma) ** 2) * inv_norm
     pdf_lo2 = torch.exp(-0.5 * ((lags - 1.5) / sigma) ** 2) * inv_norm
-    k0 = torch.special.ndtr(z_hi) - torch.special.ndtr(z_lo)
-    k1 = (pdf_hi - pdf_lo) / sigma
-    k2 = (z_lo * pdf_lo - z_hi * pdf_hi) / sigma**2
     # k'(d + 1) - k'(d - 1) = (pdf(d + 3/2) - pdf(d + 1/2) - pdf(d - 1/2) + pdf(d - 3/2)) / sigma
     excess = (k2 - (pdf_hi2 - pdf_hi - pdf_lo + pdf_lo2) / sigma) / 24.0
     return k0, k1, k2, excess
@@ -916,6 +909,14 @@ def _gaussian_box_response(lags: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor,
 def _gaussian_pixel_response(lags: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """1-D Gaussian pixel response k(d) = int_{-1/2}^{1/2} g(d + u) du, k' and k'' at ``lags``
     (broadcast against ``sigma``, pixels), as in :meth:`GaussianPSF.response_1d`."""
+    return _gaussian_response_and_edges(lags, sigma)[:3]
+
+
+def _gaussian_response_and_edges(
+    lags: Tensor, sigma: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """k, k', k'' of the Gaussian pixel response at ``lags``, and the Gaussian density at the
+    pixel edges d + 1/2 and d - 1/2 they are made of."""
     z_hi = (lags + 0.5) / sigma
     z_lo = (lags - 0.5) / sigma
     pdf_hi = torch.exp(-0.5 * z_hi**2) / math.sqrt(2.0 * math.pi)
@@ -923,4 +924,4 @@ def _gaussian_pixel_response(lags: Tensor, sigma: Tensor) -> tuple[Tensor, Tenso
     k0 = torch.special.ndtr(z_hi) - torch.special.ndtr(z_lo)
     k1 = (pdf_hi - pdf_lo) / sigma
     k2 = (z_lo * pdf_lo - z_hi * pdf_hi) / sigma**2
-    return k0, k1, k2
+    return k0, k1, k2, pdf_hi, pdf_lo

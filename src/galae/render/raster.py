@@ -666,15 +666,31 @@ def sersic_central_moments(
         and the (B,) row and column of the first ring pixel.
     """
     height, width = _validate_shape(shape)
-    half = min(settings.moment_radius_pix, (min(height, width) - 3) // 2)
-    if half < 0:
-        raise ValueError(f"the stamp {shape} is too small for central moment corrections")
+    half = _central_half_width(height, width, settings)
     geom = sersic_pixel_geometry(
         r_half_major_pix, sersic_n, q, pa_rad, center_x_pix, center_y_pix, settings
     )
-    moments, index = _central_box(geom, (height, width), half + 1, settings.cusp_oversample, True)
-    first = index[:, 0]  # flat index of the ring's first pixel
-    return moments, torch.div(first, width, rounding_mode="floor"), first % width
+    moments, _, row0, col0 = _ring_box_moments(geom, (height, width), half, settings)
+    return moments, row0, col0
+
+
+def _central_half_width(height: int, width: int, settings: RenderSettings) -> int:
+    """Half-width of the central moment box: ``moment_radius_pix``, shrunk so that the box and
+    its ring fit the stamp."""
+    half = min(settings.moment_radius_pix, (min(height, width) - 3) // 2)
+    if half < 0:
+        raise ValueError(f"the stamp {(height, width)} is too small for central moment corrections")
+    return half
+
+
+def _ring_box_moments(
+    geom: SersicPixelGeometry, shape: tuple[int, int], half: int, settings: RenderSettings
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Exact moments of the central box of half-width ``half`` with its ring: (B, 6, K+2, K+2),
+    their flat indices (B, (K+2)^2), and the (B,) row and column of the first ring pixel."""
+    moments, index = _central_box(geom, shape, half + 1, settings.cusp_oversample, True)
+    first = index[:, 0]
+    return moments, index, torch.div(first, shape[1], rounding_mode="floor"), first % shape[1]
 
 
 def sersic_image_and_central_moments(
@@ -698,14 +714,12 @@ def sersic_image_and_central_moments(
         of their first pixel, as :func:`sersic_central_moments`.
     """
     height, width = _validate_shape(shape)
-    half = min(settings.moment_radius_pix, (min(height, width) - 3) // 2)
-    if half < 0:
-        raise ValueError(f"the stamp {shape} is too small for central moment corrections")
+    half = _central_half_width(height, width, settings)
     geom = sersic_pixel_geometry(
         r_half_major_pix, sersic_n, q, pa_rad, center_x_pix, center_y_pix, settings
     )
     image = _global_quadrature(geom, (height, width), settings.oversample, False)
-    moments, index = _central_box(geom, (height, width), half + 1, settings.cusp_oversample, True)
+    moments, index, row0, col0 = _ring_box_moments(geom, (height, width), half, settings)
     if settings.cusp_radius_pix == half + 1:
         exact, exact_index = moments[:, :1], index
     else:
@@ -713,8 +727,7 @@ def sersic_image_and_central_moments(
             geom, (height, width), settings.cusp_radius_pix, settings.cusp_oversample, False
         )
     image = _scatter_box(image[:, None], exact, exact_index)[:, 0]
-    first = index[:, 0]
-    return image, moments, torch.div(first, width, rounding_mode="floor"), first % width
+    return image, moments, row0, col0
 
 
 def smooth_moment_deviations(moments: Tensor) -> Tensor:

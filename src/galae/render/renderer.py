@@ -24,7 +24,6 @@ from torch import Tensor, nn
 from galae.latent import REGISTRY, LatentRegistry
 from galae.physics import cosmology
 from galae.physics.maps import YOUNG_AGE_GYR, GalaxyMaps, physical_maps, radial_population
-from galae.physics.profiles import _sersic_b_unchecked
 from galae.physics.sps import SPSTable
 from galae.render import psf as psf_mod
 from galae.render.geometry import GalaxyGeometry, galaxy_geometry
@@ -33,6 +32,7 @@ from galae.render.raster import (
     sersic_central_moments,
     sersic_image,
     sersic_image_and_central_moments,
+    sersic_pixel_geometry,
     sersic_pixel_moments,
     smooth_moment_deviations,
 )
@@ -476,29 +476,26 @@ class GalaxyRenderer(nn.Module):
         unit = unit_light(table.population, bulk, obs.redshift, geom.cos_inclination, self.sps)
         mass_bulge, mass_disk, sfr = _component_totals(params)
         rho = table.radius_kpc / geom.kpc_per_pix[:, None]  # (B, K) nodes, disk-plane pixels
-        b_exp = _sersic_b_unchecked(torch.ones_like(rho[:, :1]))  # b_1 = 1.678...
-
-        def exponential(total: Tensor, r_half: Tensor) -> Tensor:
-            # total x the unit-flux exponential's surface brightness per pixel at the nodes
-            log_i0 = 2.0 * torch.log(b_exp) - torch.log(2.0 * math.pi * geom.q_disk[:, None])
-            log_i0 = log_i0 - 2.0 * torch.log(r_half[:, None])
-            return (total[:, None] * torch.exp(log_i0 - b_exp * rho / r_half[:, None]))[:, None]
-
-        disks_nodes = (
-            exponential(mass_disk, geom.r_half_disk_pix) * unit.disk_nmgy_per_msun
-            + exponential(sfr, geom.r_half_sfr_pix) * unit.young_nmgy_per_msun_yr
-        )  # (B, C, K)
+        bulge, disks = _component_profiles(params, geom)
+        # the rasterizer's unit-flux exponentials (stellar, then star-forming disk) at the nodes
+        exp_geom = sersic_pixel_geometry(*disks, settings)
+        n_b = rho.shape[0]
+        log_i0 = exp_geom.log_central_intensity.view(2, n_b, 1)
+        b_over_r = (exp_geom.sersic_b / exp_geom.r_half_major_pix).view(2, n_b, 1)
+        surface = torch.exp(log_i0 - b_over_r * rho)  # (2, B, K), per pixel
+        disks_nodes = (mass_disk[:, None] * surface[0])[:, None] * unit.disk_nmgy_per_msun + (
+            sfr[:, None] * surface[1]
+        )[:, None] * unit.young_nmgy_per_msun_yr  # (B, C, K)
         bulge_nodes = mass_bulge[:, None, None] * unit.bulge_nmgy_per_msun
         bands = bulge_nodes.shape[1]
         pixels = table.to_pixels(torch.cat([disks_nodes, bulge_nodes], 1), shape)
-        bulge, disks = _component_profiles(params, geom)
         bulge_img, bulge_mom, row0, col0 = sersic_image_and_central_moments(*bulge, shape, settings)
         disks_mom = sersic_central_moments(*disks, shape, settings)[0]
         box = (torch.cat([bulge_mom, disks_mom]), row0, col0)
         band = central_band_moments(params, obs, geom, bulk, self.sps, box)
         totals = pixels[:, :bands] + bulge_img[:, None] * pixels[:, bands:]
         # the disks' exactly integrated central pixels replace the table's values there
-        n_b, side = row0.shape[0], bulge_mom.shape[-1]
+        side = bulge_mom.shape[-1]
         ar = torch.arange(side, device=row0.device)
         index = (row0[:, None] + ar)[:, :, None] * shape[1] + (col0[:, None] + ar)[:, None, :]
         index = index.reshape(n_b, 1, -1).expand(n_b, bands, side * side)
