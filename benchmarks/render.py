@@ -17,7 +17,11 @@ FWHM), "fast" (the same with one node per pixel away from the centre and half th
 (pixel totals, no border); each also through ``GalaxyRenderer.images`` (images alone, without
 maps or per-component light).  The process tunes glibc's allocator as galae's own jobs do
 (galae.runtime; recorded as machine.malloc_tuned).
-    python benchmarks/render.py --device cuda   # GPU: one line for a machine with one
+    python benchmarks/render.py --device cuda --no-galsim --batch 4096 --scan 1024 16384 \
+        --compile --compile-presets fast accurate --compile-images-only   # GPU, one line
+
+On a GPU, each preset's float32 images are also compared with the CPU's float64 render of the same
+galaxies (max_abs_over_peak_vs_cpu_float64; GalSim itself runs on the CPU only).
 
 Writes ``benchmarks/results/render_<device>.json``.
 """
@@ -127,6 +131,52 @@ def galsim_throughput(specs, scale, shape, processes):
     return len(specs) / wall
 
 
+def batch_scan(ren, sizes, dev, shape, sync) -> dict[str, float | str]:
+    """Images alone (eager) at other batch sizes: {batch: galaxies/s}, "out of memory" if so."""
+    out: dict[str, float | str] = {}
+    for bs in sizes:
+        drawn = sample_population(bs, torch.Generator().manual_seed(1))
+        p = {k: v.to(dev) for k, v in drawn.items()}
+        c = sample_sdss_conditions(bs, np.random.default_rng(1))
+        o = Observation.create(c.redshift, c.psf_fwhm_arcsec, shape=shape, device=dev)
+        try:
+            t = timeit(
+                torch.no_grad()(lambda p=p, o=o: ren.images(p, o, validate=False)),
+                repeat=3,
+                warmup=1,
+                sync=sync,
+            )
+            out[str(bs)] = bs / t
+        except torch.OutOfMemoryError:
+            out[str(bs)] = "out of memory"
+        del p, o
+        if sync:
+            torch.cuda.empty_cache()
+    return out
+
+
+def agreement_with_cpu_float64(settings, params, cond, shape, dev, n: int = 32) -> float:
+    """max |render on ``dev`` (float32) - render on the CPU (float64)| / peak, n galaxies."""
+    p = {k: v[:n] for k, v in params.items()}
+    o64 = Observation.create(
+        cond.redshift[:n], cond.psf_fwhm_arcsec[:n], shape=shape, dtype=torch.float64
+    )
+    o = Observation.create(cond.redshift[:n], cond.psf_fwhm_arcsec[:n], shape=shape, device=dev)
+    with torch.no_grad():
+        ref = (
+            GalaxyRenderer(settings=settings)
+            .double()({k: v.double() for k, v in p.items()}, o64)
+            .images
+        )
+        got = (
+            GalaxyRenderer(settings=settings)
+            .to(dev)
+            .images({k: v.to(dev) for k, v in p.items()}, o)
+        )
+    peak = ref.amax((-1, -2), keepdim=True)
+    return float(((got.cpu().double() - ref).abs() / peak).max())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -134,6 +184,24 @@ def main() -> None:
     ap.add_argument("--galsim-n", type=int, default=24, help="galaxies GalSim draws (timing)")
     ap.add_argument("--no-galsim", action="store_true")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(renderer)")
+    ap.add_argument(
+        "--presets", nargs="+", default=list(RENDER_PRESETS), choices=list(RENDER_PRESETS)
+    )
+    ap.add_argument(
+        "--compile-presets", nargs="+", default=None, help="presets to compile (default: all)"
+    )
+    ap.add_argument(
+        "--compile-images-only",
+        action="store_true",
+        help="compile only GalaxyRenderer.images (the training path), not the full forward",
+    )
+    ap.add_argument(
+        "--scan",
+        type=int,
+        nargs="*",
+        default=[],
+        help="more batch sizes for images alone (eager), e.g. --scan 1024 16384 on a GPU",
+    )
     a = ap.parse_args()
     dev = torch.device(a.device)
     torch.set_flush_denormal(True)
@@ -147,8 +215,13 @@ def main() -> None:
     result: dict = {"device": str(dev), "batch": n, "shape": list(shape), "bands": 5}
     u0 = REGISTRY.to_unconstrained(p_dev).detach()
 
-    for preset, settings in RENDER_PRESETS.items():
+    compile_presets = set(a.presets if a.compile_presets is None else a.compile_presets)
+    for preset in a.presets:
+        settings = RENDER_PRESETS[preset]
         ren = GalaxyRenderer(settings=settings).to(dev)
+        compile_this = a.compile and preset in compile_presets
+        if sync:
+            torch.cuda.reset_peak_memory_stats(dev)
 
         @torch.no_grad()
         def run(ren=ren):
@@ -160,7 +233,7 @@ def main() -> None:
             "seconds_per_batch": t,
             "galaxies_per_second": n / t,
         }
-        if a.compile:
+        if compile_this and not a.compile_images_only:
             compiled = torch.compile(
                 lambda pp, ren=ren: ren(pp, obs, validate=False).images, dynamic=False
             )
@@ -187,7 +260,7 @@ def main() -> None:
 
         ti = timeit(run_images, repeat=5, warmup=2, sync=sync)
         res["images_only_galaxies_per_second"] = n / ti
-        if a.compile:
+        if compile_this:
             compiled_images = torch.compile(
                 lambda pp, ren=ren: ren.images(pp, obs, validate=False), dynamic=False
             )
@@ -201,6 +274,11 @@ def main() -> None:
             res["images_only_compiled_galaxies_per_second"] = n / timeit(
                 run_images_compiled, repeat=5, warmup=1, sync=sync
             )
+            res["images_only_compiled_matches_eager"] = bool(
+                torch.allclose(run_images_compiled(), run_images(), rtol=1e-3, atol=1e-6)
+            )
+        if a.scan:
+            res["images_only_batch_scan"] = batch_scan(ren, a.scan, dev, shape, sync)
         # gradient throughput (forward + backward through every latent)
 
         def run_grad(ren=ren):
@@ -208,8 +286,18 @@ def main() -> None:
             img = ren(REGISTRY.from_unconstrained(uu), obs, validate=False).images
             img.sum().backward()
 
-        tg = timeit(run_grad, repeat=3, warmup=1, sync=sync)
-        res["forward_backward_galaxies_per_second"] = n / tg
+        try:
+            tg = timeit(run_grad, repeat=3, warmup=1, sync=sync)
+            res["forward_backward_galaxies_per_second"] = n / tg
+        except torch.OutOfMemoryError:
+            res["forward_backward_galaxies_per_second"] = "out of memory"
+            torch.cuda.empty_cache()
+        if sync:
+            res["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+        if dev.type != "cpu":
+            res["max_abs_over_peak_vs_cpu_float64"] = agreement_with_cpu_float64(
+                settings, params, cond, shape, dev
+            )
         result[preset] = res
 
     if not a.no_galsim:
@@ -249,7 +337,8 @@ def main() -> None:
             galsim_specs(flat, light_f, maps_f, geom_f, cond, scale, ng), scale, shape
         )
         peak = ref.max(axis=(-1, -2), keepdims=True)
-        for preset, settings in RENDER_PRESETS.items():
+        for preset in a.presets:
+            settings = RENDER_PRESETS[preset]
             with torch.no_grad():
                 ours_img = GalaxyRenderer(settings=settings).double()(flat, obs_cpu).images.numpy()
             err = (np.abs(ours_img - ref) / peak).max(axis=(-1, -2))  # (n, C)

@@ -190,6 +190,10 @@ class GalaxyEncoder(nn.Module):
         # Per-latent widening (> 1) or narrowing (< 1) of q's marginal widths, fitted after
         # training by simulation (galae.calibrate); ones leave q as trained.
         self.register_buffer("posterior_scale", torch.ones(d))
+        # Mixed precision: the CNN trunk and MLP head run under autocast to this dtype (e.g.
+        # torch.bfloat16 on CUDA; None = full precision).  The output layers, and so q's
+        # parameters and its Cholesky factor, stay float32.  Set by the trainer, not saved.
+        self.autocast_dtype: torch.dtype | None = None
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         # checkpoints written before the calibration existed: uncalibrated (ones)
@@ -208,9 +212,17 @@ class GalaxyEncoder(nn.Module):
         if images.shape[1] != self.config.n_bands:
             raise ValueError(f"encoder expects {self.config.n_bands} bands, got {images.shape[1]}")
         img_in, cond = prepare_inputs(images, sigma, mask, psf_fwhm_arcsec, redshift)
-        feat = self.cnn(img_in).flatten(1)
-        hdn = self.head(torch.cat([feat, cond], -1))
-        b, d, r = images.shape[0], self.config.latent_dim, self.config.rank
+        amp = self.autocast_dtype
+        with torch.autocast(images.device.type, dtype=amp, enabled=amp is not None):
+            feat = self.cnn(img_in).flatten(1)
+            hdn = self.head(torch.cat([feat, cond], -1))
+        hdn = hdn.float()
+        with torch.autocast(images.device.type, enabled=False):
+            return self._outputs(hdn, images.shape[0])
+
+    def _outputs(self, hdn: Tensor, b: int) -> EncoderOutput:
+        """q's parameters from the head's features (B, hidden), in float32."""
+        d, r = self.config.latent_dim, self.config.rank
         z_out = self.out_z(hdn)
         # Bounded outputs keep the low-rank Cholesky well conditioned in float32: |loc| < 15
         # (the registry's ranges sit within |u| < 10), factor entries in (-2, 2), diag >= 1e-3.

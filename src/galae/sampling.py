@@ -346,7 +346,7 @@ class GalaeModel:
             b.redshift[ix],
             b.pixel_scale_arcsec,
             b.bands,
-            torch.arange(ix.numel()),
+            torch.arange(ix.numel(), device=ix.device),
         )
 
     def _refine(self, out: EncoderOutput, b: Batch, steps: int, lr: float) -> EncoderOutput:

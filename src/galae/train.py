@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,9 @@ from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.runtime import tune_cpu_allocator
 
 __all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
+
+#: consecutive steps with a non-finite gradient after which training stops with an error
+MAX_NONFINITE_STEPS: int = 50
 
 
 @dataclass(frozen=True)
@@ -271,15 +275,19 @@ def _wake_weight(cfg: TrainConfig, step: int) -> float:
 
 def _balanced_backward(
     terms: dict[str, Tensor], weights: dict[str, float], params: list[Tensor], clip: float
-) -> float:
+) -> tuple[float, list[str]]:
     """Back-propagate each loss term on its own and clip its gradient norm to ``clip`` before
     adding it (times its weight) to the others.
 
     The terms have independent graphs (data vs simulated batch), so this costs no extra
     backward pass.  It keeps the ELBO's early, very large per-pixel gradients from drowning the
-    simulation term under one global clip.  Returns the norm of the summed gradient.
+    simulation term under one global clip.  A term whose gradient is not finite (a finite loss
+    can still overflow in the backward pass) is left out of this step rather than clipped, since
+    clipping cannot repair NaN.  Returns the norm of the summed gradient and the names of the
+    terms left out.
     """
     total = [torch.zeros_like(p) for p in params]
+    skipped: list[str] = []
     world = torch_dist.get_world_size() if torch_dist.is_initialized() else 1
     for name, value in terms.items():
         grads = torch.autograd.grad(value, params, allow_unused=True)
@@ -290,13 +298,16 @@ def _balanced_backward(
             for g in grads:
                 torch_dist.all_reduce(g)
                 g.div_(world)
-        norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
-        scale = weights[name] * min(1.0, clip / (float(norm) + 1e-12))
+        norm = float(torch.sqrt(sum((g.detach() ** 2).sum() for g in grads)))
+        if not math.isfinite(norm):
+            skipped.append(name)
+            continue
+        scale = weights[name] * min(1.0, clip / (norm + 1e-12))
         for t, g in zip(total, grads, strict=True):
             t.add_(g, alpha=scale)
     for p, t in zip(params, total, strict=True):
         p.grad = t
-    return float(torch.sqrt(sum((t**2).sum() for t in total)))
+    return float(torch.sqrt(sum((t**2).sum() for t in total))), skipped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -439,11 +450,9 @@ def train(cfg: TrainConfig) -> Path:
             torch_dist.broadcast(p.data, 0)
 
     logger = _Logger(out_dir, main_proc, cfg.tensorboard)
-    amp_ctx = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if (cfg.amp and device.type == "cuda")
-        else torch.autocast("cpu", enabled=False)
-    )
+    # bf16 autocast of the encoder's CNN and head only: the renderer, the likelihood and q's
+    # Cholesky factor stay float32 (bf16 matrix products in the PSF would cost ~1% of the peak)
+    guide.encoder.autocast_dtype = torch.bfloat16 if (cfg.amp and device.type == "cuda") else None
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + rank + step)
     t_start = time.time()
     bar = tqdm(
@@ -454,6 +463,7 @@ def train(cfg: TrainConfig) -> Path:
     sleep_prior = _initial_sleep_prior(cfg, device)
     stop = False
     epoch = 0
+    bad_steps = 0  # consecutive steps with a non-finite gradient
     while step < cfg.max_steps and not stop:
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
@@ -465,13 +475,12 @@ def train(cfg: TrainConfig) -> Path:
                 )
             terms: dict[str, Tensor] = {}
             wake_w = _wake_weight(cfg, step)
-            with amp_ctx:
-                if wake_w > 0:
-                    terms["wake"] = wake_loss(model, guide, batch, cfg.wake_estimator)
-                if cfg.sleep_weight > 0:
-                    terms["sleep"] = sleep_loss(model, guide, batch, gen, sleep_prior)
-                if cfg.supervised_weight > 0:
-                    terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
+            if wake_w > 0:
+                terms["wake"] = wake_loss(model, guide, batch, cfg.wake_estimator)
+            if cfg.sleep_weight > 0:
+                terms["sleep"] = sleep_loss(model, guide, batch, gen, sleep_prior)
+            if cfg.supervised_weight > 0:
+                terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
             weights = {
                 "wake": wake_w,
                 "sleep": cfg.sleep_weight,
@@ -482,8 +491,24 @@ def train(cfg: TrainConfig) -> Path:
                 raise FloatingPointError(
                     f"non-finite loss at step {step}: { {k: v.item() for k, v in terms.items()} }"
                 )
-            gnorm = _balanced_backward(terms, weights, params, cfg.grad_clip)
-            opt.step()
+            gnorm, skipped = _balanced_backward(terms, weights, params, cfg.grad_clip)
+            if skipped:
+                bad_steps += 1
+                warnings.warn(
+                    f"step {step}: non-finite gradient of {', '.join(skipped)}; "
+                    "left out of this step",
+                    stacklevel=1,
+                )
+                if bad_steps > MAX_NONFINITE_STEPS:
+                    raise FloatingPointError(
+                        f"{bad_steps} steps in a row with non-finite gradients (last: step "
+                        f"{step}, {', '.join(skipped)}); lower lr or grad_clip, or delay the "
+                        "ELBO term (wake_start_step)"
+                    )
+            else:
+                bad_steps = 0
+            if len(skipped) < len(terms):
+                opt.step()
             sched.step()
             step += 1
             bar.update(1)

@@ -406,10 +406,7 @@ def _exponential_gammainc_p(x: Tensor, count: int) -> list[Tensor]:
     exponential profile (n = 1), whose integer indices torch's own regularized incomplete
     gamma function handles accurately in float32 too (the closed form
     1 - e^-x sum_{j<k} x^j / j! cancels catastrophically at small x)."""
-    return [
-        torch.special.gammainc(torch.tensor(float(k), dtype=x.dtype), x)
-        for k in range(2, count + 2)
-    ]
+    return [torch.special.gammainc(x.new_tensor(float(k)), x) for k in range(2, count + 2)]
 
 
 def _central_box(

@@ -206,7 +206,7 @@ def flush_subnormals() -> Iterator[None]:
     subnormal range, where CPU arithmetic is one to two orders of magnitude slower; those values
     carry no light that matters (< 1e-38 of a unit-flux profile per pixel).
     """
-    was_on = bool((torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0)
+    was_on = bool((torch.tensor([1e-39], dtype=torch.float32, device="cpu") * 1.0).item() == 0.0)
     torch.set_flush_denormal(True)
     try:
         yield
