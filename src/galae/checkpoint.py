@@ -200,6 +200,7 @@ _SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
     "psf_moments": False,
     "psf_moments_central": False,
     "psf_margin_fwhm": 0.0,
+    "cusp_table_nodes": 0,
 }
 
 

@@ -137,6 +137,42 @@ def _gammainc_p(a: Tensor, x: Tensor, n_series: int, n_cf: int) -> Tensor:
     return torch.where(use_series, p_series, 1.0 - q_cf)
 
 
+def _log_gammainc_p(a: Tensor, x: Tensor, n_series: int, n_cf: int) -> tuple[Tensor, Tensor]:
+    """ln P(a, x) and ln(x^a e^-x / Gamma(a)) (the derivative dP/d ln x), no validation.
+
+    The method of :func:`_gammainc_p` in log space, so that P far below the smallest float
+    (x << a) keeps its logarithm.
+
+    Args:
+        a, x, n_series, n_cf: as :func:`_gammainc_p`.
+
+    Returns:
+        (ln P, ln prefactor), the broadcast shape of ``a`` and ``x``.
+    """
+    use_series = x < a + 1.0
+    tiny = torch.finfo(x.dtype).tiny
+    offset = _log_gamma_offset(a)
+    log_a = torch.log(a)
+    xs = torch.where(use_series, x, 0.5 * a).clamp_min(tiny)
+    total = torch.ones_like(xs)
+    for k in range(n_series, 0, -1):
+        total = torch.addcmul(torch.ones_like(a), total / (a + k), xs)
+    ratio_s = xs / a - 1.0
+    log_pref_s = -a * (ratio_s - torch.log1p(ratio_s)) - offset  # ln(x^a e^-x / Gamma(a))
+    log_p_series = log_pref_s - log_a + torch.log(total)
+    xc = torch.where(use_series, a + 1.0, x)
+    denom = xc + (2 * n_cf + 1) - a
+    for k in range(n_cf, 0, -1):
+        denom = torch.addcdiv(xc + ((2 * k - 1) - a), k * (k - a), denom, value=-1.0)
+    ratio_c = xc / a - 1.0
+    log_pref_c = -a * (ratio_c - torch.log1p(ratio_c)) - offset
+    log_p_cf = torch.log1p(-torch.exp(log_pref_c) / denom)
+    return (
+        torch.where(use_series, log_p_series, log_p_cf),
+        torch.where(use_series, log_pref_s, log_pref_c),
+    )
+
+
 def regularized_gammainc(a: Tensor, x: Tensor) -> Tensor:
     """Regularized lower incomplete gamma function P(a, x), differentiable in a and x.
 
