@@ -418,3 +418,33 @@ def test_calibration_scales_the_widths_and_keeps_the_means(trained: Trained) -> 
     torch.testing.assert_close(sd1, sd0 * scales.float(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="at least 100"):
         calibrate_checkpoint(trained.checkpoint, trained.cfg.data, trained.root / "x.pt", n=32)
+
+
+def test_calibration_simulation_priors(trained: Trained) -> None:
+    """The simulation prior is chosen by name (population, learned, broad), can be mixed with
+    the broad prior, and bad names or fractions are errors that say so."""
+    from galae.calibrate import SIMULATION_PRIORS, calibrate_checkpoint, simulation_prior
+    from galae.prior import MixturePrior, PopulationPrior
+
+    model = trained.model.model
+    assert set(SIMULATION_PRIORS) == {"population", "learned", "broad"}
+    assert isinstance(simulation_prior(model, "population"), PopulationPrior)
+    assert simulation_prior(model, "learned") is model.prior
+    mixed = simulation_prior(model, "population", 0.2)
+    assert isinstance(mixed, MixturePrior)
+    assert mixed.sample(64, generator=torch.Generator().manual_seed(0)).shape == (64, REGISTRY.dim)
+    with pytest.raises(ValueError, match="unknown simulation prior 'flat'"):
+        simulation_prior(model, "flat")
+    with pytest.raises(ValueError, match="broad_fraction"):
+        simulation_prior(model, "population", 1.0)
+    out = calibrate_checkpoint(
+        trained.checkpoint,
+        trained.cfg.data,
+        trained.root / "cal_learned.pt",
+        n=128,
+        batch_size=64,
+        prior="learned",
+        broad_fraction=0.1,
+    )
+    summary = load_checkpoint(out)["posterior_calibration"]
+    assert summary["prior"] == "learned" and summary["broad_fraction"] == 0.1

@@ -3,7 +3,8 @@
 After training, q(u | x) can be too wide or too narrow: the sleep term fits q on simulated
 galaxies, but a finite network, a finite number of steps and the balance of the loss terms
 leave each latent's width off by some factor.  That factor is measured the way the encoder was
-trained, by simulation: galaxies are drawn from the model's learned population prior, rendered
+trained, by simulation: galaxies are drawn from a simulation prior (by default the published
+scaling relations the sleep term trains on, :class:`galae.prior.PopulationPrior`), rendered
 under the observing conditions (sigma, mask, PSF, redshift) of a data set's images and given
 noise; for each latent j the standardised errors z_j = (u_j - mean_j) / sd_j of q on them
 give the scale
@@ -17,6 +18,12 @@ the observing conditions, exactly as in training (Cranmer, Brehmer & Louppe 2020
 30055, on simulation-based inference; Talts et al. 2018, arXiv:1804.06788, on calibration by
 simulation).
 
+The simulation prior should be the population the data come from, as nearly as it is known:
+``--prior population`` (the default), ``learned`` (the model's flow prior, fitted to the
+aggregate posterior: broader than the population, since it is not deconvolved from q's widths,
+so it calibrates too wide), or ``broad`` (the registry's ranges); ``--broad-fraction f`` mixes
+in f of the broad prior, as training does (``sleep_broad_fraction``).
+
     python -m galae.calibrate --checkpoint runs/quickstart/model.pt --data data/quickstart_train.h5
 """
 
@@ -26,6 +33,7 @@ import argparse
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +44,16 @@ from tqdm.auto import tqdm
 from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
+from galae.prior import BroadPrior, MixturePrior, PopulationPrior
 from galae.runtime import tune_cpu_allocator
 
-__all__ = ["posterior_scales", "calibrate_checkpoint", "main"]
+__all__ = [
+    "SIMULATION_PRIORS",
+    "posterior_scales",
+    "simulation_prior",
+    "calibrate_checkpoint",
+    "main",
+]
 
 #: P(|z| < 1) for a standard normal: the central 68% interval is +- 1 sd.
 ONE_SIGMA_MASS: float = math.erf(1.0 / math.sqrt(2.0))
@@ -46,7 +61,11 @@ ONE_SIGMA_MASS: float = math.erf(1.0 / math.sqrt(2.0))
 
 @torch.no_grad()
 def posterior_scales(
-    model: Any, guide: Any, batches: Any, generator: torch.Generator | None = None
+    model: Any,
+    guide: Any,
+    batches: Any,
+    generator: torch.Generator | None = None,
+    simulator: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-latent scales of q's widths that calibrate its 68% intervals on simulated galaxies.
 
@@ -56,6 +75,7 @@ def posterior_scales(
         batches: iterable of :class:`galae.model.Batch` whose observing conditions the
             simulated galaxies take (their images are not used).
         generator: random generator for the draws and the noise.
+        simulator: the prior the simulated galaxies are drawn from (default: the model's).
 
     Returns:
         scales (D,) and a summary (number of galaxies, coverage before and after, per latent).
@@ -68,7 +88,7 @@ def posterior_scales(
     errors = []
     try:
         for batch in batches:
-            u, sim = simulate_like(model, batch, generator)
+            u, sim = simulate_like(model, batch, generator, simulator)
             out = guide.encode(sim)
             var = (out.cov_factor**2).sum(-1) + out.cov_diag
             errors.append(((u - out.loc) / var.sqrt()).abs().cpu())
@@ -93,6 +113,26 @@ def posterior_scales(
     return scales.to(saved), summary
 
 
+#: Simulation priors by name: model -> prior module with ``sample(n, generator)``.
+SIMULATION_PRIORS: dict[str, Callable[[Any], torch.nn.Module]] = {
+    "population": lambda model: PopulationPrior(REGISTRY.dim),
+    "learned": lambda model: model.prior,
+    "broad": lambda model: BroadPrior(REGISTRY.dim),
+}
+
+
+def simulation_prior(model: Any, name: str, broad_fraction: float = 0.0) -> torch.nn.Module:
+    """The named simulation prior, mixed with ``broad_fraction`` of the broad prior."""
+    if name not in SIMULATION_PRIORS:
+        raise ValueError(f"unknown simulation prior {name!r}; known: {sorted(SIMULATION_PRIORS)}")
+    if not 0.0 <= broad_fraction < 1.0:
+        raise ValueError(f"broad_fraction must be in [0, 1), got {broad_fraction}")
+    prior = SIMULATION_PRIORS[name](model)
+    if broad_fraction > 0.0:
+        prior = MixturePrior(BroadPrior(REGISTRY.dim), prior, broad_fraction)
+    return prior
+
+
 def calibrate_checkpoint(
     checkpoint: str | Path,
     data: str | Path,
@@ -101,12 +141,16 @@ def calibrate_checkpoint(
     batch_size: int = 64,
     seed: int = 0,
     device: str = "cpu",
+    prior: str = "population",
+    broad_fraction: float = 0.0,
 ) -> Path:
     """Calibrate the posterior widths of ``checkpoint`` by simulation; write the result.
 
     The observing conditions come from the first ``n`` galaxies of ``data`` (cycled if it
-    has fewer).  Writes ``out`` (default: ``<checkpoint stem>_calibrated.pt`` beside it) with
-    the encoder's ``posterior_scale`` set and the summary under ``posterior_calibration``.
+    has fewer); the galaxies from ``prior`` (a name of :data:`SIMULATION_PRIORS`) mixed with
+    ``broad_fraction`` of the broad prior.  Writes ``out`` (default:
+    ``<checkpoint stem>_calibrated.pt`` beside it) with the encoder's ``posterior_scale`` set and
+    the summary under ``posterior_calibration``.
     """
     from galae.model import Batch
 
@@ -116,6 +160,7 @@ def calibrate_checkpoint(
     model, guide = modules_from_state(state)
     dev = torch.device(device)
     model, guide = model.to(dev).eval(), guide.to(dev).eval()
+    simulator = simulation_prior(model, prior, broad_fraction).to(dev)
     bands = tuple(model.renderer.bands)
     info = inspect_h5(data, expected_bands=bands)
     generator = torch.Generator(device=dev).manual_seed(seed)
@@ -143,9 +188,11 @@ def calibrate_checkpoint(
                 done += size
                 bar.update(size)
 
-    scales, summary = posterior_scales(model, guide, batches(), generator)
+    scales, summary = posterior_scales(model, guide, batches(), generator, simulator)
     state["encoder_state"]["posterior_scale"] = scales.cpu()
-    summary.update({"data": str(data), "seed": seed})
+    summary.update(
+        {"data": str(data), "seed": seed, "prior": prior, "broad_fraction": broad_fraction}
+    )
     state["posterior_calibration"] = summary
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")
@@ -166,10 +213,29 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--prior",
+        default="population",
+        choices=sorted(SIMULATION_PRIORS),
+        help="simulation prior (default: the published scaling relations)",
+    )
+    ap.add_argument(
+        "--broad-fraction", type=float, default=0.0, help="fraction drawn from the broad prior"
+    )
     a = ap.parse_args(argv)
     tune_cpu_allocator()
     torch.set_flush_denormal(True)
-    out = calibrate_checkpoint(a.checkpoint, a.data, a.out, a.n, a.batch_size, a.seed, a.device)
+    out = calibrate_checkpoint(
+        a.checkpoint,
+        a.data,
+        a.out,
+        a.n,
+        a.batch_size,
+        a.seed,
+        a.device,
+        prior=a.prior,
+        broad_fraction=a.broad_fraction,
+    )
     summary = load_checkpoint(out)["posterior_calibration"]
     print(json.dumps({k: summary[k] for k in ("n_simulated", "scale")}, indent=1))
     print(f"wrote {out}")

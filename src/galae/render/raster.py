@@ -350,8 +350,8 @@ def _edge_triangle_integrals(
         geom: per-galaxy constants (n, b).
         nodes, weights: (m,) Gauss-Legendre rule on [-1, 1].
         term_counts: (n_series, n_cf) for the incomplete gamma function; None when every
-            profile is an exponential (n = 1), whose integer indices (2, 3, 4) torch's
-            ``special.gammainc`` evaluates directly.
+            profile is an exponential (n = 1), whose integer indices (2, 3, 4)
+            :func:`_exponential_gammainc_p` evaluates in closed form.
         with_moments: also return the first and second moments (units of r_e, r_e^2).
         table_nodes: > 0: the incomplete gamma functions of non-exponential profiles through
             :func:`_tabulated_gammainc_p` with that many nodes per galaxy.
