@@ -369,33 +369,23 @@ def _edge_triangle_integrals(
     cosh_s = torch.cosh(s)
     rho = h_safe[..., None] * cosh_s
     log_arg = torch.log(b) + torch.log(rho) / n
-    arg = torch.exp(log_arg)
     weight = (0.5 * weights) * s_end[..., None] / cosh_s  # d theta per node
-    tabulate = term_counts is not None and table_nodes > 0
-    if not with_moments:
-        if term_counts is None:
-            frac = _exponential_gammainc_p(arg, 1)[0]
-        elif tabulate:
-            a2 = 2.0 * geom.sersic_n[:, None]
-            frac = _tabulated_gammainc_p(a2, log_arg, table_nodes, term_counts)[:, 0]
-        else:
-            frac = _gammainc_p(2.0 * n, arg, *term_counts)
-        return (sign_h * (frac * weight).sum(-1))[..., None]
-    shape_a = (-1, 3) + (1,) * h.dim()
-    mult = torch.tensor([2.0, 3.0, 4.0], dtype=h.dtype, device=h.device).reshape(1, 3)
-    a = (geom.sersic_n[:, None] * mult).reshape(shape_a)
+    # P(a, x) for a = 2n (light) [, 3n, 4n (moments)]: (B, K, ..., m)
+    mult = torch.tensor([2.0, 3.0, 4.0][: 3 if with_moments else 1], dtype=h.dtype, device=h.device)
+    a = geom.sersic_n[:, None] * mult  # (B, K)
     if term_counts is None:
-        fracs = torch.stack(_exponential_gammainc_p(arg, 3), 1)  # (B, 3, ..., m)
-    elif tabulate:
-        fracs = _tabulated_gammainc_p(a.reshape(-1, 3), log_arg, table_nodes, term_counts)
+        fracs = torch.stack(_exponential_gammainc_p(torch.exp(log_arg), mult.numel()), 1)
+    elif table_nodes > 0:
+        fracs = _tabulated_gammainc_p(a, log_arg, table_nodes, term_counts)
     else:
-        fracs = _gammainc_p(a, arg[:, None], *term_counts)  # (B, 3, ..., m)
+        a_full = a.reshape(a.shape + (1,) * h.dim())
+        fracs = _gammainc_p(a_full, torch.exp(log_arg)[:, None], *term_counts)
+    if not with_moments:
+        return (sign_h * (fracs[:, 0] * weight).sum(-1))[..., None]
     n_b = geom.sersic_n[:, None]
     log_b = torch.log(geom.sersic_b)[:, None]
-    log_scale = (
-        torch.lgamma(a.reshape(-1, 3)) - torch.lgamma(2.0 * n_b) - (mult - 2.0) * n_b * log_b
-    )
-    scale = torch.exp(log_scale).reshape(shape_a)
+    log_scale = torch.lgamma(a) - torch.lgamma(2.0 * n_b) - (mult - 2.0) * n_b * log_b
+    scale = torch.exp(log_scale).reshape(a.shape + (1,) * h.dim())
     f2, f3, f4 = (fracs * scale).unbind(1)
     tanh_s = torch.tanh(s)
     sech_s = 1.0 / cosh_s
@@ -530,14 +520,14 @@ def _central_box(
     geom: SersicPixelGeometry,
     shape: tuple[int, int],
     half_width: int,
-    n_nodes: int,
     with_moments: bool,
-    table_nodes: int = 0,
+    settings: RenderSettings,
 ) -> tuple[Tensor, Tensor]:
     """Exact pixel integrals (and moments) in a box of pixels around each profile centre.
 
-    With ``table_nodes`` > 0 the incomplete gamma functions of non-exponential profiles come
-    from a per-galaxy table of that many nodes (:func:`_tabulated_gammainc_p`).
+    ``settings.cusp_oversample`` Gauss-Legendre nodes per edge; with
+    ``settings.cusp_table_nodes`` > 0 the incomplete gamma functions of non-exponential
+    profiles come from a per-galaxy table of that many nodes (:func:`_tabulated_gammainc_p`).
 
     Returns:
         values (B, C, Ky, Kx) with C = 1 (light) or 6 (MOMENT_NAMES order, about pixel
@@ -562,7 +552,7 @@ def _central_box(
     minor = (geom.q * geom.r_half_major_pix)[:, None, None]
     u = (dx * cos_pa + dy * sin_pa) / r_e  # vertices, circularised frame, (B, Ky+1, Kx+1)
     v = (dy * cos_pa - dx * sin_pa) / minor
-    nodes, weights = _gauss_legendre(n_nodes, dtype, device)
+    nodes, weights = _gauss_legendre(settings.cusp_oversample, dtype, device)
     counts: tuple[int, int] | None = None  # None: exponentials, integer-index P(k, x)
     if torch.compiler.is_compiling() or not bool((geom.sersic_n == 1.0).all()):
         a_factor = 4.0 if with_moments else 2.0
@@ -577,7 +567,7 @@ def _central_box(
         h = u * e_v - v * e_u  # cross(P, e): constant along a line
         t = u * e_u + v * e_v
         return _edge_triangle_integrals(
-            h, t, e_u, e_v, geom, nodes, weights, counts, with_moments, table_nodes
+            h, t, e_u, e_v, geom, nodes, weights, counts, with_moments, settings.cusp_table_nodes
         )
 
     q_r_e = geom.q * geom.r_half_major_pix
@@ -716,12 +706,7 @@ def sersic_image(
     )
     image = _global_quadrature(geom, (height, width), settings.oversample, False)
     values, flat_index = _central_box(
-        geom,
-        (height, width),
-        settings.cusp_radius_pix,
-        settings.cusp_oversample,
-        False,
-        settings.cusp_table_nodes,
+        geom, (height, width), settings.cusp_radius_pix, False, settings
     )
     return _scatter_box(image[:, None], values, flat_index)[:, 0]
 
@@ -756,21 +741,11 @@ def sersic_pixel_moments(
     )
     moments = _global_quadrature(geom, (height, width), settings.oversample, True)
     light, light_index = _central_box(
-        geom,
-        (height, width),
-        settings.cusp_radius_pix,
-        settings.cusp_oversample,
-        False,
-        settings.cusp_table_nodes,
+        geom, (height, width), settings.cusp_radius_pix, False, settings
     )
     moments = _scatter_box(moments, light, light_index)
     exact, exact_index = _central_box(
-        geom,
-        (height, width),
-        settings.moment_radius_pix,
-        settings.cusp_oversample,
-        True,
-        settings.cusp_table_nodes,
+        geom, (height, width), settings.moment_radius_pix, True, settings
     )
     moments = _scatter_box(moments, exact, exact_index)
     return PixelMoments(*moments.unbind(1))
@@ -823,9 +798,7 @@ def _ring_box_moments(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Exact moments of the central box of half-width ``half`` with its ring: (B, 6, K+2, K+2),
     their flat indices (B, (K+2)^2), and the (B,) row and column of the first ring pixel."""
-    moments, index = _central_box(
-        geom, shape, half + 1, settings.cusp_oversample, True, settings.cusp_table_nodes
-    )
+    moments, index = _central_box(geom, shape, half + 1, True, settings)
     first = index[:, 0]
     return moments, index, torch.div(first, shape[1], rounding_mode="floor"), first % shape[1]
 
@@ -861,7 +834,7 @@ def sersic_image_and_central_moments(
         exact, exact_index = moments[:, :1], index
     else:
         exact, exact_index = _central_box(
-            geom, (height, width), settings.cusp_radius_pix, settings.cusp_oversample, False
+            geom, (height, width), settings.cusp_radius_pix, False, settings
         )
     image = _scatter_box(image[:, None], exact, exact_index)[:, 0]
     return image, moments, row0, col0
