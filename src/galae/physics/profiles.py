@@ -112,28 +112,9 @@ def _gammainc_p(a: Tensor, x: Tensor, n_series: int, n_cf: int) -> Tensor:
     Returns:
         P(a, x), the broadcast shape of ``a`` and ``x``.
     """
-    use_series = x < a + 1.0
-    tiny = torch.finfo(x.dtype).tiny
-    offset = _log_gamma_offset(a)  # lgamma(a) - a ln a + a
-    log_a = torch.log(a)
-    # Series branch on x < a + 1 (other entries get x = a / 2, a harmless finite value).
-    # sum_k x^k / ((a+1)...(a+k)) by Horner's rule: S = 1 + x/(a+1) (1 + x/(a+2) (1 + ...)).
-    xs = torch.where(use_series, x, 0.5 * a).clamp_min(tiny)
-    total = torch.ones_like(xs)
-    for k in range(n_series, 0, -1):
-        total = torch.addcmul(torch.ones_like(a), total / (a + k), xs)
-    # log(x^a e^-x / Gamma(a + 1)) = -a phi(x/a - 1) - c(a) - ln a
-    ratio_s = xs / a - 1.0
-    log_pref_series = -a * (ratio_s - torch.log1p(ratio_s)) - offset - log_a
-    p_series = torch.exp(log_pref_series) * total
-    # Continued-fraction branch on x >= a + 1 (other entries get x = a + 1).
-    xc = torch.where(use_series, a + 1.0, x)
-    denom = xc + (2 * n_cf + 1) - a
-    for k in range(n_cf, 0, -1):
-        denom = torch.addcdiv(xc + ((2 * k - 1) - a), k * (k - a), denom, value=-1.0)
-    ratio_c = xc / a - 1.0
-    log_pref_cf = -a * (ratio_c - torch.log1p(ratio_c)) - offset
-    q_cf = torch.exp(log_pref_cf) / denom
+    use_series, log_pref_s, total, log_pref_c, denom = _gammainc_branches(a, x, n_series, n_cf)
+    p_series = torch.exp(log_pref_s - torch.log(a)) * total
+    q_cf = torch.exp(log_pref_c) / denom
     return torch.where(use_series, p_series, 1.0 - q_cf)
 
 
@@ -149,28 +130,45 @@ def _log_gammainc_p(a: Tensor, x: Tensor, n_series: int, n_cf: int) -> tuple[Ten
     Returns:
         (ln P, ln prefactor), the broadcast shape of ``a`` and ``x``.
     """
+    use_series, log_pref_s, total, log_pref_c, denom = _gammainc_branches(a, x, n_series, n_cf)
+    log_p_series = log_pref_s - torch.log(a) + torch.log(total)
+    log_p_cf = torch.log1p(-torch.exp(log_pref_c) / denom)
+    return (
+        torch.where(use_series, log_p_series, log_p_cf),
+        torch.where(use_series, log_pref_s, log_pref_c),
+    )
+
+
+def _gammainc_branches(
+    a: Tensor, x: Tensor, n_series: int, n_cf: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The two branches of :func:`_gammainc_p`, before they are combined.
+
+    Series branch on x < a + 1 (other entries get x = a / 2, a harmless finite value):
+    P = exp(log_pref_s) / a * total, with total = sum_k x^k / ((a+1)...(a+k)) by Horner's rule,
+    S = 1 + x/(a+1) (1 + x/(a+2) (1 + ...)).  Continued-fraction branch on x >= a + 1 (other
+    entries get x = a + 1): Q = exp(log_pref_c) / denom.  Both prefactors are
+    ln(x^a e^-x / Gamma(a)) = -a phi(x/a - 1) - c(a) at the branch's own x.
+
+    Returns:
+        (use_series, log_pref_s, total, log_pref_c, denom), the broadcast shape.
+    """
     use_series = x < a + 1.0
     tiny = torch.finfo(x.dtype).tiny
-    offset = _log_gamma_offset(a)
-    log_a = torch.log(a)
+    offset = _log_gamma_offset(a)  # lgamma(a) - a ln a + a
     xs = torch.where(use_series, x, 0.5 * a).clamp_min(tiny)
     total = torch.ones_like(xs)
     for k in range(n_series, 0, -1):
         total = torch.addcmul(torch.ones_like(a), total / (a + k), xs)
     ratio_s = xs / a - 1.0
-    log_pref_s = -a * (ratio_s - torch.log1p(ratio_s)) - offset  # ln(x^a e^-x / Gamma(a))
-    log_p_series = log_pref_s - log_a + torch.log(total)
+    log_pref_s = -a * (ratio_s - torch.log1p(ratio_s)) - offset
     xc = torch.where(use_series, a + 1.0, x)
     denom = xc + (2 * n_cf + 1) - a
     for k in range(n_cf, 0, -1):
         denom = torch.addcdiv(xc + ((2 * k - 1) - a), k * (k - a), denom, value=-1.0)
     ratio_c = xc / a - 1.0
     log_pref_c = -a * (ratio_c - torch.log1p(ratio_c)) - offset
-    log_p_cf = torch.log1p(-torch.exp(log_pref_c) / denom)
-    return (
-        torch.where(use_series, log_p_series, log_p_cf),
-        torch.where(use_series, log_pref_s, log_pref_c),
-    )
+    return use_series, log_pref_s, total, log_pref_c, denom
 
 
 def regularized_gammainc(a: Tensor, x: Tensor) -> Tensor:
