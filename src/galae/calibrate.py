@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
-from galae.prior import BroadPrior, MixturePrior, PopulationPrior
+from galae.prior import BroadPrior, PopulationPrior, with_broad
 from galae.runtime import tune_cpu_allocator
 
 __all__ = [
@@ -129,7 +129,7 @@ def simulation_prior(model: Any, name: str, broad_fraction: float = 0.0) -> torc
         raise ValueError(f"broad_fraction must be in [0, 1), got {broad_fraction}")
     prior = SIMULATION_PRIORS[name](model)
     if broad_fraction > 0.0:
-        prior = MixturePrior(BroadPrior(REGISTRY.dim), prior, broad_fraction)
+        prior = with_broad(prior, broad_fraction, REGISTRY.dim)
     return prior
 
 

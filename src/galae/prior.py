@@ -183,6 +183,12 @@ class MixturePrior(nn.Module):
         return torch.where(pick[:, None], ub, ul)
 
 
+def with_broad(component: nn.Module, broad_fraction: float, dim: int) -> MixturePrior:
+    """``broad_fraction`` x the broad prior over ``dim`` latents + the rest x ``component``
+    (on the CPU: move the result with ``.to``)."""
+    return MixturePrior(BroadPrior(dim), component, broad_fraction)
+
+
 PRIORS: dict[str, Callable[..., nn.Module]] = {"broad": BroadPrior, "flow": FlowPrior}
 
 

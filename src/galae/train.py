@@ -573,10 +573,9 @@ def _initial_sleep_prior(cfg: TrainConfig, device: torch.device) -> torch.nn.Mod
 
 def _with_broad(component: torch.nn.Module, cfg: TrainConfig, device: torch.device):
     """sleep_broad_fraction x the broad prior + the rest x ``component``."""
-    from galae.prior import BroadPrior, MixturePrior
+    from galae.prior import with_broad
 
-    broad = BroadPrior(REGISTRY.dim).to(device)
-    return MixturePrior(broad, component, cfg.sleep_broad_fraction)
+    return with_broad(component, cfg.sleep_broad_fraction, REGISTRY.dim).to(device)
 
 
 def _refit_due(cfg: TrainConfig, step: int, never_fitted: bool) -> bool:
