@@ -17,8 +17,10 @@ from pathlib import Path
 from _common import write_result
 
 SETS = ("test", "seeing", "lowsn", "highz", "nou")
-# the autoencoder amortized, the same with 60 likelihood steps per galaxy (--refine-steps), U-Net
-MODELS = ("ae", "ae_refined", "unet")
+# the autoencoder amortized, the same with 60 likelihood steps per galaxy (--refine-steps), both
+# again with other sources in the stamps masked by segmentation (--mask-neighbours), the U-Net
+AE_MODELS = ("ae", "ae_refined", "ae_masked", "ae_refined_masked")
+MODELS = (*AE_MODELS, "unet")
 STATS = {
     "log10_mstar_2rhalf_scatter_dex": ("log10_mstar_2rhalf", "scatter_dex"),
     "log10_sfr_2rhalf_scatter_dex": ("log10_sfr_2rhalf", "scatter_dex"),
@@ -40,7 +42,7 @@ def main(root: str = "runs/eval") -> None:
             trained[model] = m.get("trained_with")
             row[model] = {k: m["maps"].get(a, {}).get(b) for k, (a, b) in STATS.items()}
             row[model]["n_galaxies"] = m["n_galaxies"]
-        for ae in ("ae", "ae_refined"):
+        for ae in AE_MODELS:
             if ae in row and "unet" in row:
                 row[f"ratio_{ae}_over_unet"] = {
                     k: row[ae][k] / row["unet"][k] for k in STATS if row["unet"][k]

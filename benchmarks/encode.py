@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n-mock", type=int, default=64, help="distinct mock stamps (tiled)")
     ap.add_argument("--full-n", type=int, default=32, help="batch of the full GalaeModel.encode")
     ap.add_argument("--n-mc", type=int, default=256, help="n_mc of the full encode")
+    ap.add_argument(
+        "--refine-steps",
+        type=int,
+        default=60,
+        help="also time encode(refine_steps=N) (semi-amortized; 0 = skip)",
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
@@ -192,6 +198,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "galaxies_per_second": a.full_n / t_full,
     }
     print(f"full encode, n={a.full_n}: {a.full_n / t_full:.1f} galaxies/s", flush=True)
+    if a.refine_steps > 0:
+        # the semi-amortized posterior (galae.refine): Adam steps, then the Laplace widths
+        t_ref = timeit(
+            lambda: model.encode(*args, refine_steps=a.refine_steps, **kwargs),
+            repeat=1,
+            warmup=0,
+            sync=sync,
+        )
+        result["refined"] = {
+            "n": a.full_n,
+            "refine_steps": a.refine_steps,
+            "seconds": t_ref,
+            "galaxies_per_second": a.full_n / t_ref,
+        }
+        print(
+            f"refined encode ({a.refine_steps} steps + Laplace), n={a.full_n}: "
+            f"{a.full_n / t_ref:.2f} galaxies/s",
+            flush=True,
+        )
     write_result(a.out_name or f"encode_{device.type}", result)
     return result
 

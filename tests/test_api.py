@@ -448,3 +448,56 @@ def test_calibration_simulation_priors(trained: Trained) -> None:
     )
     summary = load_checkpoint(out)["posterior_calibration"]
     assert summary["prior"] == "learned" and summary["broad_fraction"] == 0.1
+
+
+def test_refined_encode_and_its_calibration(trained: Trained) -> None:
+    """encode(refine_steps=k): the refined posterior (galae.refine) has the contract's names and
+    full-rank widths; galae.calibrate --refine-steps fits its own scales, which scale exactly
+    those widths, and leaves the amortized calibration alone."""
+    from galae.calibrate import calibrate_checkpoint
+
+    out = calibrate_checkpoint(
+        trained.checkpoint,
+        trained.cfg.data,
+        trained.root / "refcal.pt",
+        n=128,
+        batch_size=64,
+        refine_steps=2,
+    )
+    state = load_checkpoint(out)
+    summary = state["refined_posterior_calibration"]
+    assert summary["refine_steps"] == 2 and "posterior_calibration" not in state
+    scales = state["encoder_state"]["refined_posterior_scale"]
+    assert torch.equal(state["encoder_state"]["posterior_scale"], torch.ones(REGISTRY.dim))
+    for name, cov in summary["coverage_68_after"].items():
+        assert abs(cov - 0.6827) < 0.02, name
+    d = trained.data
+    kw = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"], "redshift": d["redshift"], "n_mc": 64}
+    plain = trained.model.encode(d["images"], d["sigma"], refine_steps=2, **kw)
+    cal = galae.load(out).encode(d["images"], d["sigma"], refine_steps=2, **kw)
+    assert set(plain.params) >= ALL_NAMES and plain._cov_factor.shape[-1] == REGISTRY.dim
+    torch.testing.assert_close(cal._loc, plain._loc)
+    sd0 = ((plain._cov_factor**2).sum(-1) + plain._cov_diag).sqrt()
+    sd1 = ((cal._cov_factor**2).sum(-1) + cal._cov_diag).sqrt()
+    torch.testing.assert_close(sd1, sd0 * scales.float(), rtol=1e-4, atol=1e-6)
+    draws = cal.samples(8, seed=0, derived=False)
+    assert all(bool(torch.isfinite(v).all()) for v in draws.values())
+
+
+def test_encode_masks_neighbours_on_request(trained: Trained) -> None:
+    """encode(mask_neighbours=True): a bright star put far from the galaxy is masked (segmentation,
+    galae.data.segmentation) on top of the user's mask, and the centre is not."""
+    d = trained.data
+    images = np.array(d["images"][:2], dtype=np.float32)
+    sigma = np.array(d["sigma"][:2], dtype=np.float32)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    star = np.exp(-0.5 * ((yy - 4) ** 2 + (xx - 27) ** 2) / 1.0**2)
+    images[0] += 200.0 * sigma[0].max() * star[None].astype(np.float32)
+    kw = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"][:2], "redshift": d["redshift"][:2], "n_mc": 16}
+    post = trained.model.encode(images, sigma, mask_neighbours=True, **kw)
+    mask = post._batch.mask
+    assert bool(mask[0, :, 4, 27].all())  # the star
+    assert not bool(mask[:, :, SIZE // 2, SIZE // 2].any())  # the galaxy's centre
+    assert set(post.params) >= ALL_NAMES
+    plain = trained.model.encode(images, sigma, **kw)
+    assert not bool(plain._batch.mask[0, :, 4, 27].any())

@@ -549,6 +549,26 @@ def test_cli_mocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _assert_png(out)
 
 
+def test_cli_segment_and_segmentation_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "tiny.h5"
+    _write_h5(data)
+    out = tmp_path / "figs" / "segment.png"
+    rc = plots.main(["segment", "--data", str(data), "--n", "3", "--out", str(out)])
+    assert rc == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    _assert_png(out)
+    images = np.zeros((2, 5, 16, 16), np.float32)
+    other = np.zeros((2, 16, 16), bool)
+    other[0, :4, :4] = True
+    fig = plots.segmentation_figure(images, other, BANDS, out=tmp_path / "seg.png")
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="mask shape"):
+        plots.segmentation_figure(images, other[:1], BANDS)
+    assert plots.main(["segment", "--data", str(data), "--n", "0"]) == 2
+
+
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = plots.main(["mocks", "--data", str(tmp_path / "missing.h5")])
     assert rc == 2

@@ -190,6 +190,9 @@ class GalaxyEncoder(nn.Module):
         # Per-latent widening (> 1) or narrowing (< 1) of q's marginal widths, fitted after
         # training by simulation (galae.calibrate); ones leave q as trained.
         self.register_buffer("posterior_scale", torch.ones(d))
+        # The same for the refined (semi-amortized) posterior, galae.refine's Laplace widths
+        # (galae.calibrate --refine-steps N); ones leave them as computed.
+        self.register_buffer("refined_posterior_scale", torch.ones(d))
         # Mixed precision: the CNN trunk and MLP head run under autocast to this dtype (e.g.
         # torch.bfloat16 on CUDA; None = full precision).  The output layers, and so q's
         # parameters and its Cholesky factor, stay float32.  Set by the trainer, not saved.
@@ -198,6 +201,9 @@ class GalaxyEncoder(nn.Module):
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         # checkpoints written before the calibration existed: uncalibrated (ones)
         state_dict.setdefault(prefix + "posterior_scale", torch.ones_like(self.posterior_scale))
+        state_dict.setdefault(
+            prefix + "refined_posterior_scale", torch.ones_like(self.refined_posterior_scale)
+        )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(

@@ -166,15 +166,17 @@ def evaluate(
     n: int | None = None,
     batch_size: int = 64,
     n_posterior: int = 200,
-    n_mc_derived: int = 4,
+    n_mc_derived: int = 16,
     device: str = "cpu",
     figures: bool = True,
     seed: int = 0,
     refine_steps: int = 0,
+    mask_neighbours: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the mock data set ``data``; returns the metrics dict.
 
-    A U-Net checkpoint (the supervised baseline) is evaluated on the same map metrics.
+    A U-Net checkpoint (the supervised baseline) is evaluated on the same map metrics (on the
+    raw images: ``mask_neighbours``, the segmentation of other sources, is the autoencoder's).
     """
     from galae.checkpoint import load_checkpoint, modules_from_state
     from galae.sampling import GalaeModel
@@ -212,10 +214,11 @@ def evaluate(
             n_mc_derived=n_mc_derived,
             seed=seed,
             refine_steps=refine_steps,
+            mask_neighbours=mask_neighbours,
         )
         img = torch.as_tensor(d["images"])
         sig = torch.as_tensor(d["sigma"])
-        msk = torch.as_tensor(d["mask"])
+        msk = post._batch.mask.cpu()  # the data's mask and, with mask_neighbours, other sources
         chi2 = chi2_per_pixel(post.model_images.cpu(), img, sig, msk).numpy()
         push("chi2", chi2)
         for k, v in post.params.items():
@@ -237,7 +240,7 @@ def evaluate(
         keep_imgs["images"].append(d["images"])
         keep_imgs["model"].append(post.model_images.cpu().numpy())
         keep_imgs["sigma"].append(d["sigma"])
-        keep_imgs["mask"].append(d["mask"])
+        keep_imgs["mask"].append(msk.numpy())
 
     cat = {k: np.concatenate(v) for k, v in acc.items()}
     tp = {k: np.concatenate(v) for k, v in truth_params.items()}
@@ -255,6 +258,8 @@ def evaluate(
         "supervised": "supervised" in state.get("loss_terms", ""),
         "training_steps": int(state.get("step", 0)),
         "refine_steps": int(refine_steps),
+        "n_mc_derived": int(n_mc_derived),
+        "mask_neighbours": bool(mask_neighbours),
         "versions": versions(),
         "machine": {
             "platform": platform.platform(),
@@ -492,6 +497,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=0,
         help="semi-amortized: move each posterior mean by this many likelihood steps",
     )
+    ap.add_argument(
+        "--n-mc-derived",
+        type=int,
+        default=16,
+        help="rendered posterior draws (antithetic pairs) per galaxy for the derived observables",
+    )
+    ap.add_argument(
+        "--mask-neighbours",
+        action="store_true",
+        help="mask other sources found by segmentation (galae.data.segmentation)",
+    )
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two metrics.json")
     a = ap.parse_args(argv)
     tune_cpu_allocator()
@@ -509,8 +525,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         a.n,
         a.batch_size,
         device=a.device,
+        n_mc_derived=a.n_mc_derived,
         figures=not a.no_figures,
         refine_steps=a.refine_steps,
+        mask_neighbours=a.mask_neighbours,
     )
     print(
         json.dumps(

@@ -1426,6 +1426,52 @@ def corner_figure(
 # ---------------------------------------------------------------------------------------------
 
 
+def segmentation_figure(
+    images: Any,
+    other: Any,
+    bands: Sequence[str],
+    captions: Sequence[str] | None = None,
+    ncols: int = 4,
+    out: str | Path | None = None,
+) -> Figure:
+    """Colour composites with the pixels of other sources (the segmentation mask) outlined.
+
+    Args:
+        images: (N, C, H, W) nanomaggies per pixel.
+        other: (N, C, H, W) or (N, H, W) bool, True = another source
+            (:func:`galae.data.segmentation.neighbour_mask`); outlined in cyan, shaded.
+        bands: the C band names; captions: N texts (default the row numbers).
+    """
+    x = _np(images, "images")
+    m = np.asarray(_np(other, "other"), dtype=bool)
+    if x.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {x.shape}")
+    if m.ndim == 4:
+        m = m.any(axis=1)
+    if m.shape != (x.shape[0], *x.shape[2:]):
+        raise ValueError(f"mask shape {m.shape} does not match images {x.shape}")
+    n = x.shape[0]
+    caps = [f"#{i}" for i in range(n)] if captions is None else list(captions)
+    if len(caps) != n:
+        raise ValueError(f"{len(caps)} captions for {n} galaxies")
+    rgb = gri_composite(x, bands)
+    cols = max(1, min(ncols, n))
+    rows = math.ceil(n / cols)
+    panel = 1.6 if cols >= 3 else 2.8  # inches: a lone stamp is drawn larger
+    fig = _new_figure(panel * cols, panel * rows + 0.3)
+    axes = _composite_grid(fig, rgb, caps, cols)
+    for ax, mk in zip(axes, m, strict=True):
+        if mk.any():
+            ax.contour(mk.astype(float), levels=[0.5], colors="cyan", linewidths=0.6)
+            shade = np.zeros((*mk.shape, 4))
+            shade[mk] = (0.0, 1.0, 1.0, 0.25)
+            ax.imshow(shade, origin="lower", interpolation="nearest")
+        frac = float(mk.mean())
+        _stamp_text(ax, f"masked {100 * frac:.1f}%", loc="lower right", size=5.5)
+    fig.suptitle("other sources masked by segmentation (cyan)", fontsize=8)
+    return _finish(fig, out)
+
+
 class _CliError(Exception):
     """A user error of the command line (printed without a traceback)."""
 
@@ -1573,6 +1619,25 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
         )
 
 
+def _cmd_segment(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise _CliError(f"--n must be >= 1, got {args.n}")
+    from galae.data.segmentation import neighbour_mask
+
+    data = _read_data(args.data, args.n)
+    other = neighbour_mask(data["images"], data["sigma"], data["mask"])
+    params = data["truth"]["params"] if "truth" in data else {}
+    flag = params.get("contaminated")
+    caps = [
+        f"#{i}" + (" (contaminated)" if flag is not None and bool(flag[k]) else "")
+        for k, i in enumerate(data["index"])
+    ]
+    _done(
+        segmentation_figure(data["images"], other, data["bands"], caps),
+        args.out or str(FIGURE_DIR / "segment.png"),
+    )
+
+
 def _cmd_corner(args: argparse.Namespace) -> None:
     if args.k < 2:
         raise _CliError(f"--k must be >= 2, got {args.k}")
@@ -1617,6 +1682,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "gallery": (_cmd_gallery, "galaxies drawn from the model's population prior"),
     "reconstruct": (_cmd_reconstruct, "data / model / residual of encoded galaxies"),
     "corner": (_cmd_corner, "posterior corner plot of one galaxy"),
+    "segment": (_cmd_segment, "other sources in the stamps, as masked by segmentation"),
 }
 
 
@@ -1635,7 +1701,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--out", default=None, help=f"output PNG (default {FIGURE_DIR / (name + '.png')})"
         )
-        if name != "mocks":
+        if name not in ("mocks", "segment"):
             p.add_argument(
                 "--checkpoint", default=None, help="model checkpoint (default: the packaged model)"
             )
@@ -1673,6 +1739,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmds["reconstruct"]
     r.add_argument("--data", required=True, help="galae HDF5 data set")
     r.add_argument("--n", type=int, default=6, help="encode the first n galaxies")
+    sg = cmds["segment"]
+    sg.add_argument("--data", required=True, help="galae HDF5 data set")
+    sg.add_argument("--n", type=int, default=16, help="the first n galaxies")
     c = cmds["corner"]
     c.add_argument("--data", required=True, help="galae HDF5 data set")
     c.add_argument("--index", type=int, default=0, help="row of the galaxy in the data set")

@@ -22,7 +22,6 @@ from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.conditions import ObservingConditions, add_noise, sample_sdss_conditions
 from galae.encoder import EncoderOutput
 from galae.latent import REGISTRY
-from galae.likelihood import log_likelihood
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.render.observation import Observation, as_tensor
 from galae.render.psf import GaussianPSF
@@ -100,9 +99,7 @@ class Posterior:
         g = torch.Generator(device=self._loc.device)
         if seed is not None:
             g.manual_seed(seed)
-        q = torch.distributions.LowRankMultivariateNormal(
-            self._loc, self._cov_factor, self._cov_diag
-        )
+        q = EncoderOutput(self._loc, self._cov_factor, self._cov_diag, *self._z_dist)
         return _draw(q, k, g)
 
 
@@ -286,12 +283,18 @@ class GalaeModel:
         seed: int = 0,
         refine_steps: int = 0,
         refine_lr: float = 0.05,
+        mask_neighbours: bool = False,
     ) -> Posterior:
         """Amortized posterior for N images (see DESIGN.md's contract).
 
-        With ``refine_steps > 0`` the posterior is semi-amortized: its mean is moved by that many
-        Adam steps on -log p(image | u) - log q(u | image) (the likelihood through the renderer,
-        with the encoder's posterior as the prior), and the encoder's covariance is kept.
+        With ``refine_steps > 0`` the posterior is semi-amortized (:mod:`galae.refine`): its mean
+        is moved by that many Adam steps to the mode of -log p(image | u) - log q(u | image)
+        (the likelihood through the renderer, with the encoder's posterior as the prior), and
+        its covariance is the Laplace approximation there, with calibrated widths.
+
+        With ``mask_neighbours`` other sources in the stamps (foreground stars, neighbouring
+        galaxies) are found by segmentation (:func:`galae.data.segmentation.neighbour_mask`)
+        and masked on top of ``mask``.
 
         Posterior means and standard deviations of the latents come from ``n_mc`` draws pushed
         through the bijection; those of the derived observables from ``n_mc_derived`` draws
@@ -299,6 +302,8 @@ class GalaeModel:
         get it from the encoder's photometric-redshift head.
         """
         full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
+        if mask_neighbours:
+            full = self._mask_neighbours(full)
         known = torch.isfinite(full.redshift)
         parts = []
         # split into runs of known / unknown redshift, then into chunks
@@ -337,6 +342,15 @@ class GalaeModel:
             _z_dist=(zl, zs),
         )
 
+    @staticmethod
+    def _mask_neighbours(b: Batch) -> Batch:
+        """``b`` with other sources masked (:func:`galae.data.segmentation.neighbour_mask`)."""
+        from galae.data.segmentation import neighbour_mask
+
+        other = neighbour_mask(b.images.cpu().numpy(), b.sigma.cpu().numpy(), b.mask.cpu().numpy())
+        mask = b.mask | torch.as_tensor(other, device=b.mask.device)
+        return replace(b, mask=mask, images=torch.where(mask, 0.0, b.images))
+
     def _sub(self, b: Batch, ix: Tensor) -> Batch:
         return Batch(
             b.images[ix],
@@ -350,24 +364,11 @@ class GalaeModel:
         )
 
     def _refine(self, out: EncoderOutput, b: Batch, steps: int, lr: float) -> EncoderOutput:
-        """Move the posterior mean to the MAP of likelihood x amortized posterior."""
-        q = self.guide.posterior_dist(out)
+        """The semi-amortized posterior (:func:`galae.refine.refine_posterior`)."""
+        from galae.refine import refine_posterior
+
         z = b.redshift if b.redshift_known else self.guide.redshift_dist(out).mean
-        u = out.loc.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([u], lr=lr)
-        with torch.enable_grad():
-            for _ in range(steps):
-                img = self.model.render_images(u, b, z)
-                nll = (
-                    -log_likelihood(
-                        img, b.images, b.sigma, b.mask, self.model.likelihood, self.model.df
-                    ).sum()
-                    - q.log_prob(u).sum()
-                )
-                opt.zero_grad()
-                nll.backward()
-                opt.step()
-        return replace(out, loc=u.detach())
+        return refine_posterior(self.model, self.guide, out, b, steps, lr, z)
 
     def _encode_part(
         self,
@@ -383,9 +384,8 @@ class GalaeModel:
         out = self.guide.encode(b)
         if refine_steps > 0:
             out = self._refine(out, b, refine_steps, refine_lr)
-        q = self.guide.posterior_dist(out)
         g = torch.Generator(device=self.device).manual_seed(seed)
-        u = _draw(q, n_mc, g)  # (k, B, D)
+        u = _draw(out, n_mc, g, antithetic=True)  # (k, B, D)
         phys = REGISTRY.from_unconstrained(u)
         mean = {k: v.mean(0) for k, v in phys.items()}
         std = {k: v.std(0) for k, v in phys.items()}
@@ -583,12 +583,27 @@ class GalaeModel:
         return _cat_samples(parts)
 
 
-def _draw(q: torch.distributions.Distribution, k: int, g: torch.Generator) -> Tensor:
-    """k reparameterised draws from a LowRankMultivariateNormal with an explicit generator."""
+def _draw(q: Any, k: int, g: torch.Generator, antithetic: bool = False) -> Tensor:
+    """k reparameterised draws from a low-rank Gaussian with an explicit generator.
+
+    ``q`` is anything with ``loc`` (B, D), ``cov_factor`` (B, D, r) and ``cov_diag`` (B, D): a
+    ``LowRankMultivariateNormal`` or an :class:`~galae.encoder.EncoderOutput` (no Cholesky
+    factor is formed, so the full-rank refined posteriors of :mod:`galae.refine` draw exactly).
+
+    With ``antithetic`` the draws come in mirrored pairs ``loc + d, loc - d`` (the last one
+    unpaired when k is odd).  Each draw is still distributed as q, so averages over them stay
+    unbiased estimates of posterior means, but the part of a function that is linear in the
+    latents cancels within each pair: for the smooth derived observables this cuts the Monte Carlo
+    error of a mean over a few rendered draws several-fold.
+    """
     loc, fac, diag = q.loc, q.cov_factor, q.cov_diag
-    eps_w = torch.randn(k, *loc.shape[:-1], fac.shape[-1], generator=g, device=loc.device)
-    eps_d = torch.randn(k, *loc.shape, generator=g, device=loc.device)
-    return loc + (fac @ eps_w.unsqueeze(-1)).squeeze(-1) + diag.sqrt() * eps_d
+    k_eps = (k + 1) // 2 if antithetic else k
+    eps_w = torch.randn(k_eps, *loc.shape[:-1], fac.shape[-1], generator=g, device=loc.device)
+    eps_d = torch.randn(k_eps, *loc.shape, generator=g, device=loc.device)
+    d = (fac @ eps_w.unsqueeze(-1)).squeeze(-1) + diag.sqrt() * eps_d
+    if antithetic:
+        d = torch.stack([d, -d], 1).flatten(0, 1)[:k]
+    return loc + d
 
 
 def _z_transform() -> Any:
