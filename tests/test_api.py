@@ -450,6 +450,11 @@ def test_calibration_simulation_priors(trained: Trained) -> None:
     assert summary["prior"] == "learned" and summary["broad_fraction"] == 0.1
 
 
+def kw_two(kw: dict) -> dict:
+    """The first two galaxies' keyword arrays of ``kw``."""
+    return {k: (v[:2] if hasattr(v, "__len__") else v) for k, v in kw.items()}
+
+
 def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     """encode(refine_steps=k): the refined posterior (galae.refine) has the contract's names and
     full-rank widths; galae.calibrate --refine-steps fits its own scales, which scale exactly
@@ -473,8 +478,13 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
         assert abs(cov - 0.6827) < 0.02, name
     d = trained.data
     kw = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"], "redshift": d["redshift"], "n_mc": 64}
-    plain = trained.model.encode(d["images"], d["sigma"], refine_steps=2, **kw)
-    cal = galae.load(out).encode(d["images"], d["sigma"], refine_steps=2, **kw)
+    with pytest.warns(RuntimeWarning, match="not calibrated"):
+        plain = trained.model.encode(d["images"], d["sigma"], refine_steps=2, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # calibrated for these steps: no warning
+        cal = galae.load(out).encode(d["images"], d["sigma"], refine_steps=2, **kw)
+    with pytest.warns(RuntimeWarning, match="calibrated for 2 refine steps, not 3"):
+        galae.load(out).encode(d["images"][:2], d["sigma"][:2], refine_steps=3, **kw_two(kw))
     assert set(plain.params) >= ALL_NAMES and plain._cov_factor.shape[-1] == REGISTRY.dim
     torch.testing.assert_close(cal._loc, plain._loc)
     sd0 = ((plain._cov_factor**2).sum(-1) + plain._cov_diag).sqrt()
@@ -482,6 +492,11 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     torch.testing.assert_close(sd1, sd0 * scales.float(), rtol=1e-4, atol=1e-6)
     draws = cal.samples(8, seed=0, derived=False)
     assert all(bool(torch.isfinite(v).all()) for v in draws.values())
+    # unknown redshift: refined at the photo-z head's median redshift
+    kw_nz = {**kw_two(kw), "redshift": None}
+    post = galae.load(out).encode(d["images"][:2], d["sigma"][:2], refine_steps=2, **kw_nz)
+    assert bool(torch.isfinite(post.params["redshift"]).all())
+    assert bool(torch.isfinite(post.model_images).all())
 
 
 def test_encode_masks_neighbours_on_request(trained: Trained) -> None:
@@ -495,9 +510,32 @@ def test_encode_masks_neighbours_on_request(trained: Trained) -> None:
     images[0] += 200.0 * sigma[0].max() * star[None].astype(np.float32)
     kw = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"][:2], "redshift": d["redshift"][:2], "n_mc": 16}
     post = trained.model.encode(images, sigma, mask_neighbours=True, **kw)
-    mask = post._batch.mask
+    mask = post.mask
     assert bool(mask[0, :, 4, 27].all())  # the star
     assert not bool(mask[:, :, SIZE // 2, SIZE // 2].any())  # the galaxy's centre
     assert set(post.params) >= ALL_NAMES
     plain = trained.model.encode(images, sigma, **kw)
-    assert not bool(plain._batch.mask[0, :, 4, 27].any())
+    assert not bool(plain.mask[0, :, 4, 27].any())
+
+
+def test_smaller_stamps_are_padded_with_masked_pixels_and_larger_refused(
+    trained: Trained,
+) -> None:
+    """The encoder sees the stamp size it was trained on: a smaller stamp is centred in a frame
+    of masked pixels and its outputs are cut back; a larger one is an error that says so."""
+    d = trained.data
+    kw = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"][:2], "redshift": d["redshift"][:2], "n_mc": 16}
+    small = trained.model.encode(
+        d["images"][:2, :, 2:30, 3:29], d["sigma"][:2, :, 2:30, 3:29], **kw
+    )
+    assert small.model_images.shape == (2, 5, 28, 26)
+    assert all(v.shape == (2, 28, 26) for v in small.maps.values())
+    frame = small._batch.mask
+    assert frame.shape == (2, 5, SIZE, SIZE)
+    assert bool(frame[..., :2, :].all()) and bool(frame[..., :, :3].all())
+    assert not bool(frame[..., 2:30, 3:29].any())
+    assert small.mask.shape == (2, 5, 28, 26) and not bool(small.mask.any())
+    assert all(bool(torch.isfinite(v).all()) for v in small.params.values())
+    big = np.zeros((1, 5, SIZE + 8, SIZE + 8), np.float32)
+    with pytest.raises(ValueError, match=f"larger than the {SIZE}x{SIZE} stamps"):
+        trained.model.encode(big, np.ones_like(big), psf_fwhm_arcsec=d["psf_fwhm_arcsec"][:1])

@@ -97,7 +97,7 @@ def test_training_losses_create_no_deviceless_tensors() -> None:
     gen = torch.Generator().manual_seed(0)
     with DevicelessTensorsOnMeta():
         loss = wake_loss(model, guide, batch, "elbo") + sleep_loss(
-            model, guide, batch, gen, model.prior
+            model, guide, batch, gen, model.prior, mask_fraction=1.0
         )
         loss.backward()
     assert torch.isfinite(loss)
@@ -116,5 +116,16 @@ def test_sample_and_encode_create_no_deviceless_tensors() -> None:
             n_mc=8,
             n_mc_derived=2,
         )
+        refined = m.encode(
+            s.images,
+            s.sigma,
+            psf_fwhm_arcsec=s.psf_fwhm_arcsec,
+            redshift=None,
+            n_mc=8,
+            n_mc_derived=2,
+            refine_steps=1,
+            mask_neighbours=True,
+        )
+    assert torch.isfinite(refined.params["log10_mstar_msun"]).all()
     assert s0.images.shape == s.images.shape
     assert torch.isfinite(post.params["log10_mstar_msun"]).all()

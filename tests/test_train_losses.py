@@ -10,7 +10,7 @@ import torch
 from galae.checkpoint import _SETTINGS_BEFORE_THEY_EXISTED, build_modules
 from galae.model import Batch
 from galae.settings import FAST_SETTINGS, RenderSettings
-from galae.train import TrainConfig, sleep_loss, wake_loss
+from galae.train import TrainConfig, random_source_masks, sleep_loss, wake_loss
 
 SHAPE = (24, 24)
 
@@ -101,6 +101,7 @@ def test_sleep_loss_uses_the_given_prior() -> None:
         ("wake_estimator", "iwae", "wake_estimator"),
         ("render_preset", "ultra", "render_preset"),
         ("sleep_broad_fraction", 1.5, "sleep_broad_fraction"),
+        ("sleep_mask_fraction", -0.1, "sleep_mask_fraction"),
     ],
 )
 def test_bad_training_settings_are_named(key: str, value: object, match: str) -> None:
@@ -138,3 +139,32 @@ def test_a_non_finite_gradient_is_left_out_not_clipped() -> None:
     assert skipped == ["bad"]
     torch.testing.assert_close(w.grad, torch.tensor([2.0, 4.0]) / 20.0**0.5)
     assert abs(norm - 1.0) < 1e-6
+
+
+def test_random_source_masks() -> None:
+    """Discs off the centre, the same in every band, in the requested fraction of stamps; a
+    one-band rectangle in some; the central pixels never lose a disc."""
+    g = torch.Generator().manual_seed(0)
+    m = random_source_masks((400, 5, 32, 32), 0.5, g)
+    assert m.shape == (400, 5, 32, 32) and m.dtype == torch.bool
+    masked = m.flatten(1).any(1)
+    assert 0.42 < float(masked.float().mean()) < 0.58  # binomial, 400 stamps: 4 sigma
+    discs = m.all(1)  # masked in every band: the discs (a rectangle is in one band only)
+    assert not bool(discs[:, 15:17, 15:17].any())
+    one_band = m.any(1) & ~discs
+    assert bool(one_band.flatten(1).any(1).any())  # some rectangles
+    assert not bool(random_source_masks((8, 5, 32, 32), 0.0, g).any())
+    assert bool(random_source_masks((8, 5, 32, 32), 1.0, g).flatten(1).any(1).all())
+
+
+def test_sleep_with_masks_trains_the_masked_channel() -> None:
+    """With sleep_mask_fraction the masked-pixel input channel gets a gradient; without it (the
+    data have no masks) it gets none."""
+    model, guide = _modules()
+    stem = next(p for p in guide.encoder.cnn.parameters() if p.dim() == 4)
+    for fraction, expect in ((0.0, False), (1.0, True)):
+        guide.zero_grad()
+        loss = sleep_loss(model, guide, _batch(), torch.Generator().manual_seed(2), None, fraction)
+        loss.backward()
+        grad = stem.grad[:, 5].abs().sum()  # channels: 5 bands, then "masked in any band"
+        assert bool(torch.isfinite(loss)) and bool(grad > 0) == expect

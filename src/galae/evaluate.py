@@ -218,7 +218,7 @@ def evaluate(
         )
         img = torch.as_tensor(d["images"])
         sig = torch.as_tensor(d["sigma"])
-        msk = post._batch.mask.cpu()  # the data's mask and, with mask_neighbours, other sources
+        msk = post.mask.cpu()  # the data's mask and, with mask_neighbours, other sources
         chi2 = chi2_per_pixel(post.model_images.cpu(), img, sig, msk).numpy()
         push("chi2", chi2)
         for k, v in post.params.items():

@@ -1530,7 +1530,9 @@ def _done(fig: Figure, out: str) -> Path:
     return p
 
 
-def _encode(model: GalaeModel, data: Mapping[str, Any]) -> Any:
+def _encode(
+    model: GalaeModel, data: Mapping[str, Any], refine_steps: int = 0, mask_neighbours: bool = False
+) -> Any:
     _check_bands(model, data)
     _progress(f"encoding {len(data['images'])} galaxies")
     return model.encode(
@@ -1540,6 +1542,8 @@ def _encode(model: GalaeModel, data: Mapping[str, Any]) -> Any:
         redshift=data["redshift"],
         pixel_scale_arcsec=data["pixel_scale_arcsec"],
         mask=data["mask"],
+        refine_steps=refine_steps,
+        mask_neighbours=mask_neighbours,
     )
 
 
@@ -1594,13 +1598,13 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
         raise _CliError(f"--n must be >= 1, got {args.n}")
     data = _read_data(args.data, args.n)
     model = _load_model(args.checkpoint, args.device)
-    post = _encode(model, data)
+    post = _encode(model, data, args.refine_steps, args.mask_neighbours)
     titles = [
         f"#{int(i)}  z={float(z):.3f}"
         for i, z in zip(data["index"], _np(post.params["redshift"], "redshift"), strict=True)
     ]
     fig = reconstruction_figure(
-        data["images"], post.model_images, data["sigma"], data["bands"], titles, mask=data["mask"]
+        data["images"], post.model_images, data["sigma"], data["bands"], titles, mask=post.mask
     )
     out = Path(args.out or FIGURE_DIR / "reconstruction.png")
     _done(fig, str(out))
@@ -1739,6 +1743,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmds["reconstruct"]
     r.add_argument("--data", required=True, help="galae HDF5 data set")
     r.add_argument("--n", type=int, default=6, help="encode the first n galaxies")
+    r.add_argument(
+        "--refine-steps", type=int, default=0, help="semi-amortized: likelihood steps per galaxy"
+    )
+    r.add_argument(
+        "--mask-neighbours", action="store_true", help="mask other sources by segmentation"
+    )
     sg = cmds["segment"]
     sg.add_argument("--data", required=True, help="galae HDF5 data set")
     sg.add_argument("--n", type=int, default=16, help="the first n galaxies")

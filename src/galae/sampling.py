@@ -77,12 +77,15 @@ class Posterior:
         std: ``{name: (N,)}`` posterior standard deviations of the same quantities.
         maps: ``{name: (N, H, W)}`` maps rendered at the posterior mean latent.
         model_images: (N, C, H, W) reconstruction at the posterior mean latent.
+        mask: (N, C, H, W) bool, the pixels left out of the fit (True): the input mask, NaN/inf
+            pixels and, with ``mask_neighbours``, the other sources.
     """
 
     params: dict[str, Tensor]
     std: dict[str, Tensor]
     maps: dict[str, Tensor]
     model_images: Tensor
+    mask: Tensor
     _owner: GalaeModel
     _batch: Batch
     _loc: Tensor
@@ -296,6 +299,10 @@ class GalaeModel:
         galaxies) are found by segmentation (:func:`galae.data.segmentation.neighbour_mask`)
         and masked on top of ``mask``.
 
+        Stamps smaller than the model's training stamps (``self.shape``) are centred in a frame
+        of masked pixels of that size and ``model_images`` and ``maps`` are cut back to them;
+        larger ones are an error.
+
         Posterior means and standard deviations of the latents come from ``n_mc`` draws pushed
         through the bijection; those of the derived observables from ``n_mc_derived`` draws
         rendered PSF-free on an enlarged stamp.  Galaxies with unknown redshift (None or NaN)
@@ -304,6 +311,7 @@ class GalaeModel:
         full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if mask_neighbours:
             full = self._mask_neighbours(full)
+        full, crop = self._pad_to_model_shape(full)
         known = torch.isfinite(full.redshift)
         parts = []
         # split into runs of known / unknown redshift, then into chunks
@@ -328,12 +336,13 @@ class GalaeModel:
         diag = torch.cat([p["diag"] for p in pieces])[inv]
         zl = torch.cat([p["zloc"] for p in pieces])[inv]
         zs = torch.cat([p["zscale"] for p in pieces])[inv]
-        rec = torch.cat([p["rec"] for p in pieces])[inv]
+        rec = torch.cat([p["rec"] for p in pieces])[inv][..., crop[0], crop[1]]
         return Posterior(
             params=cat("mean"),
             std=cat("std"),
-            maps=cat("maps"),
+            maps={k: v[..., crop[0], crop[1]] for k, v in cat("maps").items()},
             model_images=rec,
+            mask=full.mask[..., crop[0], crop[1]],
             _owner=self,
             _batch=full,
             _loc=loc,
@@ -341,6 +350,34 @@ class GalaeModel:
             _cov_diag=diag,
             _z_dist=(zl, zs),
         )
+
+    def _pad_to_model_shape(self, b: Batch) -> tuple[Batch, tuple[slice, slice]]:
+        """Stamps smaller than the model's training stamps, padded to them with masked pixels.
+
+        The encoder was trained on stamps of ``self.shape``; at another size its pooled features
+        mean something else (a 51 x 51 SDSS stamp came out 5 magnitudes off), so smaller stamps
+        are centred in a frame of masked pixels (no data: the likelihood ignores them) and the
+        outputs are cut back.  Larger stamps are an error: cut them about the galaxy first.
+        Returns the batch and the (rows, columns) slices of the original stamp.
+        """
+        h, w = b.images.shape[-2:]
+        mh, mw = self.shape
+        if (h, w) == (mh, mw):
+            return b, (slice(None), slice(None))
+        if h > mh or w > mw:
+            raise ValueError(
+                f"stamps of {h}x{w} pixels are larger than the {mh}x{mw} stamps this model was "
+                f"trained on: cut them to at most {mh}x{mw} about the galaxy"
+            )
+        top, left = (mh - h) // 2, (mw - w) // 2
+        pads = (left, mw - w - left, top, mh - h - top)
+        padded = replace(
+            b,
+            images=torch.nn.functional.pad(b.images, pads, value=0.0),
+            sigma=torch.nn.functional.pad(b.sigma, pads, value=1.0),
+            mask=torch.nn.functional.pad(b.mask, pads, value=True),
+        )
+        return padded, (slice(top, top + h), slice(left, left + w))
 
     @staticmethod
     def _mask_neighbours(b: Batch) -> Batch:
@@ -367,7 +404,23 @@ class GalaeModel:
         """The semi-amortized posterior (:func:`galae.refine.refine_posterior`)."""
         from galae.refine import refine_posterior
 
-        z = b.redshift if b.redshift_known else self.guide.redshift_dist(out).mean
+        cal = self.state.get("refined_posterior_calibration")
+        if cal is None:
+            warnings.warn(
+                "this checkpoint's refined posterior is not calibrated: its Laplace widths are "
+                "likely too narrow (python -m galae.calibrate --refine-steps N)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        elif int(cal.get("refine_steps", steps)) != steps:
+            warnings.warn(
+                f"the refined posterior's widths were calibrated for "
+                f"{cal['refine_steps']} refine steps, not {steps}: they may be off",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        # unknown redshifts: the photo-z posterior's median (its logit-normal has no closed mean)
+        z = b.redshift if b.redshift_known else _z_transform()(out.z_loc)
         return refine_posterior(self.model, self.guide, out, b, steps, lr, z)
 
     def _encode_part(

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyro
@@ -89,6 +89,10 @@ class TrainConfig:
     sleep_prior_start_step: int = 500
     sleep_broad_fraction: float = 0.3
     sleep_prior_epochs: int = 8
+    # fraction of the simulated stamps that get random masks like those of other sources
+    # (discs off the centre, as galae.data.segmentation leaves) or of bad pixels (a rectangle in
+    # one band), so that the encoder learns to read masked pixels (random_source_masks)
+    sleep_mask_fraction: float = 0.0
     supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
     # start from another run's encoder and population prior (same architecture), e.g. to add
     # the wake term to a simulation-trained model; the prior then is the ELBO's p(u)
@@ -148,6 +152,10 @@ class TrainConfig:
             raise ValueError(
                 f"wake_estimator must be one of {sorted(WAKE_ESTIMATORS)}, "
                 f"got {self.wake_estimator!r}"
+            )
+        if not 0.0 <= self.sleep_mask_fraction <= 1.0:
+            raise ValueError(
+                f"sleep_mask_fraction must be in [0, 1], got {self.sleep_mask_fraction}"
             )
         if self.sleep_prior_refit_every < 0 or not 0.0 <= self.sleep_broad_fraction <= 1.0:
             raise ValueError("sleep_prior_refit_every must be >= 0, sleep_broad_fraction in [0, 1]")
@@ -246,15 +254,92 @@ def simulate_like(
     return u, sim
 
 
+#: random_source_masks: up to this many discs per masked stamp ...
+MASK_MAX_DISCS: int = 3
+#: ... of radius uniform in this range (pixels) ...
+MASK_RADIUS_PIX: tuple[float, float] = (2.0, 10.0)
+#: ... centred at least this far from the stamp centre (pixels), where the galaxy is kept.
+MASK_MIN_CENTRE_DISTANCE_PIX: float = 6.0
+
+
+def random_source_masks(
+    shape: tuple[int, int, int, int],
+    fraction: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Random masks (B, C, H, W) bool for simulated stamps, True = masked.
+
+    A ``fraction`` of the stamps get 1 to :data:`MASK_MAX_DISCS` discs, the same in every band,
+    of radius uniform in :data:`MASK_RADIUS_PIX`, centred uniformly in radius between
+    :data:`MASK_MIN_CENTRE_DISTANCE_PIX` and the stamp's edge and in angle: the footprints that
+    the segmentation of foreground stars and neighbours (:mod:`galae.data.segmentation`) leaves.
+    Half of those stamps also lose a rectangle (1-4 pixels by up to the stamp) in one band: bad
+    columns, saturation bleeds, NaN pixels.  The others are unmasked.
+    """
+    b, c, h, w = shape
+
+    def u(*size: int) -> Tensor:
+        return torch.rand(*size, generator=generator, device=device)
+
+    yy = torch.arange(h, device=device, dtype=torch.float32).view(1, 1, h, 1)
+    xx = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, 1, w)
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    on = u(b) < fraction  # (B,)
+    k = MASK_MAX_DISCS
+    n_discs = 1 + (u(b) * k).long().clamp_max(k - 1)  # 1..k
+    active = on[:, None] & (torch.arange(k, device=device)[None] < n_discs[:, None])  # (B, k)
+    r_max = min(h, w) / 2
+    rad = MASK_MIN_CENTRE_DISTANCE_PIX + u(b, k) * (r_max - MASK_MIN_CENTRE_DISTANCE_PIX)
+    ang = 2 * torch.pi * u(b, k)
+    py, px = cy + rad * torch.sin(ang), cx + rad * torch.cos(ang)
+    lo, hi = MASK_RADIUS_PIX
+    # the central 2 pixels stay unmasked, as the segmentation keeps the galaxy's centre
+    size = torch.minimum(lo + u(b, k) * (hi - lo), rad - 2.0)
+    d2 = (yy - py[..., None, None]) ** 2 + (xx - px[..., None, None]) ** 2  # (B, k, H, W)
+    discs = ((d2 <= size[..., None, None] ** 2) & active[..., None, None]).any(1)  # (B, H, W)
+    mask = discs[:, None].expand(b, c, h, w).clone()
+    # a bad rectangle in one band, in half of the masked stamps
+    bad = on & (u(b) < 0.5)
+    band = (u(b) * c).long().clamp_max(c - 1)
+    vertical = u(b) < 0.5
+    thick = 1 + (u(b) * 4).long().clamp_max(3)
+    pos = u(b)
+    length = u(b)
+    row0 = (pos * (h - 1)).long()
+    col0 = (pos * (w - 1)).long()
+    iy = torch.arange(h, device=device).view(1, h, 1)
+    ix = torch.arange(w, device=device).view(1, 1, w)
+    across_v = (ix >= col0.view(-1, 1, 1)) & (ix < (col0 + thick).view(-1, 1, 1))
+    along_v = iy < (length * h).ceil().long().view(-1, 1, 1)
+    across_h = (iy >= row0.view(-1, 1, 1)) & (iy < (row0 + thick).view(-1, 1, 1))
+    along_h = ix < (length * w).ceil().long().view(-1, 1, 1)
+    rect = torch.where(vertical.view(-1, 1, 1), across_v & along_v, across_h & along_h)
+    rect = rect & bad.view(-1, 1, 1)
+    onehot = torch.arange(c, device=device).view(1, c, 1, 1) == band.view(-1, 1, 1, 1)
+    return mask | (rect[:, None] & onehot)
+
+
 def sleep_loss(
     model: GalaxyModel,
     guide: GalaxyGuide,
     batch: Batch,
     generator: torch.Generator | None = None,
     prior: torch.nn.Module | None = None,
+    mask_fraction: float = 0.0,
 ) -> Tensor:
-    """-log q(u_true | x_sim) / D, averaged over the simulated batch (u_true from ``prior``)."""
+    """-log q(u_true | x_sim) / D, averaged over the simulated batch (u_true from ``prior``).
+
+    With ``mask_fraction`` > 0 that fraction of the simulated stamps is masked at random on top
+    of the batch's own masks (:func:`random_source_masks`).
+    """
     u, sim = simulate_like(model, batch, generator, prior)
+    if mask_fraction > 0:
+        extra = random_source_masks(
+            tuple(sim.images.shape), mask_fraction, generator, sim.images.device
+        )
+        mask = sim.mask | extra
+        sim = replace(sim, mask=mask, images=torch.where(mask, 0.0, sim.images))
     out = guide.encode(sim)
     return -guide.posterior_dist(out).log_prob(u).mean() / u.shape[-1]
 
@@ -478,7 +563,9 @@ def train(cfg: TrainConfig) -> Path:
             if wake_w > 0:
                 terms["wake"] = wake_loss(model, guide, batch, cfg.wake_estimator)
             if cfg.sleep_weight > 0:
-                terms["sleep"] = sleep_loss(model, guide, batch, gen, sleep_prior)
+                terms["sleep"] = sleep_loss(
+                    model, guide, batch, gen, sleep_prior, cfg.sleep_mask_fraction
+                )
             if cfg.supervised_weight > 0:
                 terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
             weights = {
