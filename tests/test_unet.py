@@ -466,3 +466,13 @@ def test_predictor_rejects_bad_input(trained_run: Path) -> None:
         call(3, -b["psf_fwhm_arcsec"])
     with pytest.raises(ValueError, match="redshift"):
         call(4, -b["redshift"])
+
+
+def test_evaluate_refuses_autoencoder_options_for_a_unet(trained_run: Path, h5_maps: Path) -> None:
+    """--refine-steps and --mask-neighbours belong to the autoencoder: with a U-Net checkpoint
+    they are an error, not silently ignored."""
+    from galae.evaluate import evaluate
+
+    for kw in ({"refine_steps": 5}, {"mask_neighbours": True}):
+        with pytest.raises(ValueError, match="U-Net, which reads the raw stamps"):
+            evaluate(trained_run / "model.pt", h5_maps, trained_run / "ev", figures=False, **kw)

@@ -183,6 +183,11 @@ def evaluate(
 
     state = load_checkpoint(checkpoint)  # read once; checks format and registry
     if state["kind"] == "galae-unet":
+        if refine_steps or mask_neighbours:
+            raise ValueError(
+                "refine_steps and mask_neighbours apply to autoencoder checkpoints; "
+                f"{checkpoint} is a U-Net, which reads the raw stamps"
+            )
         return evaluate_unet(
             checkpoint, data, out, n, batch_size, device, figures, steps=int(state["step"])
         )
