@@ -75,6 +75,17 @@ class Batch:
             z, GaussianPSF(self.psf_fwhm_arcsec), self.pixel_scale_arcsec, (h, w), self.bands
         )
 
+    def with_mask(self, extra: Tensor) -> Batch:
+        """The batch with the ``extra`` (B, C, H, W) pixels masked too, in the convention of
+        :meth:`galae.sampling.GalaeModel.make_batch`: image 0 and sigma 1 on masked pixels."""
+        mask = self.mask | extra
+        return replace(
+            self,
+            mask=mask,
+            images=torch.where(mask, 0.0, self.images),
+            sigma=torch.where(mask, 1.0, self.sigma),
+        )
+
     def to(self, device: torch.device | str) -> Batch:
         return replace(
             self,

@@ -385,8 +385,7 @@ class GalaeModel:
         from galae.data.segmentation import neighbour_mask
 
         other = neighbour_mask(b.images.cpu().numpy(), b.sigma.cpu().numpy(), b.mask.cpu().numpy())
-        mask = b.mask | torch.as_tensor(other, device=b.mask.device)
-        return replace(b, mask=mask, images=torch.where(mask, 0.0, b.images))
+        return b.with_mask(torch.as_tensor(other, device=b.mask.device))
 
     def _sub(self, b: Batch, ix: Tensor) -> Batch:
         return Batch(
@@ -612,7 +611,7 @@ class GalaeModel:
             raise ValueError(f"analogues takes one image, got {b.size}")
         out = self.guide.encode(b)
         g = torch.Generator(device=self.device).manual_seed(seed)
-        u = _draw(self.guide.posterior_dist(out), n, g)[:, 0]  # (n, D)
+        u = _draw(out, n, g)[:, 0]  # (n, D)
         if b.redshift_known:
             z = b.redshift.expand(n)
         else:

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyro
@@ -335,11 +335,8 @@ def sleep_loss(
     """
     u, sim = simulate_like(model, batch, generator, prior)
     if mask_fraction > 0:
-        extra = random_source_masks(
-            tuple(sim.images.shape), mask_fraction, generator, sim.images.device
-        )
-        mask = sim.mask | extra
-        sim = replace(sim, mask=mask, images=torch.where(mask, 0.0, sim.images))
+        shape = tuple(sim.images.shape)
+        sim = sim.with_mask(random_source_masks(shape, mask_fraction, generator, sim.images.device))
     out = guide.encode(sim)
     return -guide.posterior_dist(out).log_prob(u).mean() / u.shape[-1]
 
