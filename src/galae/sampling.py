@@ -99,11 +99,11 @@ class Posterior:
 
     def unconstrained_samples(self, k: int, seed: int | None = None) -> Tensor:
         """(k, N, D) draws of the unconstrained latent."""
-        g = torch.Generator(device=self._loc.device)
-        if seed is not None:
-            g.manual_seed(seed)
-        q = EncoderOutput(self._loc, self._cov_factor, self._cov_diag, *self._z_dist)
-        return _draw(q, k, g)
+        return _draw(self._q(), k, _generator(seed, self._loc.device))
+
+    def _q(self) -> EncoderOutput:
+        """q's parameters (loc, covariance factor and diagonal, photo-z)."""
+        return EncoderOutput(self._loc, self._cov_factor, self._cov_diag, *self._z_dist)
 
 
 def default_model_path() -> Path:
@@ -445,8 +445,7 @@ class GalaeModel:
             z_mean, z_draws = b.redshift, b.redshift.expand(n_mc_derived, -1)
             std["redshift"] = torch.zeros_like(b.redshift)
         else:
-            zd = self.guide.redshift_dist(out)
-            z_all = zd.sample((n_mc,))
+            z_all = _draw_redshift(out.z_loc, out.z_scale, n_mc, g)
             z_mean = z_all.mean(0)
             std["redshift"] = z_all.std(0)
             z_draws = z_all[:n_mc_derived]
@@ -479,17 +478,16 @@ class GalaeModel:
     def _posterior_draws(
         self, post: Posterior, k: int, seed: int | None, derived: bool
     ) -> dict[str, Tensor]:
-        u = post.unconstrained_samples(k, seed)  # (k, N, D)
+        # latents, then photo-z, from one seeded stream (u = post.unconstrained_samples(k, seed))
+        g, q = _generator(seed, post._loc.device), post._q()
+        u = _draw(q, k, g)  # (k, N, D)
         phys = REGISTRY.from_unconstrained(u)
         b = post._batch
         if bool(torch.isfinite(b.redshift).all()):
             z = b.redshift.expand(k, -1)
         else:
-            zl, zs = post._z_dist
-            zd = torch.distributions.TransformedDistribution(
-                torch.distributions.Normal(zl, zs), _z_transform()
-            )
-            z = torch.where(torch.isfinite(b.redshift), b.redshift, zd.sample((k,)))
+            z_draws = _draw_redshift(q.z_loc, q.z_scale, k, g)
+            z = torch.where(torch.isfinite(b.redshift), b.redshift, z_draws)
         out = dict(phys)
         out["redshift"] = z
         if derived:
@@ -615,7 +613,7 @@ class GalaeModel:
         if b.redshift_known:
             z = b.redshift.expand(n)
         else:
-            z = self.guide.redshift_dist(out).sample((n,))[:, 0]
+            z = _draw_redshift(out.z_loc, out.z_scale, n, g)[:, 0]
         sky = torch.stack(
             [
                 torch.median(b.sigma[0, i][~b.mask[0, i]])
@@ -656,6 +654,21 @@ def _draw(q: Any, k: int, g: torch.Generator, antithetic: bool = False) -> Tenso
     if antithetic:
         d = torch.stack([d, -d], 1).flatten(0, 1)[:k]
     return loc + d
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator on ``device``, seeded when ``seed`` is given (else torch's default seed)."""
+    g = torch.Generator(device=device)
+    if seed is not None:
+        g.manual_seed(seed)
+    return g
+
+
+def _draw_redshift(z_loc: Tensor, z_scale: Tensor, k: int, g: torch.Generator) -> Tensor:
+    """(k, B) draws of the photo-z posterior (logit-normal, ``GalaxyGuide.redshift_dist``) from
+    the generator ``g``, so that seeded calls are reproducible."""
+    eps = torch.randn(k, *z_loc.shape, generator=g, device=z_loc.device)
+    return _z_transform()(z_loc + z_scale * eps)
 
 
 def _z_transform() -> Any:
