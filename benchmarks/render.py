@@ -207,6 +207,7 @@ def main() -> None:
         action="store_true",
         help="compile only GalaxyRenderer.images (the training path), not the full forward",
     )
+    ap.add_argument("--out-name", default=None, help="results/NAME.json (default render_DEVICE)")
     ap.add_argument(
         "--scan",
         type=int,
@@ -385,7 +386,7 @@ def main() -> None:
                     "accuracy_vs_galsim_max_flux_fraction": float(flux_err.max()),
                 }
             )
-    write_result(f"render_{dev.type}", result)
+    write_result(a.out_name or f"render_{dev.type}", result)
 
 
 if __name__ == "__main__":
