@@ -3,7 +3,8 @@
 Reads the ``metrics.json`` files that ``python -m galae.evaluate`` wrote for both models on the
 particle test set and on the shifted sets (worse seeing, lower S/N, higher redshift, no u band)
 and tabulates the scatter of log M* and log SFR within 2 r_half and the per-pixel scatter of the
-stellar-mass map.  Reproduce (after training both models):
+stellar-mass and SFR maps, over all non-empty pixels and over the pixels that at least 10
+particles sample.  Reproduce (after training both models):
 
     bash benchmarks/ae_vs_unet.sh        # mocks, evaluations, then this script
 """
@@ -26,6 +27,15 @@ STATS = {
     "log10_sfr_2rhalf_scatter_dex": ("log10_sfr_2rhalf", "scatter_dex"),
     "mstar_map_per_pixel_scatter_dex": ("log10_sigma_mstar_msun_per_kpc2", "per_pixel_scatter"),
     "sfr_map_per_pixel_scatter_dex": ("log10_sigma_sfr_msun_per_yr_per_kpc2", "per_pixel_scatter"),
+    # the same over the pixels that >= 10 particles sample (galae.evaluate.MIN_PARTICLES_PER_PIXEL)
+    "mstar_map_per_pixel_scatter_well_sampled_dex": (
+        "log10_sigma_mstar_msun_per_kpc2",
+        "per_pixel_scatter_well_sampled",
+    ),
+    "sfr_map_per_pixel_scatter_well_sampled_dex": (
+        "log10_sigma_sfr_msun_per_yr_per_kpc2",
+        "per_pixel_scatter_well_sampled",
+    ),
 }
 
 
@@ -45,7 +55,9 @@ def main(root: str = "runs/eval") -> None:
         for ae in AE_MODELS:
             if ae in row and "unet" in row:
                 row[f"ratio_{ae}_over_unet"] = {
-                    k: row[ae][k] / row["unet"][k] for k in STATS if row["unet"][k]
+                    k: row[ae][k] / row["unet"][k]
+                    for k in STATS
+                    if row["unet"][k] and row[ae][k] is not None
                 }
         table[s] = row
     write_result(

@@ -65,6 +65,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         warmup_steps=1,
         prior_epochs=1,
         val_fraction=0.25,
+        sleep_photo_z_fraction=0.3,
         out_dir=str(root / "run"),
         device="cpu",
         tensorboard=False,
@@ -192,6 +193,53 @@ def test_unknown_redshift_uses_the_photo_z_head(trained: Trained, post: Posterio
     assert bool(((zu > lo) & (zu < hi)).all())
     # the encoder treats galaxies independently (GroupNorm): known-z rows match the all-known run
     torch.testing.assert_close(m._loc[[0, 2]], post._loc[[0, 2]], rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_redshift_posterior_is_joint_over_photo_z_nodes(trained: Trained) -> None:
+    """q(z | x) q(u | x, z): the redshift draws are the photo-z quantile nodes, each with the
+    latents the encoder gives when told that redshift."""
+    from galae.sampling import PHOTO_Z_NODES, photo_z_nodes
+
+    p = _encode(trained, redshift=None)
+    mix = p._mixture
+    assert mix is not None and mix.z.shape == (PHOTO_Z_NODES, N_ENC)
+    zl, zs = p._z_dist
+    torch.testing.assert_close(mix.z, photo_z_nodes(zl, zs, PHOTO_Z_NODES))
+    # nodes at the quantiles (j + 1/2) / K of the logit-normal: increasing, middle = median
+    assert bool((mix.z[1:] > mix.z[:-1]).all())
+    torch.testing.assert_close(mix.z[PHOTO_Z_NODES // 2], _z_median(zl))
+    # node j's component is the encoder's posterior told z_j
+    j = 2
+    told = _encode(trained, redshift=mix.z[j].numpy().astype(np.float64))
+    torch.testing.assert_close(mix.loc[j], told._loc, rtol=1e-4, atol=1e-5)
+    # draws: every node in turn, and the latents of node j's draws come from component j
+    s = p.samples(2 * PHOTO_Z_NODES, seed=1, derived=False)
+    for i in range(2 * PHOTO_Z_NODES):
+        torch.testing.assert_close(s["redshift"][i], mix.z[i % PHOTO_Z_NODES])
+    u = p.unconstrained_samples(PHOTO_Z_NODES * 400, seed=2)
+    comp = u.reshape(400, PHOTO_Z_NODES, N_ENC, -1)[:, j]
+    se = mix.cov_diag[j].sqrt().max() + mix.cov_factor[j].norm(dim=-1).max()
+    assert float((comp.mean(0) - mix.loc[j]).abs().max()) < float(4 * se / 20)
+    # the posterior means are mixture means: redshift = mean of the nodes
+    torch.testing.assert_close(p.params["redshift"], mix.z.mean(0), rtol=1e-5, atol=1e-7)
+    # a checkpoint whose photo-z head was never trained on simulations says so
+    state = {**trained.model.state}
+    state["config"] = {**state["config"], "sleep_photo_z_fraction": 0.0}
+    untrained = galae.GalaeModel(trained.model.model, trained.model.guide, state)
+    with pytest.warns(RuntimeWarning, match="photometric-redshift head was not trained"):
+        untrained.encode(
+            trained.data["images"][:1],
+            trained.data["sigma"][:1],
+            psf_fwhm_arcsec=trained.data["psf_fwhm_arcsec"][:1],
+            n_mc=18,
+            n_mc_derived=0,
+        )
+
+
+def _z_median(z_loc: torch.Tensor) -> torch.Tensor:
+    from galae.model import redshift_transform
+
+    return redshift_transform()(z_loc)
 
 
 def test_posterior_samples_with_mixed_redshifts(trained: Trained) -> None:
@@ -546,3 +594,22 @@ def test_smaller_stamps_are_padded_with_masked_pixels_and_larger_refused(
     big = np.zeros((1, 5, SIZE + 8, SIZE + 8), np.float32)
     with pytest.raises(ValueError, match=f"larger than the {SIZE}x{SIZE} stamps"):
         trained.model.encode(big, np.ones_like(big), psf_fwhm_arcsec=d["psf_fwhm_arcsec"][:1])
+
+
+def test_evaluate_with_hidden_redshifts_scores_the_photo_z(trained: Trained) -> None:
+    from galae.evaluate import evaluate
+
+    m = evaluate(
+        trained.checkpoint,
+        trained.cfg.data,
+        trained.root / "ev_photoz",
+        n=8,
+        n_posterior=18,
+        n_mc_derived=2,
+        figures=False,
+        hide_redshift=True,
+    )
+    pz = m["photo_z"]
+    assert m["hide_redshift"] and pz["n"] == 8
+    assert pz["nmad"] >= 0 and 0 <= pz["outlier_fraction"] <= 1
+    assert 0 <= pz["coverage_68"] <= pz["coverage_95"] <= 1

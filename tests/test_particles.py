@@ -305,6 +305,12 @@ def test_mass_and_sfr_conservation(mocks: dict, config: ParticleMockConfig) -> N
             s_in = (batch["sfr_msun_per_yr"][j] * inside[j]).sum()
             assert maps["mstar_msun"][i].sum() == pytest.approx(m_in, rel=1e-12)
             assert maps["sfr_msun_per_yr"][i].sum() == pytest.approx(s_in, rel=1e-12)
+            # the count maps count the particles inside, all and young (SFR-carrying) ones
+            young = batch["sfr_msun_per_yr"][j] > 0
+            assert maps["n_particles"][i].sum() == inside[j].sum()
+            assert maps["n_young_particles"][i].sum() == (inside[j] & young).sum()
+            assert (maps["n_young_particles"][i] <= maps["n_particles"][i]).all()
+            assert (maps["n_particles"][i] == np.round(maps["n_particles"][i])).all()
             # integrated truths over all particles: M_b + M_d + SFR x 100 Myr, and the SFR
             m_tot = batch["mass_msun"][j].sum()
             assert 10 ** params["log10_mstar_msun"][i] == pytest.approx(m_tot, rel=1e-10)

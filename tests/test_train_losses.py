@@ -102,6 +102,7 @@ def test_sleep_loss_uses_the_given_prior() -> None:
         ("render_preset", "ultra", "render_preset"),
         ("sleep_broad_fraction", 1.5, "sleep_broad_fraction"),
         ("sleep_mask_fraction", -0.1, "sleep_mask_fraction"),
+        ("sleep_photo_z_fraction", 1.2, "sleep_photo_z_fraction"),
     ],
 )
 def test_bad_training_settings_are_named(key: str, value: object, match: str) -> None:
@@ -168,3 +169,64 @@ def test_sleep_with_masks_trains_the_masked_channel() -> None:
         loss.backward()
         grad = stem.grad[:, 5].abs().sum()  # channels: 5 bands, then "masked in any band"
         assert bool(torch.isfinite(loss)) and bool(grad > 0) == expect
+
+
+def test_sleep_photo_z_term_trains_the_photo_z_head_only() -> None:
+    """With sleep_photo_z_fraction the photo-z head gets a gradient, every other parameter gets
+    exactly the gradient it gets without it, and the loss is
+    (sum -log q(u | x, z) + sum -log q(t | x)) / (B D), t the logit of the scaled redshift."""
+    from galae.latent import REDSHIFT_FALLBACK_RANGE
+    from galae.train import simulate_like
+
+    model, guide = _modules()
+    grads = {}
+    for fraction in (0.0, 1.0):
+        guide.zero_grad()
+        loss = sleep_loss(
+            model, guide, _batch(), torch.Generator().manual_seed(2), None, 0.0, fraction
+        )
+        loss.backward()
+        assert bool(torch.isfinite(loss))
+        grads[fraction] = {
+            n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+            for n, p in guide.named_parameters()
+        }
+    for n in grads[0.0]:
+        if n.startswith("encoder.out_z"):
+            assert float(grads[0.0][n].abs().sum()) == 0.0
+            assert float(grads[1.0][n].abs().sum()) > 0.0
+        else:
+            torch.testing.assert_close(grads[1.0][n], grads[0.0][n], msg=n)
+    # the value: recompute from the same simulation (same seed)
+    loss = sleep_loss(model, guide, _batch(), torch.Generator().manual_seed(5), None, 0.0, 1.0)
+    u, sim = simulate_like(model, _batch(), torch.Generator().manual_seed(5))
+    out = guide.encode(sim)
+    z_loc, z_scale = guide.encoder.photo_z(
+        *guide.encoder.trunk(sim.images, sim.sigma, sim.mask, sim.psf_fwhm_arcsec, sim.redshift)
+    )
+    unknown = guide.encoder(
+        sim.images, sim.sigma, sim.mask, sim.psf_fwhm_arcsec, None
+    )  # the same head as forward() with an unknown redshift
+    torch.testing.assert_close(z_loc, unknown.z_loc)
+    torch.testing.assert_close(z_scale, unknown.z_scale)
+    lo, hi = REDSHIFT_FALLBACK_RANGE
+    t = torch.logit((sim.redshift - lo) / (hi - lo))
+    expect = (
+        -guide.posterior_dist(out).log_prob(u)
+        - torch.distributions.Normal(z_loc, z_scale).log_prob(t)
+    ).mean() / u.shape[-1]
+    torch.testing.assert_close(loss, expect, rtol=1e-5, atol=1e-6)
+
+
+def test_trainable_prefixes_freeze_the_rest() -> None:
+    from galae.train import _trainable_parameters
+
+    _, guide = _modules()
+    params = _trainable_parameters(guide, ("encoder.out_z",))
+    names = [n for n, p in guide.named_parameters() if p.requires_grad]
+    assert names == ["encoder.out_z.weight", "encoder.out_z.bias"]
+    assert len(params) == 2
+    _, guide = _modules()
+    assert len(_trainable_parameters(guide, ())) == len(list(guide.parameters()))
+    with pytest.raises(ValueError, match="'encoder.no_such_head' names no parameter"):
+        _trainable_parameters(guide, ("encoder.no_such_head",))

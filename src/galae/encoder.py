@@ -215,16 +215,54 @@ class GalaxyEncoder(nn.Module):
         redshift: Tensor | None,
     ) -> EncoderOutput:
         """images, sigma, mask: (B, C, H, W); psf_fwhm_arcsec: (B, C); redshift: (B,) or None."""
+        return self.head_outputs(*self.trunk(images, sigma, mask, psf_fwhm_arcsec, redshift))
+
+    def trunk(
+        self,
+        images: Tensor,
+        sigma: Tensor,
+        mask: Tensor | None,
+        psf_fwhm_arcsec: Tensor,
+        redshift: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """The CNN's pooled features (B, F) and the conditioning vector (B, 2C+2).
+
+        The CNN sees the images alone; the redshift enters only the conditioning vector, so
+        the same features serve a known and an unknown redshift (:meth:`photo_z`).
+        """
         if images.shape[1] != self.config.n_bands:
             raise ValueError(f"encoder expects {self.config.n_bands} bands, got {images.shape[1]}")
         img_in, cond = prepare_inputs(images, sigma, mask, psf_fwhm_arcsec, redshift)
         amp = self.autocast_dtype
         with torch.autocast(images.device.type, dtype=amp, enabled=amp is not None):
             feat = self.cnn(img_in).flatten(1)
+        return feat, cond
+
+    def head_outputs(self, feat: Tensor, cond: Tensor) -> EncoderOutput:
+        """q's parameters from the trunk's features and the conditioning vector."""
+        amp = self.autocast_dtype
+        with torch.autocast(feat.device.type, dtype=amp, enabled=amp is not None):
             hdn = self.head(torch.cat([feat, cond], -1))
-        hdn = hdn.float()
-        with torch.autocast(images.device.type, enabled=False):
-            return self._outputs(hdn, images.shape[0])
+        with torch.autocast(feat.device.type, enabled=False):
+            return self._outputs(hdn.float(), feat.shape[0])
+
+    def photo_z(self, feat: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """The photometric-redshift head alone, on inputs that carry no gradient.
+
+        ``feat``, ``cond``: from :meth:`trunk` (with or without a redshift: its entries of the
+        conditioning vector are set to "unknown" here).  Returns (z_loc, z_scale), each (B,): the
+        logit-normal q(z | x) that :meth:`forward` gives for an unknown redshift, with the MLP
+        head under ``no_grad``, so that a loss on it trains ``out_z`` only and leaves the latent
+        posterior where it is.
+        """
+        cond = torch.cat([cond[:, :-2], torch.zeros_like(cond[:, -2:])], -1)
+        amp = self.autocast_dtype
+        with torch.no_grad():
+            with torch.autocast(feat.device.type, dtype=amp, enabled=amp is not None):
+                hdn = self.head(torch.cat([feat.detach(), cond], -1))
+        with torch.autocast(feat.device.type, enabled=False):
+            z_out = self.out_z(hdn.float())
+        return z_out[:, 0], F.softplus(z_out[:, 1] + 0.5413) + 1e-3
 
     def _outputs(self, hdn: Tensor, b: int) -> EncoderOutput:
         """q's parameters from the head's features (B, hidden), in float32."""

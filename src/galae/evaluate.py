@@ -41,6 +41,10 @@ __all__ = [
     "robust_stats",
     "aperture_log_ratio",
     "radial_residual_profile",
+    "map_metrics",
+    "photo_z_metrics",
+    "SAMPLING_MAPS",
+    "MIN_PARTICLES_PER_PIXEL",
     "coverage",
     "interval_hits",
     "evaluate",
@@ -54,6 +58,18 @@ APERTURE_MAPS: dict[str, str] = {
     "log10_sigma_mstar_msun_per_kpc2": "log10_mstar_2rhalf",
     "log10_sigma_sfr_msun_per_yr_per_kpc2": "log10_sfr_2rhalf",
 }
+#: Particle-count truth maps (particle mocks) and the maps whose sampling each one describes;
+#: maps not named here are sampled by all particles (``n_particles``).
+SAMPLING_MAPS: dict[str, tuple[str, ...]] = {
+    "n_particles": (),
+    "n_young_particles": ("log10_sigma_sfr_msun_per_yr_per_kpc2",),
+}
+#: Particles a pixel needs to count as well sampled in the per-pixel metrics: the truth's own
+#: shot noise is then below log10(e) / sqrt(10) = 0.14 dex.  A binned particle map is exact in
+#: the galaxy's centre but a Poisson draw in its outskirts, and the non-empty pixels there hold
+#: at least one particle whatever the smooth density is; a per-pixel scatter over all non-empty
+#: pixels therefore measures that sampling as much as the prediction.
+MIN_PARTICLES_PER_PIXEL: int = 10
 _RADIUS_PARAMS = ("r_eff_bulge_kpc", "r_d_kpc", "r_sfr_kpc")
 
 
@@ -172,20 +188,26 @@ def evaluate(
     seed: int = 0,
     refine_steps: int = 0,
     mask_neighbours: bool = False,
+    hide_redshift: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the mock data set ``data``; returns the metrics dict.
 
     A U-Net checkpoint (the supervised baseline) is evaluated on the same map metrics (on the
     raw images: ``mask_neighbours``, the segmentation of other sources, is the autoencoder's).
+
+    With ``hide_redshift`` the encoder is not told the redshifts: every galaxy goes through the
+    photometric-redshift posterior (``encode(redshift=None)``), and ``metrics["photo_z"]`` gives
+    its accuracy (median, NMAD and outlier fraction of (z_phot - z) / (1 + z), outliers beyond
+    0.15) and the coverage of its 68% and 95% intervals.
     """
     from galae.checkpoint import load_checkpoint, modules_from_state
     from galae.sampling import GalaeModel
 
     state = load_checkpoint(checkpoint)  # read once; checks format and registry
     if state["kind"] == "galae-unet":
-        if refine_steps or mask_neighbours:
+        if refine_steps or mask_neighbours or hide_redshift:
             raise ValueError(
-                "refine_steps and mask_neighbours apply to autoencoder checkpoints; "
+                "refine_steps, mask_neighbours and hide_redshift apply to autoencoder checkpoints; "
                 f"{checkpoint} is a U-Net, which reads the raw stamps"
             )
         return evaluate_unet(
@@ -205,6 +227,7 @@ def evaluate(
     truth_params: dict[str, list[np.ndarray]] = {}
     truth_maps: dict[str, list[np.ndarray]] = {}
     pred_maps: dict[str, list[np.ndarray]] = {}
+    count_maps: dict[str, list[np.ndarray]] = {}
     keep_imgs: dict[str, list[np.ndarray]] = {"images": [], "model": [], "sigma": [], "mask": []}
     for start in tqdm(range(0, total, batch_size), desc="evaluate", unit="batch"):
         rows = np.arange(start, min(total, start + batch_size))
@@ -213,7 +236,7 @@ def evaluate(
             d["images"],
             d["sigma"],
             psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
-            redshift=d["redshift"],
+            redshift=None if hide_redshift else d["redshift"],
             pixel_scale_arcsec=d["pixel_scale_arcsec"],
             mask=d["mask"],
             n_mc_derived=n_mc_derived,
@@ -230,6 +253,12 @@ def evaluate(
             push(f"pred/{k}", v.cpu().numpy())
             push(f"std/{k}", post.std[k].cpu().numpy())
         draws = post.samples(n_posterior, seed=seed, derived=False)
+        if hide_redshift:
+            push("photo_z", post.params["redshift"].cpu().numpy())
+            push("z_true", np.asarray(d["redshift"]))
+            z_draws = draws["redshift"].cpu().numpy()
+            push("in68/redshift", interval_hits(z_draws, d["redshift"], 0.68))
+            push("in95/redshift", interval_hits(z_draws, d["redshift"], 0.95))
         for name in REGISTRY.names:
             if name in d["truth"]["params"]:
                 t = d["truth"]["params"][name]
@@ -242,6 +271,8 @@ def evaluate(
             if k in post.maps:
                 truth_maps.setdefault(k, []).append(v)
                 pred_maps.setdefault(k, []).append(post.maps[k].cpu().numpy())
+            elif k in SAMPLING_MAPS:
+                count_maps.setdefault(k, []).append(v)
         keep_imgs["images"].append(d["images"])
         keep_imgs["model"].append(post.model_images.cpu().numpy())
         keep_imgs["sigma"].append(d["sigma"])
@@ -265,6 +296,7 @@ def evaluate(
         "refine_steps": int(refine_steps),
         "n_mc_derived": int(n_mc_derived),
         "mask_neighbours": bool(mask_neighbours),
+        "hide_redshift": bool(hide_redshift),
         "versions": versions(),
         "machine": {
             "platform": platform.platform(),
@@ -295,13 +327,45 @@ def evaluate(
                 "95": float(cat[f"in95/{name}"].mean()),
             }
 
+    if hide_redshift:
+        metrics["photo_z"] = photo_z_metrics(
+            cat["photo_z"], cat["z_true"], cat["in68/redshift"], cat["in95/redshift"]
+        )
+
     # ---- maps ------------------------------------------------------------------------------
-    metrics["maps"] = map_metrics(tm, pm, tp, info.image_shape, info.pixel_scale_arcsec, total)
+    counts = {k: np.concatenate(v) for k, v in count_maps.items()}
+    metrics["maps"] = map_metrics(
+        tm, pm, tp, info.image_shape, info.pixel_scale_arcsec, total, counts=counts
+    )
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     if figures:
         _figures(out_dir, keep_imgs, chi2, tm, pm, model.bands, metrics)
     return metrics
+
+
+#: |z_phot - z| / (1 + z) beyond which a photometric redshift counts as an outlier (the usual
+#: catastrophic-outlier threshold, e.g. Hildebrandt et al. 2010, A&A 523, A31).
+PHOTO_Z_OUTLIER: float = 0.15
+
+
+def photo_z_metrics(
+    z_phot: np.ndarray, z_true: np.ndarray, in68: np.ndarray, in95: np.ndarray
+) -> dict[str, float]:
+    """Accuracy of photometric redshifts: dz = (z_phot - z) / (1 + z), its median (bias),
+    1.4826 MAD (NMAD), median |dz|, the fraction with |dz| > :data:`PHOTO_Z_OUTLIER`, and the
+    coverage of the posterior's 68% and 95% intervals (boolean hits per galaxy)."""
+    dz = (np.asarray(z_phot, np.float64) - z_true) / (1.0 + z_true)
+    med = float(np.median(dz))
+    return {
+        "n": int(dz.size),
+        "bias_median": med,
+        "nmad": float(1.4826 * np.median(np.abs(dz - med))),
+        "median_abs": float(np.median(np.abs(dz))),
+        "outlier_fraction": float(np.mean(np.abs(dz) > PHOTO_Z_OUTLIER)),
+        "coverage_68": float(np.mean(in68)),
+        "coverage_95": float(np.mean(in95)),
+    }
 
 
 def map_metrics(
@@ -311,14 +375,23 @@ def map_metrics(
     shape: tuple[int, int],
     scale: float,
     total: int,
+    counts: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Map metrics of Buck & Wolf (2021): integrated within 2 r_half, radial, per pixel.
+
+    Per pixel, the median (bias) and standard deviation (scatter) of log(true) - log(pred) are
+    taken over the non-empty pixels.  With particle counts, they are also given over the
+    well-sampled pixels alone (``*_well_sampled``: at least :data:`MIN_PARTICLES_PER_PIXEL`
+    particles of the kind that makes the map, :data:`SAMPLING_MAPS`), with the fraction of the
+    non-empty pixels that are.
 
     Args:
         tm, pm: {map name: (N, H, W)} truth and prediction.
         tp: truth parameters {name: (N,)} (centre offsets and r-band half-light radius).
         shape: (H, W); scale: pixel scale in arcsec; total: N.
+        counts: {count map name of :data:`SAMPLING_MAPS`: (N, H, W)}, or None.
     """
+    counts = counts or {}
     out: dict[str, Any] = {}
     if not tm:
         return out
@@ -352,6 +425,22 @@ def map_metrics(
             "per_pixel_scatter": float(np.std(d_[sel])) if sel.any() else float("nan"),
             "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix, valid=valid),
         }
+        cname = next((c for c, names in SAMPLING_MAPS.items() if mname in names), "n_particles")
+        if cname in counts:
+            good = sel & (counts[cname] >= MIN_PARTICLES_PER_PIXEL)
+            out[mname].update(
+                {
+                    "per_pixel_bias_well_sampled": (
+                        float(np.median(d_[good])) if good.any() else float("nan")
+                    ),
+                    "per_pixel_scatter_well_sampled": (
+                        float(np.std(d_[good])) if good.any() else float("nan")
+                    ),
+                    "well_sampled_pixel_fraction": float(good.sum() / max(int(sel.sum()), 1)),
+                    "well_sampled_min_particles": MIN_PARTICLES_PER_PIXEL,
+                    "well_sampled_count_map": cname,
+                }
+            )
     return out
 
 
@@ -379,6 +468,7 @@ def evaluate_unet(
     tm: dict[str, list[np.ndarray]] = {}
     pm: dict[str, list[np.ndarray]] = {}
     tp: dict[str, list[np.ndarray]] = {}
+    cm: dict[str, list[np.ndarray]] = {}
     for start in tqdm(range(0, total, batch_size), desc="evaluate unet", unit="batch"):
         rows = np.arange(start, min(total, start + batch_size))
         d = read_h5(data, rows, with_maps=True, expected_bands=pred.bands)
@@ -389,6 +479,9 @@ def evaluate_unet(
             if k in d["truth"]["maps"]:
                 pm.setdefault(k, []).append(v.cpu().numpy())
                 tm.setdefault(k, []).append(d["truth"]["maps"][k])
+        for k in SAMPLING_MAPS:
+            if k in d["truth"]["maps"]:
+                cm.setdefault(k, []).append(d["truth"]["maps"][k])
         for k, v in d["truth"]["params"].items():
             tp.setdefault(k, []).append(v)
     tmc = {k: np.concatenate(v) for k, v in tm.items()}
@@ -409,7 +502,15 @@ def evaluate_unet(
         "training_steps": steps,
         "versions": versions(),
         "machine": {"platform": platform.platform(), "device": device},
-        "maps": map_metrics(tmc, pmc, tpc, info.image_shape, info.pixel_scale_arcsec, total),
+        "maps": map_metrics(
+            tmc,
+            pmc,
+            tpc,
+            info.image_shape,
+            info.pixel_scale_arcsec,
+            total,
+            counts={k: np.concatenate(v) for k, v in cm.items()},
+        ),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     if figures and tmc:
@@ -466,7 +567,13 @@ def compare_reports(a: str | Path, b: str | Path, out: str | Path | None = None)
     for section in ("maps", "params"):
         for key in sorted(set(ra.get(section, {})) & set(rb.get(section, {}))):
             ea, eb = ra[section][key], rb[section][key]
-            for stat in ("scatter_dex", "scatter_mad", "per_pixel_scatter", "scatter_mad_dex"):
+            for stat in (
+                "scatter_dex",
+                "scatter_mad",
+                "per_pixel_scatter",
+                "per_pixel_scatter_well_sampled",
+                "scatter_mad_dex",
+            ):
                 if stat in ea and stat in eb:
                     rows[f"{section}/{key}/{stat}"] = {
                         "A": ea[stat],
@@ -513,6 +620,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="mask other sources found by segmentation (galae.data.segmentation)",
     )
+    ap.add_argument(
+        "--hide-redshift",
+        action="store_true",
+        help="do not tell the encoder the redshifts: score the photo-z posterior (metrics photo_z)",
+    )
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two metrics.json")
     a = ap.parse_args(argv)
     tune_cpu_allocator()
@@ -534,6 +646,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures=not a.no_figures,
         refine_steps=a.refine_steps,
         mask_neighbours=a.mask_neighbours,
+        hide_redshift=a.hide_redshift,
     )
     print(
         json.dumps(

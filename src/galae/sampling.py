@@ -7,6 +7,7 @@ inside the package; ``galae.load(path)`` any checkpoint.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from torch import Tensor
 from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.conditions import ObservingConditions, add_noise, sample_sdss_conditions
 from galae.encoder import EncoderOutput
-from galae.latent import REGISTRY
+from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.render.observation import Observation, as_tensor
 from galae.render.psf import GaussianPSF
@@ -30,6 +31,9 @@ __all__ = [
     "GalaeModel",
     "Posterior",
     "Samples",
+    "PhotoZMixture",
+    "PHOTO_Z_NODES",
+    "photo_z_nodes",
     "load",
     "sample",
     "default_model_path",
@@ -92,18 +96,119 @@ class Posterior:
     _cov_factor: Tensor
     _cov_diag: Tensor
     _z_dist: Any
+    _mixture: PhotoZMixture | None = None
 
     def samples(self, k: int, seed: int | None = None, derived: bool = True) -> dict[str, Tensor]:
-        """k draws from q: ``{name: (k, N)}`` (latents, redshift, and derived observables)."""
+        """k draws from q: ``{name: (k, N)}`` (latents, redshift, and derived observables).
+
+        For galaxies of unknown redshift the latents and the redshift are drawn jointly
+        (:class:`PhotoZMixture`)."""
         return self._owner._posterior_draws(self, k, seed, derived)
 
     def unconstrained_samples(self, k: int, seed: int | None = None) -> Tensor:
         """(k, N, D) draws of the unconstrained latent."""
-        return _draw(self._q(), k, _generator(seed, self._loc.device))
+        g = _generator(seed, self._loc.device)
+        if self._mixture is not None:
+            return self._mixture.draw(k, g)[0][:k]
+        return _draw(self._q(), k, g)
 
     def _q(self) -> EncoderOutput:
         """q's parameters (loc, covariance factor and diagonal, photo-z)."""
         return EncoderOutput(self._loc, self._cov_factor, self._cov_diag, *self._z_dist)
+
+
+#: Redshift nodes of the joint posterior of a galaxy whose redshift is unknown (odd, so that
+#: the middle node is the photo-z median): see :class:`PhotoZMixture`.
+PHOTO_Z_NODES: int = 9
+
+
+@dataclass(frozen=True)
+class PhotoZMixture:
+    """Joint posterior q(u, z | x) = q(z | x) q(u | x, z) of B galaxies of unknown redshift.
+
+    q(z | x), the photometric-redshift head's logit-normal, is represented by K equal-weight
+    nodes z_j at its quantiles (j + 1/2) / K; q(u | x, z_j) is the encoder's posterior when told
+    the redshift z_j.  The latents of a galaxy at another distance are other latents (mass goes
+    with luminosity distance squared, size with angular-diameter distance), so drawing u from
+    q(u | x) and z from q(z | x) independently would lose that correlation and let every
+    derived observable swing with the drawn distance; this mixture keeps it.
+
+    Galaxies of known redshift can share a mixture with K identical components at their z.
+
+    Attributes:
+        z: (K, B) redshift nodes.
+        loc: (K, B, D); cov_factor: (K, B, D, r); cov_diag: (K, B, D): q(u | x, z_j).
+    """
+
+    z: Tensor
+    loc: Tensor
+    cov_factor: Tensor
+    cov_diag: Tensor
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.z.shape[0])
+
+    def component(self, j: int) -> EncoderOutput:
+        """q(u | x, z_j) as an encoder output (the photo-z fields hold z_j's logit, width 0)."""
+        lo, hi = REDSHIFT_FALLBACK_RANGE
+        s = ((self.z[j] - lo) / (hi - lo)).clamp(1e-6, 1 - 1e-6)
+        return EncoderOutput(
+            self.loc[j], self.cov_factor[j], self.cov_diag[j], torch.logit(s), torch.zeros_like(s)
+        )
+
+    def draw(self, k: int, g: torch.Generator, antithetic: bool = False) -> tuple[Tensor, Tensor]:
+        """Stratified draws: (u (k', B, D), z (k', B)), k' >= k the next multiple of K (2K with
+        ``antithetic``); draw i comes from node i mod K, so any first K (2K) draws use every node
+        equally (and antithetic pairs ``loc +- d`` stay within a node)."""
+        nk, b, d = self.loc.shape
+        per = 2 if antithetic else 1
+        reps = per * max(1, math.ceil(k / (nk * per)))
+        flat = _Gaussian(
+            self.loc.reshape(nk * b, d),
+            self.cov_factor.reshape(nk * b, d, -1),
+            self.cov_diag.reshape(nk * b, d),
+        )
+        u = _draw(flat, reps, g, antithetic).reshape(reps * nk, b, d)
+        return u, self.z.repeat(reps, 1)
+
+    @staticmethod
+    def at_known_redshift(q: EncoderOutput, z: Tensor, n_nodes: int) -> PhotoZMixture:
+        """K identical components at the known redshifts z (B,)."""
+        k = n_nodes
+        return PhotoZMixture(
+            z.expand(k, -1),
+            q.loc.expand(k, -1, -1),
+            q.cov_factor.expand(k, -1, -1, -1),
+            q.cov_diag.expand(k, -1, -1),
+        )
+
+    @staticmethod
+    def cat(parts: list[PhotoZMixture], order: Tensor | None = None) -> PhotoZMixture:
+        """Concatenate along the galaxy axis (then index it with ``order``)."""
+        fields = [
+            torch.cat([getattr(p, f) for p in parts], 1)
+            for f in ("z", "loc", "cov_factor", "cov_diag")
+        ]
+        if order is not None:
+            fields = [f[:, order] for f in fields]
+        return PhotoZMixture(*fields)
+
+
+@dataclass(frozen=True)
+class _Gaussian:
+    """A low-rank Gaussian's parameters, for :func:`_draw`."""
+
+    loc: Tensor
+    cov_factor: Tensor
+    cov_diag: Tensor
+
+
+def photo_z_nodes(z_loc: Tensor, z_scale: Tensor, n_nodes: int = PHOTO_Z_NODES) -> Tensor:
+    """(K, B) redshifts at the quantiles (j + 1/2) / K of the logit-normal photo-z posterior."""
+    p = (torch.arange(n_nodes, dtype=z_loc.dtype, device=z_loc.device) + 0.5) / n_nodes
+    t = z_loc + z_scale * torch.special.ndtri(p)[:, None]
+    return _z_transform()(t)
 
 
 def default_model_path() -> Path:
@@ -337,6 +442,21 @@ class GalaeModel:
         zl = torch.cat([p["zloc"] for p in pieces])[inv]
         zs = torch.cat([p["zscale"] for p in pieces])[inv]
         rec = torch.cat([p["rec"] for p in pieces])[inv][..., crop[0], crop[1]]
+        mixture = None
+        if any(p["mix"] is not None for p in pieces):
+            mixture = PhotoZMixture.cat(
+                [
+                    p["mix"]
+                    if p["mix"] is not None
+                    else PhotoZMixture.at_known_redshift(
+                        EncoderOutput(p["loc"], p["fac"], p["diag"], p["zloc"], p["zscale"]),
+                        p["z"],
+                        PHOTO_Z_NODES,
+                    )
+                    for p in pieces
+                ],
+                inv,
+            )
         return Posterior(
             params=cat("mean"),
             std=cat("std"),
@@ -349,6 +469,7 @@ class GalaeModel:
             _cov_factor=fac,
             _cov_diag=diag,
             _z_dist=(zl, zs),
+            _mixture=mixture,
         )
 
     def _pad_to_model_shape(self, b: Batch) -> tuple[Batch, tuple[slice, slice]]:
@@ -433,35 +554,45 @@ class GalaeModel:
         refine_lr: float = 0.05,
     ) -> dict[str, Any]:
         b = self._sub(full, ix)
-        out = self.guide.encode(b)
-        if refine_steps > 0:
-            out = self._refine(out, b, refine_steps, refine_lr)
         g = torch.Generator(device=self.device).manual_seed(seed)
-        u = _draw(out, n_mc, g, antithetic=True)  # (k, B, D)
+        mix = None
+        if b.redshift_known:
+            out = photo = self.guide.encode(b)
+            if refine_steps > 0:
+                out = self._refine(out, b, refine_steps, refine_lr)
+            u = _draw(out, n_mc, g, antithetic=True)  # (k, B, D)
+            z_all = b.redshift.expand(u.shape[0], -1)
+            n_derived = n_mc_derived
+            z_render = b.redshift
+        else:
+            # unknown redshift: q(z | x) q(u | x, z) on the photo-z nodes (PhotoZMixture)
+            photo = self.guide.encode(b)
+            mix = self._photo_z_mixture(photo, b, refine_steps, refine_lr)
+            u, z_all = mix.draw(n_mc, g, antithetic=True)
+            # every node and whole antithetic pairs: a multiple of 2K derived draws
+            n_derived = 2 * mix.n_nodes * math.ceil(n_mc_derived / (2 * mix.n_nodes))
+            n_derived = n_derived if n_mc_derived > 0 else 0
+            out = mix.component(mix.n_nodes // 2)  # at the photo-z median
+            z_render = mix.z[mix.n_nodes // 2]
         phys = REGISTRY.from_unconstrained(u)
         mean = {k: v.mean(0) for k, v in phys.items()}
         std = {k: v.std(0) for k, v in phys.items()}
-        if b.redshift_known:
-            z_mean, z_draws = b.redshift, b.redshift.expand(n_mc_derived, -1)
-            std["redshift"] = torch.zeros_like(b.redshift)
+        if mix is None:
+            mean["redshift"], std["redshift"] = b.redshift, torch.zeros_like(b.redshift)
         else:
-            z_all = _draw_redshift(out.z_loc, out.z_scale, n_mc, g)
-            z_mean = z_all.mean(0)
-            std["redshift"] = z_all.std(0)
-            z_draws = z_all[:n_mc_derived]
-        mean["redshift"] = z_mean
+            mean["redshift"], std["redshift"] = z_all.mean(0), z_all.std(0)
         # derived observables: average over a few rendered draws
-        if n_mc_derived > 0:
+        if n_derived > 0:
             dv = _derived_flat(
                 self.model.renderer,
-                {k: v[:n_mc_derived] for k, v in phys.items()},
-                z_draws[:n_mc_derived],
+                {k: v[:n_derived] for k, v in phys.items()},
+                z_all[:n_derived],
                 b,
             )
             for k, st in dv.items():
                 mean[k] = st.mean(0)
                 std[k] = st.std(0) if st.shape[0] > 1 else torch.zeros_like(st[0])
-        ren = self.model.render(out.loc, b, z_mean)
+        ren = self.model.render(out.loc, b, z_render)
         return {
             "mean": mean,
             "std": std,
@@ -470,24 +601,55 @@ class GalaeModel:
             "loc": out.loc,
             "fac": out.cov_factor,
             "diag": out.cov_diag,
-            "zloc": out.z_loc,
-            "zscale": out.z_scale,
+            "zloc": photo.z_loc,
+            "zscale": photo.z_scale,
+            "mix": mix,
+            "z": z_render,
         }
+
+    def _photo_z_mixture(
+        self, photo: EncoderOutput, b: Batch, refine_steps: int = 0, refine_lr: float = 0.05
+    ) -> PhotoZMixture:
+        """q(z | x) q(u | x, z) of galaxies of unknown redshift (:class:`PhotoZMixture`): the
+        encoder (and, with ``refine_steps``, the refinement) run once per photo-z node."""
+        if not float(self.state["config"].get("sleep_photo_z_fraction", 0.0)) > 0:
+            warnings.warn(
+                "this checkpoint's photometric-redshift head was not trained on simulations "
+                "(sleep_photo_z_fraction = 0); unless its training data had unknown redshifts "
+                "(the ELBO then trains it), the photo-z of galaxies without a redshift is not "
+                "reliable",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        nodes = photo_z_nodes(photo.z_loc, photo.z_scale, PHOTO_Z_NODES)  # (K, B)
+        k, n = nodes.shape
+        rep = torch.arange(n, device=nodes.device).repeat(k)  # node-major: row j*n + i
+        bk = replace(self._sub(b, rep), redshift=nodes.reshape(-1))
+        out = self.guide.encode(bk)
+        if refine_steps > 0:
+            out = self._refine(out, bk, refine_steps, refine_lr)
+        d = out.loc.shape[-1]
+        return PhotoZMixture(
+            nodes,
+            out.loc.reshape(k, n, d),
+            out.cov_factor.reshape(k, n, d, -1),
+            out.cov_diag.reshape(k, n, d),
+        )
 
     @torch.no_grad()
     def _posterior_draws(
         self, post: Posterior, k: int, seed: int | None, derived: bool
     ) -> dict[str, Tensor]:
         # latents, then photo-z, from one seeded stream (u = post.unconstrained_samples(k, seed))
-        g, q = _generator(seed, post._loc.device), post._q()
-        u = _draw(q, k, g)  # (k, N, D)
-        phys = REGISTRY.from_unconstrained(u)
+        g = _generator(seed, post._loc.device)
         b = post._batch
-        if bool(torch.isfinite(b.redshift).all()):
-            z = b.redshift.expand(k, -1)
+        if post._mixture is not None:  # some redshifts unknown: joint draws of (u, z)
+            u, z = post._mixture.draw(k, g)
+            u, z = u[:k], z[:k]
         else:
-            z_draws = _draw_redshift(q.z_loc, q.z_scale, k, g)
-            z = torch.where(torch.isfinite(b.redshift), b.redshift, z_draws)
+            u = _draw(post._q(), k, g)  # (k, N, D)
+            z = b.redshift.expand(k, -1)
+        phys = REGISTRY.from_unconstrained(u)
         out = dict(phys)
         out["redshift"] = z
         if derived:
@@ -609,11 +771,12 @@ class GalaeModel:
             raise ValueError(f"analogues takes one image, got {b.size}")
         out = self.guide.encode(b)
         g = torch.Generator(device=self.device).manual_seed(seed)
-        u = _draw(out, n, g)[:, 0]  # (n, D)
         if b.redshift_known:
+            u = _draw(out, n, g)[:, 0]  # (n, D)
             z = b.redshift.expand(n)
-        else:
-            z = _draw_redshift(out.z_loc, out.z_scale, n, g)[:, 0]
+        else:  # joint draws of latents and redshift (PhotoZMixture)
+            uu, zz = self._photo_z_mixture(out, b).draw(n, g)
+            u, z = uu[:n, 0], zz[:n, 0]
         sky = torch.stack(
             [
                 torch.median(b.sigma[0, i][~b.mask[0, i]])

@@ -40,7 +40,7 @@ from galae.checkpoint import (
 from galae.config import config_to_dict, load_config, parse_overrides
 from galae.data.loader import make_loaders
 from galae.encoder import EncoderOutput
-from galae.latent import REGISTRY
+from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.likelihood import chi2_per_pixel, log_likelihood
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.runtime import tune_cpu_allocator
@@ -93,10 +93,18 @@ class TrainConfig:
     # (discs off the centre, as galae.data.segmentation leaves) or of bad pixels (a rectangle in
     # one band), so that the encoder learns to read masked pixels (random_source_masks)
     sleep_mask_fraction: float = 0.0
+    # fraction of the simulated stamps on which the photometric-redshift head (what encode uses
+    # when a redshift is unknown) is also trained: -log q(z_true | x), on features that carry
+    # no gradient, so the latent posterior is unchanged by it (sleep_loss)
+    sleep_photo_z_fraction: float = 0.0
     supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
     # start from another run's encoder and population prior (same architecture), e.g. to add
     # the wake term to a simulation-trained model; the prior then is the ELBO's p(u)
     init_from: str | None = None
+    # train only the guide's parameters whose names start with one of these prefixes (the others
+    # are frozen), e.g. ("encoder.out_z",) to fit the photometric-redshift head of a trained
+    # encoder without moving its latent posterior; () trains everything
+    trainable: tuple[str, ...] = ()
     # ---- optimisation -----------------------------------------------------------------------
     batch_size: int = 32
     max_steps: int = 2000
@@ -156,6 +164,10 @@ class TrainConfig:
         if not 0.0 <= self.sleep_mask_fraction <= 1.0:
             raise ValueError(
                 f"sleep_mask_fraction must be in [0, 1], got {self.sleep_mask_fraction}"
+            )
+        if not 0.0 <= self.sleep_photo_z_fraction <= 1.0:
+            raise ValueError(
+                f"sleep_photo_z_fraction must be in [0, 1], got {self.sleep_photo_z_fraction}"
             )
         if self.sleep_prior_refit_every < 0 or not 0.0 <= self.sleep_broad_fraction <= 1.0:
             raise ValueError("sleep_prior_refit_every must be >= 0, sleep_broad_fraction in [0, 1]")
@@ -327,8 +339,19 @@ def sleep_loss(
     generator: torch.Generator | None = None,
     prior: torch.nn.Module | None = None,
     mask_fraction: float = 0.0,
+    photo_z_fraction: float = 0.0,
 ) -> Tensor:
-    """-log q(u_true | x_sim) / D, averaged over the simulated batch (u_true from ``prior``).
+    """-log q(u_true | x_sim, z) / D, averaged over the simulated batch, plus a photo-z term.
+
+    u_true comes from ``prior``; the stamps are rendered at the batch's redshifts (drawn from the
+    fallback range where unknown) and the encoder is told them.  For a ``photo_z_fraction`` of
+    the stamps (drawn at random) the photometric-redshift head is also scored:
+    -log q(t_true | x), with t the logit of the scaled redshift (the head is normal in t,
+    :meth:`GalaxyGuide.redshift_dist`), read from features that carry no gradient
+    (:meth:`GalaxyEncoder.photo_z`, on the same CNN features).  It trains the head that
+    ``encode`` uses when a redshift is unknown and leaves the latent posterior as it would be
+    without it.  The sum is divided by
+    B x D, so that a hidden stamp's term is -log q(u, z | x) / D.
 
     With ``mask_fraction`` > 0 that fraction of the simulated stamps is masked at random on top
     of the batch's own masks (:func:`random_source_masks`).
@@ -337,8 +360,20 @@ def sleep_loss(
     if mask_fraction > 0:
         shape = tuple(sim.images.shape)
         sim = sim.with_mask(random_source_masks(shape, mask_fraction, generator, sim.images.device))
-    out = guide.encode(sim)
-    return -guide.posterior_dist(out).log_prob(u).mean() / u.shape[-1]
+    enc = guide.encoder
+    feat, cond = enc.trunk(sim.images, sim.sigma, sim.mask, sim.psf_fwhm_arcsec, sim.redshift)
+    out = enc.head_outputs(feat, cond)  # = guide.encode(sim): the encoder is told z
+    nll = -guide.posterior_dist(out).log_prob(u)
+    if photo_z_fraction > 0:
+        hide = torch.rand(sim.size, generator=generator, device=sim.images.device)
+        hide = hide < photo_z_fraction
+        if bool(hide.any()):
+            z_loc, z_scale = enc.photo_z(feat[hide], cond[hide])  # the same CNN features
+            lo, hi = REDSHIFT_FALLBACK_RANGE
+            s = ((sim.redshift[hide] - lo) / (hi - lo)).clamp(1e-4, 1.0 - 1e-4)
+            nll_z = -torch.distributions.Normal(z_loc, z_scale).log_prob(torch.logit(s))
+            return (nll.sum() + nll_z.sum()) / (nll.numel() * u.shape[-1])
+    return nll.mean() / u.shape[-1]
 
 
 def supervised_loss(guide: GalaxyGuide, batch: Batch, truth_u: Tensor) -> Tensor:
@@ -508,7 +543,7 @@ def train(cfg: TrainConfig) -> Path:
         _init_from(cfg.init_from, model, guide)
     model.to(device)
     guide.to(device)
-    params = [p for p in guide.parameters() if p.requires_grad]
+    params = _trainable_parameters(guide, cfg.trainable)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
 
@@ -561,7 +596,13 @@ def train(cfg: TrainConfig) -> Path:
                 terms["wake"] = wake_loss(model, guide, batch, cfg.wake_estimator)
             if cfg.sleep_weight > 0:
                 terms["sleep"] = sleep_loss(
-                    model, guide, batch, gen, sleep_prior, cfg.sleep_mask_fraction
+                    model,
+                    guide,
+                    batch,
+                    gen,
+                    sleep_prior,
+                    cfg.sleep_mask_fraction,
+                    cfg.sleep_photo_z_fraction,
                 )
             if cfg.supervised_weight > 0:
                 terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
@@ -631,6 +672,27 @@ def train(cfg: TrainConfig) -> Path:
         torch_dist.barrier()
         torch_dist.destroy_process_group()
     return final
+
+
+def _trainable_parameters(guide: GalaxyGuide, prefixes: tuple[str, ...]) -> list[Tensor]:
+    """The guide's parameters to train: all, or those named by ``prefixes`` (the others get
+    ``requires_grad = False``).  A prefix that names no parameter is an error."""
+    if not prefixes:
+        return [p for p in guide.parameters() if p.requires_grad]
+    named = dict(guide.named_parameters())
+    for pre in prefixes:
+        if not any(n.startswith(pre) for n in named):
+            heads = sorted({n.rsplit(".", 1)[0] for n in named})
+            raise ValueError(
+                f"trainable prefix {pre!r} names no parameter of the guide; its modules are "
+                f"{', '.join(heads)}"
+            )
+    out = []
+    for n, p in named.items():
+        p.requires_grad_(any(n.startswith(pre) for pre in prefixes))
+        if p.requires_grad:
+            out.append(p)
+    return out
 
 
 def _init_from(path: str, model: GalaxyModel, guide: GalaxyGuide) -> None:

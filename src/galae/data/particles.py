@@ -147,6 +147,9 @@ SHARED_KEYS: tuple[str, ...] = (
 EXTRA_MAP_UNITS: dict[str, str] = {
     "mstar_msun": "Msun per pixel (all star particles binned)",
     "sfr_msun_per_yr": "Msun/yr per pixel (particles younger than 100 Myr)",
+    "n_particles": "star particles per pixel (all ages); the truth maps' sampling: a pixel of N "
+    "particles has a relative shot noise of about 1/sqrt(N)",
+    "n_young_particles": "star particles younger than 100 Myr per pixel (the SFR map's sampling)",
 }
 
 #: Number of rings of deprojected radius for the radial-profile fill of the Z and age maps.
@@ -1186,6 +1189,8 @@ class ParticleMaps:
         oh12_gas: gas-phase 12 + log(O/H).
         av_face_on_mag: local face-on V-band attenuation.
         av_mag: effective V attenuation of the disk stars at the inclination (slab).
+        n_particles: star particles per pixel, all ages.
+        n_young_particles: star particles younger than 100 Myr per pixel.
         pixel_area_kpc2: (B,).
     """
 
@@ -1199,6 +1204,8 @@ class ParticleMaps:
     oh12_gas: Tensor
     av_face_on_mag: Tensor
     av_mag: Tensor
+    n_particles: Tensor
+    n_young_particles: Tensor
     pixel_area_kpc2: Tensor
 
     def named(self, margin: int = 0) -> dict[str, Tensor]:
@@ -1220,6 +1227,8 @@ class ParticleMaps:
             {
                 "mstar_msun": self.mstar_msun,
                 "sfr_msun_per_yr": self.sfr_msun_per_yr,
+                "n_particles": self.n_particles,
+                "n_young_particles": self.n_young_particles,
             }
         )
         if margin > 0:
@@ -1447,10 +1456,22 @@ def _render_batch(
     binned = bin_particles(
         x_pix,
         y_pix,
-        torch.stack([mass, sfr_p, mass * z_lin, mass * parts.age_gyr, torch.ones_like(mass)], 1),
+        torch.stack(
+            [
+                mass,
+                sfr_p,
+                mass * z_lin,
+                mass * parts.age_gyr,
+                torch.ones_like(mass),
+                (torch.arange(mass.shape[-1], device=mass.device) < p_y)
+                .to(mass.dtype)
+                .expand_as(mass),
+            ],
+            1,
+        ),
         work,
     )
-    mstar_map, sfr_map, mz_map, mage_map, count_map = binned.unbind(1)
+    mstar_map, sfr_map, mz_map, mage_map, count_map, young_count_map = binned.unbind(1)
     m_tot = mass.sum(-1)
     glob_z = (mass * z_lin).sum(-1) / m_tot
     glob_age = (mass * parts.age_gyr).sum(-1) / m_tot
@@ -1483,6 +1504,8 @@ def _render_batch(
         oh12_gas=oh12_map,
         av_face_on_mag=av0,
         av_mag=av_eff,
+        n_particles=count_map,
+        n_young_particles=young_count_map,
         pixel_area_kpc2=area,
     )
 

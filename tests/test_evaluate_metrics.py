@@ -1,0 +1,114 @@
+"""The metric functions of galae.evaluate on inputs whose answers are known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from galae.evaluate import (
+    MIN_PARTICLES_PER_PIXEL,
+    aperture_log_ratio,
+    interval_hits,
+    map_metrics,
+    robust_stats,
+)
+
+MSTAR = "log10_sigma_mstar_msun_per_kpc2"
+SFR = "log10_sigma_sfr_msun_per_yr_per_kpc2"
+
+
+def test_robust_stats_of_a_normal_sample() -> None:
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.3, 0.2, 200_000)
+    s = robust_stats(d, np.zeros_like(d))
+    # the 1.4826 MAD is the standard deviation of a normal sample; 1% from 200,000 draws
+    assert s["bias_median"] == pytest.approx(0.3, abs=3e-3)
+    assert s["scatter_mad"] == pytest.approx(0.2, rel=0.01)
+    assert s["scatter_std"] == pytest.approx(0.2, rel=0.01)
+    assert robust_stats(np.array([np.nan]), np.array([0.0])) == {"n": 0}
+
+
+def test_interval_hits_of_a_calibrated_posterior() -> None:
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=4000)
+    centre = truth + rng.normal(size=4000)  # posterior N(centre, 1) is calibrated for truth
+    samples = centre + rng.normal(size=(2000, 4000))
+    # 68% and 95% coverage within 3 sigma of a binomial over 4000 galaxies
+    assert interval_hits(samples, truth, 0.68).mean() == pytest.approx(0.68, abs=0.025)
+    assert interval_hits(samples, truth, 0.95).mean() == pytest.approx(0.95, abs=0.012)
+
+
+def test_aperture_log_ratio_is_the_ratio_of_sums_inside_the_aperture() -> None:
+    h = w = 21
+    y, x = np.mgrid[0:h, 0:w]
+    rad = np.hypot(x - 10, y - 10)[None]
+    true = np.full((1, h, w), 2.0)
+    pred = np.where(rad <= 4.0, 2.0 - np.log10(2.0), 9.0)  # half inside, anything outside
+    lr = aperture_log_ratio(true, pred, rad, np.array([2.0]))  # 2 r_half = 4 pixels
+    assert lr[0] == pytest.approx(np.log10(2.0), abs=1e-12)
+
+
+def _maps(seed: int = 2) -> tuple[dict, dict, dict, dict]:
+    """Truth and prediction that differ by N(0, 0.1) where >= 10 particles sample the truth and
+    by N(0, 1) elsewhere (the shot-noise regime), with young particles in the centre only."""
+    rng = np.random.default_rng(seed)
+    n, h, w = 8, 32, 32
+    y, x = np.mgrid[0:h, 0:w]
+    r = np.hypot(x - 15.5, y - 15.5)
+    counts = np.broadcast_to(np.floor(400.0 * np.exp(-r / 3.0)), (n, h, w)).copy()
+    young = np.where(r < 4.0, counts, 0.0)
+    well = counts >= MIN_PARTICLES_PER_PIXEL
+    err = np.where(well, rng.normal(0, 0.1, (n, h, w)), rng.normal(0, 1.0, (n, h, w)))
+    truth = np.where(counts > 0, 6.0 + np.log10(np.maximum(counts, 1)), 3.0)  # empty: floor
+    tm = {MSTAR: truth, SFR: truth - 9.0}
+    pm = {MSTAR: truth - err, SFR: truth - 9.0 - err}
+    tp = {"r_half_arcsec_r": np.full(n, 3.0 * 0.4), "dx_arcsec": np.zeros(n)}
+    return tm, pm, tp, {"n_particles": counts, "n_young_particles": young}
+
+
+def test_well_sampled_per_pixel_metrics_select_pixels_by_particle_count() -> None:
+    tm, pm, tp, counts = _maps()
+    n, h, w = tm[MSTAR].shape
+    out = map_metrics(tm, pm, tp, (h, w), 0.4, n, counts=counts)
+    d = tm[MSTAR] - pm[MSTAR]
+    nonempty = tm[MSTAR] > 3.5
+    good = nonempty & (counts["n_particles"] >= MIN_PARTICLES_PER_PIXEL)
+    m = out[MSTAR]
+    assert m["per_pixel_scatter"] == pytest.approx(np.std(d[nonempty]), rel=1e-12)
+    assert m["per_pixel_scatter_well_sampled"] == pytest.approx(np.std(d[good]), rel=1e-12)
+    assert m["per_pixel_scatter_well_sampled"] == pytest.approx(0.1, rel=0.1)
+    assert m["per_pixel_scatter"] > 3 * m["per_pixel_scatter_well_sampled"]
+    assert m["well_sampled_pixel_fraction"] == pytest.approx(good.sum() / nonempty.sum())
+    assert m["well_sampled_count_map"] == "n_particles"
+    # the SFR map is sampled by the young particles alone
+    s = out[SFR]
+    young = nonempty & (counts["n_young_particles"] >= MIN_PARTICLES_PER_PIXEL)
+    assert s["well_sampled_count_map"] == "n_young_particles"
+    assert s["well_sampled_pixel_fraction"] == pytest.approx(young.sum() / nonempty.sum())
+    assert s["per_pixel_scatter_well_sampled"] == pytest.approx(
+        np.std((tm[SFR] - pm[SFR])[young]), rel=1e-12
+    )
+
+
+def test_map_metrics_without_counts_report_all_non_empty_pixels_only() -> None:
+    tm, pm, tp, _ = _maps()
+    n, h, w = tm[MSTAR].shape
+    out = map_metrics(tm, pm, tp, (h, w), 0.4, n)
+    assert "per_pixel_scatter" in out[MSTAR]
+    assert not any(k.endswith("well_sampled") for k in out[MSTAR])
+
+
+def test_photo_z_metrics() -> None:
+    from galae.evaluate import PHOTO_Z_OUTLIER, photo_z_metrics
+
+    rng = np.random.default_rng(3)
+    z = rng.uniform(0.02, 0.3, 100_000)
+    dz = rng.normal(0.01, 0.03, z.size)
+    dz[:1000] = 0.5  # 1% catastrophic outliers
+    hits = rng.uniform(size=z.size) < 0.68
+    m = photo_z_metrics(z + dz * (1 + z), z, hits, np.ones(z.size, bool))
+    assert m["bias_median"] == pytest.approx(0.01, abs=1e-3)
+    assert m["nmad"] == pytest.approx(0.03, rel=0.02)
+    assert m["outlier_fraction"] == pytest.approx(0.01, abs=1e-3)  # the Gaussian part: < 1e-5
+    assert PHOTO_Z_OUTLIER == 0.15
+    assert m["coverage_68"] == pytest.approx(0.68, abs=0.01) and m["coverage_95"] == 1.0
