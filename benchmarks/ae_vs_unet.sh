@@ -15,9 +15,17 @@ $P -m galae.calibrate --checkpoint runs/analytic_pop/model.pt --data data/quicks
 $P -m galae.train --config configs/analytic_pop.yaml init_from=runs/analytic_pop/model_cal.pt sleep_mask_fraction=0.5 lr=5e-4 warmup_steps=50 max_minutes=25 out_dir=runs/mask_ft fit_prior=false
 $P -m galae.calibrate --checkpoint runs/mask_ft/model.pt --data data/quickstart_train.h5 --out runs/mask_ft/model_cal.pt
 $P -m galae.calibrate --checkpoint runs/mask_ft/model_cal.pt --data data/quickstart_train.h5 --n 1024 --refine-steps 60 --out runs/mask_ft/model_refcal.pt
+# ... then 1556 steps on a GPU, 789 annealing steps on the CPU, the photo-z head fitted alone,
+# calibrated again (src/galae/default_model/README.md, "This release"; the GPU step needs CUDA)
+$P -m galae.mock --config configs/mock_analytic.yaml --n 1600 --seed 11 --out data/gtrain.h5 --workers 12
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/mask_ft/model_refcal.pt data=data/gtrain.h5 sleep_mask_fraction=0.5 lr=5e-4 warmup_steps=50 max_minutes=3.2 max_steps=100000 batch_size=256 out_dir=runs/gpu_ft fit_prior=false num_workers=6 device=cuda
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_ft/model.pt sleep_mask_fraction=0.5 lr=2e-4 warmup_steps=20 max_steps=1600 max_minutes=7 out_dir=runs/gpu_anneal fit_prior=false
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_anneal/model.pt "trainable=[encoder.out_z]" sleep_photo_z_fraction=1.0 sleep_mask_fraction=0.5 lr=2e-3 warmup_steps=20 max_steps=1500 max_minutes=6 out_dir=runs/pz_head fit_prior=false
+$P -m galae.calibrate --checkpoint runs/pz_head/model.pt --data data/quickstart_train.h5 --out runs/pz_head/model_cal.pt
+$P -m galae.calibrate --checkpoint runs/pz_head/model_cal.pt --data data/quickstart_train.h5 --n 1024 --refine-steps 60 --out runs/pz_head/model_refcal.pt
 $P -m galae.train --config configs/unet.yaml max_minutes=50  # supervised, on the particle truth maps
 for s in test seeing lowsn highz nou; do
-  AE=runs/mask_ft/model_refcal.pt  # = src/galae/default_model/model.pt
+  AE=runs/pz_head/model_refcal.pt  # = src/galae/default_model/model.pt
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --out runs/eval/ae_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --out runs/eval/ae_refined_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --mask-neighbours --out runs/eval/ae_masked_particles_$s --no-figures
