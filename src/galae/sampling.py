@@ -159,8 +159,10 @@ class PhotoZMixture:
 
     def draw(self, k: int, g: torch.Generator, antithetic: bool = False) -> tuple[Tensor, Tensor]:
         """Stratified draws: (u (k', B, D), z (k', B)), k' >= k the next multiple of K (2K with
-        ``antithetic``); draw i comes from node i mod K, so any first K (2K) draws use every node
-        equally (and antithetic pairs ``loc +- d`` stay within a node)."""
+        ``antithetic``).  Draw i comes from node perm[i mod K], perm a random permutation of the
+        nodes (from ``g``): all k' draws use every node equally (antithetic pairs ``loc +- d``
+        stay within a node), and the first k < k' of them are a random selection of nodes, so
+        that their expectation is still the mixture's."""
         nk, b, d = self.loc.shape
         per = 2 if antithetic else 1
         reps = per * max(1, math.ceil(k / (nk * per)))
@@ -169,8 +171,9 @@ class PhotoZMixture:
             self.cov_factor.reshape(nk * b, d, -1),
             self.cov_diag.reshape(nk * b, d),
         )
-        u = _draw(flat, reps, g, antithetic).reshape(reps * nk, b, d)
-        return u, self.z.repeat(reps, 1)
+        perm = torch.randperm(nk, generator=g, device=g.device).to(self.z.device)
+        u = _draw(flat, reps, g, antithetic).reshape(reps, nk, b, d)[:, perm]
+        return u.reshape(reps * nk, b, d), self.z[perm].repeat(reps, 1)
 
     @staticmethod
     def at_known_redshift(q: EncoderOutput, z: Tensor, n_nodes: int) -> PhotoZMixture:
