@@ -1662,7 +1662,7 @@ def _cmd_corner(args: argparse.Namespace) -> None:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise _CliError(f"unknown parameter name(s) {unknown}; known: {', '.join(known)}")
-    post = _encode(model, data)
+    post = _encode(model, data, args.refine_steps, args.mask_neighbours)
     derived = any(n not in REGISTRY and n != "redshift" for n in names)
     _progress(
         f"drawing {args.k} posterior samples"
@@ -1743,12 +1743,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmds["reconstruct"]
     r.add_argument("--data", required=True, help="galae HDF5 data set")
     r.add_argument("--n", type=int, default=6, help="encode the first n galaxies")
-    r.add_argument(
-        "--refine-steps", type=int, default=0, help="semi-amortized: likelihood steps per galaxy"
-    )
-    r.add_argument(
-        "--mask-neighbours", action="store_true", help="mask other sources by segmentation"
-    )
+    _add_encode_options(r)
     sg = cmds["segment"]
     sg.add_argument("--data", required=True, help="galae HDF5 data set")
     sg.add_argument("--n", type=int, default=16, help="the first n galaxies")
@@ -1757,6 +1752,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--index", type=int, default=0, help="row of the galaxy in the data set")
     c.add_argument("--k", type=int, default=2000, help="posterior draws")
     c.add_argument("--seed", type=int, default=0)
+    _add_encode_options(c)
     c.add_argument(
         "--params",
         nargs="+",
@@ -1764,6 +1760,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantities (default: " + ",".join(DEFAULT_CORNER_PARAMS) + ")",
     )
     return parser
+
+
+def _add_encode_options(sub: argparse.ArgumentParser) -> None:
+    """The options of ``encode`` that a command which encodes galaxies passes on."""
+    sub.add_argument(
+        "--refine-steps", type=int, default=0, help="semi-amortized: likelihood steps per galaxy"
+    )
+    sub.add_argument(
+        "--mask-neighbours", action="store_true", help="mask other sources by segmentation"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

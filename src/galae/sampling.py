@@ -22,7 +22,7 @@ from torch import Tensor
 from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.conditions import ObservingConditions, add_noise, sample_sdss_conditions
 from galae.encoder import EncoderOutput
-from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
+from galae.latent import REGISTRY
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.render.observation import Observation, as_tensor
 from galae.render.psf import GaussianPSF
@@ -126,43 +126,51 @@ PHOTO_Z_NODES: int = 9
 class PhotoZMixture:
     """Joint posterior q(u, z | x) = q(z | x) q(u | x, z) of B galaxies of unknown redshift.
 
-    q(z | x), the photometric-redshift head's logit-normal, is represented by K equal-weight
-    nodes z_j at its quantiles (j + 1/2) / K; q(u | x, z_j) is the encoder's posterior when told
-    the redshift z_j.  The latents of a galaxy at another distance are other latents (mass goes
-    with luminosity distance squared, size with angular-diameter distance), so drawing u from
-    q(u | x) and z from q(z | x) independently would lose that correlation and let every
-    derived observable swing with the drawn distance; this mixture keeps it.
+    q(z | x) is the photometric-redshift head's logit-normal N(z_loc, z_scale) in logit space.
+    Its probability range is cut into K equal strata [j/K, (j+1)/K); in stratum j the latents
+    follow q(u | x, z_j), the encoder's posterior when told the redshift z_j of the stratum's
+    middle quantile (j + 1/2)/K.  So the redshift marginal is exactly q(z | x), and the
+    latents' dependence on redshift is approximated by K steps.  The latents of a galaxy at
+    another distance are other latents (mass goes with luminosity distance squared, size with
+    angular-diameter distance); drawing u from q(u | x) and z from q(z | x) independently would
+    lose that correlation and let every derived observable swing with the drawn distance.
 
-    Galaxies of known redshift can share a mixture with K identical components at their z.
+    Galaxies of known redshift can share a mixture: K identical components and ``z_scale`` 0,
+    which draws their redshift exactly.
 
     Attributes:
-        z: (K, B) redshift nodes.
+        z: (K, B) redshift nodes (the strata's middle quantiles).
         loc: (K, B, D); cov_factor: (K, B, D, r); cov_diag: (K, B, D): q(u | x, z_j).
+        z_loc, z_scale: (B,) q(z | x) in logit space (``z_scale`` 0: the redshift is known).
     """
 
     z: Tensor
     loc: Tensor
     cov_factor: Tensor
     cov_diag: Tensor
+    z_loc: Tensor
+    z_scale: Tensor
 
     @property
     def n_nodes(self) -> int:
         return int(self.z.shape[0])
 
     def component(self, j: int) -> EncoderOutput:
-        """q(u | x, z_j) as an encoder output (the photo-z fields hold z_j's logit, width 0)."""
-        lo, hi = REDSHIFT_FALLBACK_RANGE
-        s = ((self.z[j] - lo) / (hi - lo)).clamp(1e-6, 1 - 1e-6)
+        """q(u | x, z_j) as an encoder output (its photo-z fields are q(z | x)'s)."""
         return EncoderOutput(
-            self.loc[j], self.cov_factor[j], self.cov_diag[j], torch.logit(s), torch.zeros_like(s)
+            self.loc[j], self.cov_factor[j], self.cov_diag[j], self.z_loc, self.z_scale
         )
 
     def draw(self, k: int, g: torch.Generator, antithetic: bool = False) -> tuple[Tensor, Tensor]:
         """Stratified draws: (u (k', B, D), z (k', B)), k' >= k the next multiple of K (2K with
-        ``antithetic``).  Draw i comes from node perm[i mod K], perm a random permutation of the
-        nodes (from ``g``): all k' draws use every node equally (antithetic pairs ``loc +- d``
-        stay within a node), and the first k < k' of them are a random selection of nodes, so
-        that their expectation is still the mixture's."""
+        ``antithetic``).
+
+        Draw i comes from stratum perm[i mod K], perm a random permutation of the strata (from
+        ``g``): all k' draws use every stratum equally, and the first k < k' of them are a random
+        selection, so that their expectation is still the mixture's.  Within its stratum a
+        draw's redshift is at the quantile (j + v)/K, v uniform; with ``antithetic`` the pairs
+        ``loc +- d`` stay within a stratum and take v and 1 - v.
+        """
         nk, b, d = self.loc.shape
         per = 2 if antithetic else 1
         reps = per * max(1, math.ceil(k / (nk * per)))
@@ -171,9 +179,16 @@ class PhotoZMixture:
             self.cov_factor.reshape(nk * b, d, -1),
             self.cov_diag.reshape(nk * b, d),
         )
-        perm = torch.randperm(nk, generator=g, device=g.device).to(self.z.device)
+        dev = self.z.device
+        perm = torch.randperm(nk, generator=g, device=g.device).to(dev)
         u = _draw(flat, reps, g, antithetic).reshape(reps, nk, b, d)[:, perm]
-        return u.reshape(reps * nk, b, d), self.z[perm].repeat(reps, 1)
+        v = torch.rand(reps // per, nk, b, generator=g, device=g.device).to(self.z)
+        if antithetic:
+            v = torch.stack([v, 1.0 - v], 1).flatten(0, 1)
+        p = ((perm.view(1, nk, 1) + v) / nk).clamp(1e-6, 1.0 - 1e-6)
+        zz = _z_transform()(self.z_loc + self.z_scale * torch.special.ndtri(p))
+        zz = torch.where(self.z_scale > 0, zz, self.z[perm].unsqueeze(0))
+        return u.reshape(reps * nk, b, d), zz.reshape(reps * nk, b)
 
     @staticmethod
     def at_known_redshift(q: EncoderOutput, z: Tensor, n_nodes: int) -> PhotoZMixture:
@@ -184,6 +199,8 @@ class PhotoZMixture:
             q.loc.expand(k, -1, -1),
             q.cov_factor.expand(k, -1, -1, -1),
             q.cov_diag.expand(k, -1, -1),
+            torch.zeros_like(z),
+            torch.zeros_like(z),
         )
 
     @staticmethod
@@ -193,9 +210,12 @@ class PhotoZMixture:
             torch.cat([getattr(p, f) for p in parts], 1)
             for f in ("z", "loc", "cov_factor", "cov_diag")
         ]
+        zl = torch.cat([p.z_loc for p in parts])
+        zs = torch.cat([p.z_scale for p in parts])
         if order is not None:
             fields = [f[:, order] for f in fields]
-        return PhotoZMixture(*fields)
+            zl, zs = zl[order], zs[order]
+        return PhotoZMixture(*fields, zl, zs)
 
 
 @dataclass(frozen=True)
@@ -637,6 +657,8 @@ class GalaeModel:
             out.loc.reshape(k, n, d),
             out.cov_factor.reshape(k, n, d, -1),
             out.cov_diag.reshape(k, n, d),
+            photo.z_loc,
+            photo.z_scale,
         )
 
     @torch.no_grad()
