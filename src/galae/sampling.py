@@ -79,8 +79,9 @@ class Posterior:
             (``r_half_arcsec_<band>``, ``bulge_to_total_<band>``, ``mag_<band>``,
             ``log10_mstar_msun``, ``log10_sfr_msun_per_yr``) and ``redshift``.
         std: ``{name: (N,)}`` posterior standard deviations of the same quantities.
-        maps: ``{name: (N, H, W)}`` maps rendered at the posterior mean latent.
-        model_images: (N, C, H, W) reconstruction at the posterior mean latent.
+        maps: ``{name: (N, H, W)}`` maps rendered at the posterior mean latent (for an unknown
+            redshift: at the photo-z median, with that redshift's posterior mean latent).
+        model_images: (N, C, H, W) reconstruction at the same latent and redshift.
         mask: (N, C, H, W) bool, the pixels left out of the fit (True): the input mask, NaN/inf
             pixels and, with ``mask_neighbours``, the other sources.
     """
@@ -434,7 +435,10 @@ class GalaeModel:
         Posterior means and standard deviations of the latents come from ``n_mc`` draws pushed
         through the bijection; those of the derived observables from ``n_mc_derived`` draws
         rendered PSF-free on an enlarged stamp.  Galaxies with unknown redshift (None or NaN)
-        get it from the encoder's photometric-redshift head.
+        get the joint posterior of latents and redshift, q(z | x) q(u | x, z), from the encoder's
+        photometric-redshift head and the encoder told each of :data:`PHOTO_Z_NODES` redshifts
+        (:class:`PhotoZMixture`); their ``maps`` and ``model_images`` are rendered at the
+        photo-z median.
         """
         full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if mask_neighbours:
