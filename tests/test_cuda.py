@@ -92,6 +92,22 @@ def test_encode_on_cuda_matches_cpu() -> None:
     assert err < 1e-2, f"GPU and CPU reconstructions differ by {err:.2e} of the peak"
 
 
+def test_encode_with_unknown_redshift_on_cuda() -> None:
+    """The joint photo-z posterior (PhotoZMixture) on the GPU: its nodes match the CPU's, and
+    its draws, from a CUDA generator, are finite and seeded."""
+    s = galae.sample(n=4, seed=3)
+    images, sigma = s.images.numpy(), s.sigma.numpy()
+    kw = {"psf_fwhm_arcsec": s.psf_fwhm_arcsec.numpy(), "redshift": None}
+    cpu = galae.load().encode(images, sigma, n_mc=18, n_mc_derived=2, **kw)
+    gpu = galae.load(device="cuda").encode(images, sigma, n_mc=18, n_mc_derived=2, **kw)
+    assert gpu._mixture is not None and gpu._mixture.z.device.type == "cuda"
+    torch.testing.assert_close(gpu._mixture.z.cpu(), cpu._mixture.z, atol=2e-3, rtol=2e-2)
+    for name, v in gpu.params.items():
+        assert bool(torch.isfinite(v).all()), name
+    d1, d2 = gpu.samples(9, seed=1, derived=False), gpu.samples(9, seed=1, derived=False)
+    torch.testing.assert_close(d1["redshift"], d2["redshift"])
+
+
 def test_mixed_precision_training_on_cuda(tmp_path: Path) -> None:
     data = tmp_path / "train.h5"
     run_mock(MockConfig(n=32, seed=5, shape=(32, 32), chunk=32, out=str(data)), progress=False)

@@ -653,6 +653,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             {
                 "chi2_per_pixel": m.get("chi2_per_pixel"),
                 "maps": {k: v for k, v in m["maps"].items() if k in APERTURE_MAPS.values()},
+                **({"photo_z": m["photo_z"]} if "photo_z" in m else {}),
             },
             indent=2,
         )
