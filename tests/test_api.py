@@ -191,6 +191,12 @@ def test_unknown_redshift_uses_the_photo_z_head(trained: Trained, post: Posterio
     np.testing.assert_allclose(m.params["redshift"].numpy()[[0, 2]], zin[[0, 2]], rtol=1e-6)
     zu = m.params["redshift"][[1, 3]]
     assert bool(((zu > lo) & (zu < hi)).all())
+    # the joint photo-z posterior is kept for the unknown ones alone
+    assert m._mixture is not None and m._mixture.z.shape[1] == 2
+    assert m._mixture_index.tolist() == [1, 3]
+    d = m.samples(4, seed=0, derived=False)
+    assert bool((d["redshift"][:, [0, 2]] == torch.as_tensor(zin[[0, 2]]).float()).all())
+    assert bool((d["redshift"][:, [1, 3]] != d["redshift"][:1, [1, 3]]).any())  # drawn
     # the encoder treats galaxies independently (GroupNorm): known-z rows match the all-known run
     torch.testing.assert_close(m._loc[[0, 2]], post._loc[[0, 2]], rtol=1e-4, atol=1e-5)
 

@@ -98,6 +98,7 @@ class Posterior:
     _cov_diag: Tensor
     _z_dist: Any
     _mixture: PhotoZMixture | None = None
+    _mixture_index: Tensor | None = None
 
     def samples(self, k: int, seed: int | None = None, derived: bool = True) -> dict[str, Tensor]:
         """k draws from q: ``{name: (k, N)}`` (latents, redshift, and derived observables).
@@ -108,10 +109,19 @@ class Posterior:
 
     def unconstrained_samples(self, k: int, seed: int | None = None) -> Tensor:
         """(k, N, D) draws of the unconstrained latent."""
-        g = _generator(seed, self._loc.device)
+        return self._joint_draws(k, _generator(seed, self._loc.device))[0]
+
+    def _joint_draws(self, k: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(u (k, N, D), z (k, N)): q(u | x) at the known redshifts, and the joint
+        :class:`PhotoZMixture` of the galaxies whose redshift is unknown (``_mixture_index``)."""
+        u = _draw(self._q(), k, g)
+        z = self._batch.redshift.expand(k, -1)
         if self._mixture is not None:
-            return self._mixture.draw(k, g)[0][:k]
-        return _draw(self._q(), k, g)
+            um, zm = self._mixture.draw(k, g)
+            ix = self._mixture_index
+            u, z = u.clone(), z.clone()
+            u[:, ix], z[:, ix] = um[:k], zm[:k]
+        return u, z
 
     def _q(self) -> EncoderOutput:
         """q's parameters (loc, covariance factor and diagonal, photo-z)."""
@@ -136,13 +146,12 @@ class PhotoZMixture:
     angular-diameter distance); drawing u from q(u | x) and z from q(z | x) independently would
     lose that correlation and let every derived observable swing with the drawn distance.
 
-    Galaxies of known redshift can share a mixture: K identical components and ``z_scale`` 0,
-    which draws their redshift exactly.
+    A ``z_scale`` of 0 draws the node redshifts themselves.
 
     Attributes:
         z: (K, B) redshift nodes (the strata's middle quantiles).
         loc: (K, B, D); cov_factor: (K, B, D, r); cov_diag: (K, B, D): q(u | x, z_j).
-        z_loc, z_scale: (B,) q(z | x) in logit space (``z_scale`` 0: the redshift is known).
+        z_loc, z_scale: (B,) q(z | x) in logit space.
     """
 
     z: Tensor
@@ -192,30 +201,14 @@ class PhotoZMixture:
         return u.reshape(reps * nk, b, d), zz.reshape(reps * nk, b)
 
     @staticmethod
-    def at_known_redshift(q: EncoderOutput, z: Tensor, n_nodes: int) -> PhotoZMixture:
-        """K identical components at the known redshifts z (B,)."""
-        k = n_nodes
-        return PhotoZMixture(
-            z.expand(k, -1),
-            q.loc.expand(k, -1, -1),
-            q.cov_factor.expand(k, -1, -1, -1),
-            q.cov_diag.expand(k, -1, -1),
-            torch.zeros_like(z),
-            torch.zeros_like(z),
-        )
-
-    @staticmethod
-    def cat(parts: list[PhotoZMixture], order: Tensor | None = None) -> PhotoZMixture:
-        """Concatenate along the galaxy axis (then index it with ``order``)."""
+    def cat(parts: list[PhotoZMixture]) -> PhotoZMixture:
+        """Concatenate along the galaxy axis."""
         fields = [
             torch.cat([getattr(p, f) for p in parts], 1)
             for f in ("z", "loc", "cov_factor", "cov_diag")
         ]
         zl = torch.cat([p.z_loc for p in parts])
         zs = torch.cat([p.z_scale for p in parts])
-        if order is not None:
-            fields = [f[:, order] for f in fields]
-            zl, zs = zl[order], zs[order]
         return PhotoZMixture(*fields, zl, zs)
 
 
@@ -469,21 +462,12 @@ class GalaeModel:
         zl = torch.cat([p["zloc"] for p in pieces])[inv]
         zs = torch.cat([p["zscale"] for p in pieces])[inv]
         rec = torch.cat([p["rec"] for p in pieces])[inv][..., crop[0], crop[1]]
-        mixture = None
-        if any(p["mix"] is not None for p in pieces):
-            mixture = PhotoZMixture.cat(
-                [
-                    p["mix"]
-                    if p["mix"] is not None
-                    else PhotoZMixture.at_known_redshift(
-                        EncoderOutput(p["loc"], p["fac"], p["diag"], p["zloc"], p["zscale"]),
-                        p["z"],
-                        PHOTO_Z_NODES,
-                    )
-                    for p in pieces
-                ],
-                inv,
-            )
+        # the joint photo-z posteriors of the galaxies of unknown redshift, in their order
+        # (the unknown-redshift parts are chunks of torch.nonzero(~known), in order)
+        mixture, mixture_index = None, None
+        if not bool(known.all()):
+            mixture = PhotoZMixture.cat([p["mix"] for p in pieces if p["mix"] is not None])
+            mixture_index = torch.nonzero(~known).flatten()
         return Posterior(
             params=cat("mean"),
             std=cat("std"),
@@ -497,6 +481,7 @@ class GalaeModel:
             _cov_diag=diag,
             _z_dist=(zl, zs),
             _mixture=mixture,
+            _mixture_index=mixture_index,
         )
 
     def _pad_to_model_shape(self, b: Batch) -> tuple[Batch, tuple[slice, slice]]:
@@ -631,7 +616,6 @@ class GalaeModel:
             "zloc": photo.z_loc,
             "zscale": photo.z_scale,
             "mix": mix,
-            "z": z_render,
         }
 
     def _photo_z_mixture(
@@ -669,15 +653,9 @@ class GalaeModel:
     def _posterior_draws(
         self, post: Posterior, k: int, seed: int | None, derived: bool
     ) -> dict[str, Tensor]:
-        # latents, then photo-z, from one seeded stream (u = post.unconstrained_samples(k, seed))
-        g = _generator(seed, post._loc.device)
+        # latents and redshifts from one seeded stream (u = post.unconstrained_samples(k, seed))
         b = post._batch
-        if post._mixture is not None:  # some redshifts unknown: joint draws of (u, z)
-            u, z = post._mixture.draw(k, g)
-            u, z = u[:k], z[:k]
-        else:
-            u = _draw(post._q(), k, g)  # (k, N, D)
-            z = b.redshift.expand(k, -1)
+        u, z = post._joint_draws(k, _generator(seed, post._loc.device))  # (k, N, D), (k, N)
         phys = REGISTRY.from_unconstrained(u)
         out = dict(phys)
         out["redshift"] = z
