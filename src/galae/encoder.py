@@ -115,22 +115,28 @@ def prepare_inputs(
     coords = torch.stack(torch.meshgrid(yy, xx, indexing="ij")).expand(b, 2, h, w)
     img_in = torch.cat([x, any_masked, coords], 1)
 
-    if redshift is None:
-        z = torch.zeros(b, dtype=images.dtype, device=images.device)
-        known = torch.zeros_like(z)
-    else:
-        known = torch.isfinite(redshift).to(images.dtype)
-        z = torch.where(torch.isfinite(redshift), redshift, torch.zeros_like(redshift))
     cond = torch.cat(
         [
             torch.log10(s) - _LOG_SIGMA_CENTER,
             psf_fwhm_arcsec / _PSF_CENTER_ARCSEC - 1.0,
-            (z / 0.1)[:, None],
-            known[:, None],
+            redshift_conditioning(redshift, b, images),
         ],
         -1,
     )
     return img_in, cond
+
+
+def redshift_conditioning(redshift: Tensor | None, b: int, like: Tensor) -> Tensor:
+    """The conditioning vector's last two columns (B, 2): z / 0.1 and "known" (1 or 0).
+
+    ``redshift`` (B,) with NaN where unknown, or None (all unknown: zeros); ``like`` gives the
+    dtype and device.
+    """
+    if redshift is None:
+        return torch.zeros(b, 2, dtype=like.dtype, device=like.device)
+    known = torch.isfinite(redshift)
+    z = torch.where(known, redshift, torch.zeros_like(redshift))
+    return torch.stack([z / 0.1, known.to(z.dtype)], -1).to(like.dtype)
 
 
 class _ResBlock(nn.Module):
@@ -240,11 +246,14 @@ class GalaxyEncoder(nn.Module):
 
     def head_outputs(self, feat: Tensor, cond: Tensor) -> EncoderOutput:
         """q's parameters from the trunk's features and the conditioning vector."""
-        amp = self.autocast_dtype
-        with torch.autocast(feat.device.type, dtype=amp, enabled=amp is not None):
-            hdn = self.head(torch.cat([feat, cond], -1))
+        hdn = self._hidden(feat, cond)
         with torch.autocast(feat.device.type, enabled=False):
-            return self._outputs(hdn.float(), feat.shape[0])
+            return self._outputs(hdn, feat.shape[0])
+
+    @staticmethod
+    def with_redshift(cond: Tensor, redshift: Tensor | None) -> Tensor:
+        """``cond`` (from :meth:`trunk`) told another redshift (B,) (NaN or None: unknown)."""
+        return torch.cat([cond[:, :-2], redshift_conditioning(redshift, cond.shape[0], cond)], -1)
 
     def photo_z(self, feat: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
         """The photometric-redshift head alone, on inputs that carry no gradient.
@@ -255,19 +264,27 @@ class GalaxyEncoder(nn.Module):
         head under ``no_grad``, so that a loss on it trains ``out_z`` only and leaves the latent
         posterior where it is.
         """
-        cond = torch.cat([cond[:, :-2], torch.zeros_like(cond[:, -2:])], -1)
-        amp = self.autocast_dtype
         with torch.no_grad():
-            with torch.autocast(feat.device.type, dtype=amp, enabled=amp is not None):
-                hdn = self.head(torch.cat([feat.detach(), cond], -1))
+            hdn = self._hidden(feat.detach(), self.with_redshift(cond, None))
         with torch.autocast(feat.device.type, enabled=False):
-            z_out = self.out_z(hdn.float())
+            return self._z_params(hdn)
+
+    def _hidden(self, feat: Tensor, cond: Tensor) -> Tensor:
+        """The MLP head's features (B, hidden), under autocast, returned in float32."""
+        amp = self.autocast_dtype
+        with torch.autocast(feat.device.type, dtype=amp, enabled=amp is not None):
+            hdn = self.head(torch.cat([feat, cond], -1))
+        return hdn.float()
+
+    def _z_params(self, hdn: Tensor) -> tuple[Tensor, Tensor]:
+        """(z_loc, z_scale) of the photo-z head from the head's features (B, hidden)."""
+        z_out = self.out_z(hdn)
         return z_out[:, 0], F.softplus(z_out[:, 1] + 0.5413) + 1e-3
 
     def _outputs(self, hdn: Tensor, b: int) -> EncoderOutput:
         """q's parameters from the head's features (B, hidden), in float32."""
         d, r = self.config.latent_dim, self.config.rank
-        z_out = self.out_z(hdn)
+        z_loc, z_scale = self._z_params(hdn)
         # Bounded outputs keep the low-rank Cholesky well conditioned in float32: |loc| < 15
         # (the registry's ranges sit within |u| < 10), factor entries in (-2, 2), diag >= 1e-3.
         # The calibration scales S = diag(posterior_scale) act as S (W W^T + diag) S.
@@ -278,6 +295,6 @@ class GalaxyEncoder(nn.Module):
             loc=_LOC_BOUND * torch.tanh(self.out_loc(hdn) / _LOC_BOUND),
             cov_factor=scale[:, None] * factor,
             cov_diag=scale**2 * diag,
-            z_loc=z_out[:, 0],
-            z_scale=F.softplus(z_out[:, 1] + 0.5413) + 1e-3,
+            z_loc=z_loc,
+            z_scale=z_scale,
         )

@@ -578,8 +578,7 @@ class GalaeModel:
             z_render = b.redshift
         else:
             # unknown redshift: q(z | x) q(u | x, z) on the photo-z nodes (PhotoZMixture)
-            photo = self.guide.encode(b)
-            mix = self._photo_z_mixture(photo, b, refine_steps, refine_lr)
+            photo, mix = self._photo_z_mixture(b, refine_steps, refine_lr)
             u, z_all = mix.draw(n_mc, g, antithetic=True)
             # every node and whole antithetic pairs: a multiple of 2K derived draws
             n_derived = 2 * mix.n_nodes * math.ceil(n_mc_derived / (2 * mix.n_nodes))
@@ -619,10 +618,12 @@ class GalaeModel:
         }
 
     def _photo_z_mixture(
-        self, photo: EncoderOutput, b: Batch, refine_steps: int = 0, refine_lr: float = 0.05
-    ) -> PhotoZMixture:
-        """q(z | x) q(u | x, z) of galaxies of unknown redshift (:class:`PhotoZMixture`): the
-        encoder (and, with ``refine_steps``, the refinement) run once per photo-z node."""
+        self, b: Batch, refine_steps: int = 0, refine_lr: float = 0.05
+    ) -> tuple[EncoderOutput, PhotoZMixture]:
+        """The encoder's output for an unknown redshift (its photo-z head) and the joint
+        posterior q(z | x) q(u | x, z) of these galaxies (:class:`PhotoZMixture`).  The CNN runs
+        once; its head runs once per photo-z node, told that redshift (and, with
+        ``refine_steps``, the refinement runs at each node)."""
         if not float(self.state["config"].get("sleep_photo_z_fraction", 0.0)) > 0:
             warnings.warn(
                 "this checkpoint's photometric-redshift head was not trained on simulations "
@@ -632,15 +633,21 @@ class GalaeModel:
                 RuntimeWarning,
                 stacklevel=4,
             )
+        enc = self.guide.encoder
+        feat, cond = enc.trunk(b.images, b.sigma, b.mask, b.psf_fwhm_arcsec, None)
+        photo = enc.head_outputs(feat, cond)
         nodes = photo_z_nodes(photo.z_loc, photo.z_scale, PHOTO_Z_NODES)  # (K, B)
         k, n = nodes.shape
-        rep = torch.arange(n, device=nodes.device).repeat(k)  # node-major: row j*n + i
-        bk = replace(self._sub(b, rep), redshift=nodes.reshape(-1))
-        out = self.guide.encode(bk)
+        # node-major rows j*n + i: galaxy i told redshift z_j
+        out = enc.head_outputs(
+            feat.repeat(k, 1), enc.with_redshift(cond.repeat(k, 1), nodes.reshape(-1))
+        )
         if refine_steps > 0:
+            rep = torch.arange(n, device=nodes.device).repeat(k)
+            bk = replace(self._sub(b, rep), redshift=nodes.reshape(-1))
             out = self._refine(out, bk, refine_steps, refine_lr)
         d = out.loc.shape[-1]
-        return PhotoZMixture(
+        return photo, PhotoZMixture(
             nodes,
             out.loc.reshape(k, n, d),
             out.cov_factor.reshape(k, n, d, -1),
@@ -776,13 +783,12 @@ class GalaeModel:
         b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if b.size != 1:
             raise ValueError(f"analogues takes one image, got {b.size}")
-        out = self.guide.encode(b)
         g = torch.Generator(device=self.device).manual_seed(seed)
         if b.redshift_known:
-            u = _draw(out, n, g)[:, 0]  # (n, D)
+            u = _draw(self.guide.encode(b), n, g)[:, 0]  # (n, D)
             z = b.redshift.expand(n)
         else:  # joint draws of latents and redshift (PhotoZMixture)
-            uu, zz = self._photo_z_mixture(out, b).draw(n, g)
+            uu, zz = self._photo_z_mixture(b)[1].draw(n, g)
             u, z = uu[:n, 0], zz[:n, 0]
         sky = torch.stack(
             [
@@ -832,13 +838,6 @@ def _generator(seed: int | None, device: torch.device) -> torch.Generator:
     if seed is not None:
         g.manual_seed(seed)
     return g
-
-
-def _draw_redshift(z_loc: Tensor, z_scale: Tensor, k: int, g: torch.Generator) -> Tensor:
-    """(k, B) draws of the photo-z posterior (logit-normal, ``GalaxyGuide.redshift_dist``) from
-    the generator ``g``, so that seeded calls are reproducible."""
-    eps = torch.randn(k, *z_loc.shape, generator=g, device=z_loc.device)
-    return _z_transform()(z_loc + z_scale * eps)
 
 
 def _z_transform() -> Any:

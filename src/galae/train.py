@@ -42,7 +42,7 @@ from galae.data.loader import make_loaders
 from galae.encoder import EncoderOutput
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.likelihood import chi2_per_pixel, log_likelihood
-from galae.model import Batch, GalaxyGuide, GalaxyModel
+from galae.model import Batch, GalaxyGuide, GalaxyModel, redshift_transform
 from galae.runtime import tune_cpu_allocator
 
 __all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
@@ -370,8 +370,9 @@ def sleep_loss(
         if bool(hide.any()):
             z_loc, z_scale = enc.photo_z(feat[hide], cond[hide])  # the same CNN features
             lo, hi = REDSHIFT_FALLBACK_RANGE
-            s = ((sim.redshift[hide] - lo) / (hi - lo)).clamp(1e-4, 1.0 - 1e-4)
-            nll_z = -torch.distributions.Normal(z_loc, z_scale).log_prob(torch.logit(s))
+            eps = 1e-4 * (hi - lo)  # keep the logit finite at the range's ends
+            t = redshift_transform().inv(sim.redshift[hide].clamp(lo + eps, hi - eps))
+            nll_z = -torch.distributions.Normal(z_loc, z_scale).log_prob(t)
             return (nll.sum() + nll_z.sum()) / (nll.numel() * u.shape[-1])
     return nll.mean() / u.shape[-1]
 
