@@ -103,6 +103,7 @@ def test_sleep_loss_uses_the_given_prior() -> None:
         ("sleep_broad_fraction", 1.5, "sleep_broad_fraction"),
         ("sleep_mask_fraction", -0.1, "sleep_mask_fraction"),
         ("sleep_photo_z_fraction", 1.2, "sleep_photo_z_fraction"),
+        ("disk_history", "delayed", "disk_history"),
     ],
 )
 def test_bad_training_settings_are_named(key: str, value: object, match: str) -> None:

@@ -23,6 +23,7 @@ from galae.config import config_to_dict
 from galae.encoder import EncoderConfig, GalaxyEncoder
 from galae.latent import REGISTRY, LatentRegistry
 from galae.model import GalaxyGuide, GalaxyModel
+from galae.physics.sfh import DEFAULT_DISK_HISTORY
 from galae.physics.sps import SPSTable
 from galae.prior import BroadPrior, FlowPrior
 from galae.render.renderer import GalaxyRenderer
@@ -36,6 +37,7 @@ __all__ = [
     "build_modules",
     "save_checkpoint",
     "load_checkpoint",
+    "checkpoint_disk_history",
     "modules_from_state",
 ]
 
@@ -98,7 +100,9 @@ def build_modules(
             f"data bands {tuple(data_info['bands'])} do not match the population table's "
             f"bands {tuple(sps.bands)}"
         )
-    renderer = GalaxyRenderer(sps, settings)
+    renderer = GalaxyRenderer(
+        sps, settings, disk_history=getattr(cfg, "disk_history", DEFAULT_DISK_HISTORY)
+    )
     model = GalaxyModel(renderer, BroadPrior(REGISTRY.dim), cfg.likelihood, cfg.student_df)
     guide = GalaxyGuide(GalaxyEncoder(_encoder_config(cfg, data_info)))
     return model, guide
@@ -126,6 +130,7 @@ def save_checkpoint(
         "registry": registry_layout(model.registry),
         "data_info": dict(data_info),
         "render_settings": dataclasses.asdict(model.renderer.settings),
+        "disk_history": model.renderer.disk_history,
         "encoder_config": guide.encoder.config.to_dict(),
         "encoder_state": guide.encoder.state_dict(),
         "prior_kind": "flow" if isinstance(prior, FlowPrior) else "broad",
@@ -180,6 +185,7 @@ def load_checkpoint(
     if expect_config is not None:
         mine = config_to_dict(expect_config)
         arch_keys = ("model", "widths", "blocks_per_stage", "hidden", "rank", "likelihood")
+        arch_keys += ("disk_history",) if state["kind"] == "galae-autoencoder" else ()
         diffs = {
             k: (state["config"].get(k), mine.get(k))
             for k in arch_keys
@@ -191,6 +197,13 @@ def load_checkpoint(
                 f"{diffs}. Use another out_dir or resume=false."
             )
     return state
+
+
+def checkpoint_disk_history(state: dict[str, Any]) -> str:
+    """The disk history an autoencoder checkpoint was trained with: its saved
+    ``disk_history``, or "single" (one population) for checkpoints made before the choice
+    existed."""
+    return str(state.get("disk_history", "single"))
 
 
 #: Renderer settings added after the first checkpoints, with the behaviour those were trained with.
@@ -211,7 +224,7 @@ def modules_from_state(state: dict[str, Any]) -> tuple[GalaxyModel, GalaxyGuide]
     # checkpoints written before a setting existed were trained without it: keep their renderer
     saved = {**_SETTINGS_BEFORE_THEY_EXISTED, **state["render_settings"]}
     settings = RenderSettings(**saved)
-    renderer = GalaxyRenderer(sps, settings)
+    renderer = GalaxyRenderer(sps, settings, disk_history=checkpoint_disk_history(state))
     if state["prior_kind"] == "flow":
         prior: torch.nn.Module = FlowPrior(REGISTRY.dim, **state["prior_hparams"])
     else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,17 @@ def evaluate(
         )
     model = GalaeModel(*modules_from_state(state), state, device)
     info = inspect_h5(data, expected_bands=model.bands)
+    disk_history = model.model.renderer.disk_history
+    data_history = analytic_disk_history(info.attrs)
+    if data_history is not None and data_history != disk_history:
+        warnings.warn(
+            f"{data} holds analytic mocks rendered with disk_history={data_history!r}, but the "
+            f"model renders {disk_history!r}: this is not an evaluation in the model's own "
+            "family (regenerate the mocks with python -m galae.mock ... "
+            f"disk_history={disk_history})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     total = info.n_galaxies if n is None else min(n, info.n_galaxies)
     out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -297,6 +309,8 @@ def evaluate(
         "n_mc_derived": int(n_mc_derived),
         "mask_neighbours": bool(mask_neighbours),
         "hide_redshift": bool(hide_redshift),
+        "disk_history": disk_history,
+        "data_disk_history": data_history,
         "versions": versions(),
         "machine": {
             "platform": platform.platform(),
@@ -342,6 +356,15 @@ def evaluate(
     if figures:
         _figures(out_dir, keep_imgs, chi2, tm, pm, model.bands, metrics)
     return metrics
+
+
+def analytic_disk_history(attrs: dict[str, Any]) -> str | None:
+    """The disk history an analytic mock file was rendered with (from its generator config;
+    "single" for files written before the choice existed), or None for other generators."""
+    if attrs.get("generator") != "galae.mock.analytic":
+        return None
+    cfg = json.loads(str(attrs.get("generator_config", "{}")) or "{}")
+    return str(cfg.get("disk_history", "single"))
 
 
 #: |z_phot - z| / (1 + z) beyond which a photometric redshift counts as an outlier (the usual

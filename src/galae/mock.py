@@ -60,10 +60,15 @@ class MockConfig:
     seeing_r_median_arcsec: float = 1.32  # median r-band PSF FWHM (SDSS: 1.32")
     sky_sigma_scale: float = 1.0  # multiplies the sky noise (2.0 = four times the exposure lost)
     missing_band: str | None = None  # a band whose pixels are all masked (e.g. "u")
+    # ---- physics of the analytic generator ----
+    disk_history: str = "tau"  # the disk's older stars (galae.physics.sfh.DISK_HISTORIES)
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
             raise ValueError(f"unknown generator {self.generator!r}; known: {sorted(GENERATORS)}")
+        from galae.physics.sfh import check_disk_history
+
+        check_disk_history(self.disk_history)
         if self.n < 1 or self.chunk < 1 or self.workers < 1:
             raise ValueError("n, chunk and workers must be >= 1")
         if len(self.shape) != 2:
@@ -111,12 +116,12 @@ def _drop_band(cfg: MockConfig, batch: dict[str, Any]) -> dict[str, Any]:
 _RENDERERS: dict[str, Any] = {}
 
 
-def _renderer() -> Any:
-    if "r" not in _RENDERERS:
+def _renderer(disk_history: str) -> Any:
+    if disk_history not in _RENDERERS:
         from galae.render.renderer import GalaxyRenderer
 
-        _RENDERERS["r"] = GalaxyRenderer()
-    return _RENDERERS["r"]
+        _RENDERERS[disk_history] = GalaxyRenderer(disk_history=disk_history)
+    return _RENDERERS[disk_history]
 
 
 def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
@@ -124,7 +129,7 @@ def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     from galae.render.observation import Observation
 
     rng, tg = _chunk_seeds(cfg, chunk_index)
-    renderer = _renderer()
+    renderer = _renderer(cfg.disk_history)
     params = sample_population(
         count, tg, log10_mstar_range=(cfg.log10_mstar_min, cfg.log10_mstar_max)
     )
@@ -172,7 +177,9 @@ def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     )
     cond = _conditions(cfg, rng, count)
     seed = int(np.random.SeedSequence([cfg.seed, chunk_index]).generate_state(1)[0])
-    return generate_particle_mocks(count, seed, pcfg, _renderer().sps, conditions=cond)
+    return generate_particle_mocks(
+        count, seed, pcfg, _renderer(cfg.disk_history).sps, conditions=cond
+    )
 
 
 GENERATORS: dict[str, Callable[[MockConfig, int, int], dict[str, Any]]] = {

@@ -68,6 +68,9 @@ class TrainConfig:
     hidden: int = 256
     rank: int = 4
     render_preset: str = "accurate"  # "fast", "reference" (galae.settings.RENDER_PRESETS)
+    # the disk's older stars' history (physics, saved in checkpoints): "tau" or "single"
+    # (galae.physics.sfh.DISK_HISTORIES)
+    disk_history: str = "tau"
     likelihood: str = "gaussian"  # or "student_t"
     student_df: float = 4.0
     # ---- losses -----------------------------------------------------------------------------
@@ -152,6 +155,9 @@ class TrainConfig:
             raise ValueError(
                 f"render_preset must be one of {sorted(RENDER_PRESETS)}, got {self.render_preset!r}"
             )
+        from galae.physics.sfh import check_disk_history
+
+        check_disk_history(self.disk_history)
         if self.sleep_prior not in ("broad", "population"):
             raise ValueError(
                 f"sleep_prior must be 'broad' or 'population', got {self.sleep_prior!r}"

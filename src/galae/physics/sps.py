@@ -446,6 +446,59 @@ class SPSTable(torch.nn.Module):
         dex = self._distance_dex(z).reshape((-1, 1) + (1,) * (lg.dim() - 2))
         return 10.0 ** (lg + dex)
 
+    # ----------------------------------------------------------------------------- composite
+    def lg_composite_flux10pc_nmgy_per_msun_at(
+        self, redshift: Tensor, age_weights: Tensor, lg_zstar_zsun: Tensor | float
+    ) -> Tensor:
+        """log10 flux at 10 pc per M_sun (current mass) of a composite population whose mass is
+        spread over the table's ages, (B, n_bands, *S).
+
+        The table is interpolated in redshift (log-linearly, as for an SSP), the SSP fluxes
+        at each grid metallicity are averaged with the weights, and the log of that average is
+        interpolated linearly in log Z (the SSP's metallicity interpolation).
+
+        Args:
+            redshift: (B,) within the table's redshift range.
+            age_weights: (B, n_age) current-mass fractions on ``lg_age_gyr_grid`` (summing to 1,
+                e.g. :func:`galae.physics.sfh.age_grid_mass_fractions`).
+            lg_zstar_zsun: log10(Z / Z_sun), (B,), (B, *S) or 0-d; clamped to the grid.
+        """
+        z, (lg_met,), shape_s = self._prepare(redshift, (lg_zstar_zsun,))
+        n_age = self.lg_age_gyr_grid.shape[0]
+        if age_weights.dim() != 2 or age_weights.shape[1] != n_age:
+            raise ValueError(
+                f"age_weights must have shape (B, {n_age}) (the table's ages), "
+                f"got {tuple(age_weights.shape)}"
+            )
+        if age_weights.shape[0] not in (1, z.shape[0]):
+            raise ValueError(
+                f"age_weights has leading size {age_weights.shape[0]}, expected B = {z.shape[0]}"
+            )
+        met_axis = self._buffer(self.lg_zstar_zsun_grid, z)
+        lg_met = lg_met.clamp(float(met_axis[0]), float(met_axis[-1]))
+        t_z = _interp_over_z(
+            self._buffer(self.lg_ssp_flux10pc_nmgy_per_msun, z),
+            bracket(self._buffer(self.redshift_grid, z), z),
+        )  # (B, C, nA, nZ)
+        w = age_weights.to(t_z.dtype).expand(z.shape[0], n_age)
+        lin = torch.einsum("bcam,ba->bcm", 10.0**t_z, w)  # (B, C, nZ)
+        lg_c = torch.log10(lin.clamp_min(torch.finfo(lin.dtype).tiny))
+        m = bracket(met_axis, lg_met)
+        lg = _lerp(
+            _gather_last(lg_c, m.index), _gather_last(lg_c, m.index + 1), m.weight.unsqueeze(1)
+        )
+        return self._finish(lg, shape_s)
+
+    def composite_flux_nmgy_per_msun(
+        self, redshift: Tensor, age_weights: Tensor, lg_zstar_zsun: Tensor | float
+    ) -> Tensor:
+        """Observed flux per M_sun of current mass of a composite population, nanomaggies,
+        (B, n_bands, *S): :meth:`lg_composite_flux10pc_nmgy_per_msun_at` times 10^(-0.4 DM(z))."""
+        lg = self.lg_composite_flux10pc_nmgy_per_msun_at(redshift, age_weights, lg_zstar_zsun)
+        z = torch.as_tensor(redshift, device=lg.device, dtype=lg.dtype)
+        dex = self._distance_dex(z).reshape((-1, 1) + (1,) * (lg.dim() - 2))
+        return 10.0 ** (lg + dex)
+
     # ----------------------------------------------------------------------------- young
     def lg_young_flux10pc_nmgy_per_msun_yr_at(
         self, redshift: Tensor, lg_zstar_zsun: Tensor | float

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from galae.latent import REGISTRY, LatentRegistry
-from galae.physics import cosmology
+from galae.physics import cosmology, sfh
 from galae.physics.maps import YOUNG_AGE_GYR, GalaxyMaps, physical_maps, radial_population
 from galae.physics.sps import SPSTable
 from galae.render import psf as psf_mod
@@ -140,6 +140,7 @@ def central_band_moments(
     bulk: GalaxyMaps | BulkPopulation,
     sps: SPSTable,
     central_moments: tuple[Tensor, Tensor, Tensor],
+    disk_history: str = sfh.DEFAULT_DISK_HISTORY,
 ) -> list[Tensor]:
     """Band light moments of each component in the central box, [bulge, disk, SFR], each
     (B, C, 6, K + 2, K + 2).
@@ -158,7 +159,7 @@ def central_band_moments(
     batch_index = torch.arange(n_b, device=row0.device)[:, None, None]
     r_box = geom.r_disk_kpc[batch_index, rows[:, :, None], cols[:, None, :]]  # (B, K+2, K+2)
     population = radial_population(params, r_box)
-    unit = unit_light(population, bulk, obs.redshift, geom.cos_inclination, sps)
+    unit = unit_light(population, bulk, obs.redshift, geom.cos_inclination, sps, disk_history)
     per_unit = (unit.bulge_nmgy_per_msun, unit.disk_nmgy_per_msun, unit.young_nmgy_per_msun_yr)
     return [
         (t.view(-1, 1, 1, 1) * u).unsqueeze(2) * mom.unsqueeze(1)
@@ -271,6 +272,10 @@ class GalaxyRenderer(nn.Module):
         sps: stellar-population table (bands); default the packaged SDSS ugriz table.
         settings: numerical accuracy settings.
         registry: the latent registry whose parameters the renderer reads.
+        disk_history: the star-formation history of the disk's older-than-100 Myr stars (a key
+            of :data:`galae.physics.sfh.DISK_HISTORIES`: "tau", the default, or "single",
+            one population, which checkpoints made before the tau model were trained with).
+            Physics, not accuracy: a model is trained for one and saves it.
     """
 
     def __init__(
@@ -278,11 +283,13 @@ class GalaxyRenderer(nn.Module):
         sps: SPSTable | None = None,
         settings: RenderSettings = DEFAULT_SETTINGS,
         registry: LatentRegistry = REGISTRY,
+        disk_history: str = sfh.DEFAULT_DISK_HISTORY,
     ) -> None:
         super().__init__()
         self.sps = sps if sps is not None else SPSTable.load("sdss")
         self.settings = settings
         self.registry = registry
+        self.disk_history = sfh.check_disk_history(disk_history)
         # tabulate the cosmology now (astropy), so that torch.compile(renderer) traces only torch
         cosmology.kpc_per_arcsec(torch.tensor([0.1]))
 
@@ -369,7 +376,15 @@ class GalaxyRenderer(nn.Module):
             mass_moments = tuple(
                 t.view(-1, 1, 1, 1) * m for t, m in zip(totals, unit_moments, strict=True)
             )
-        light = shade(maps, obs.redshift, geom.cos_inclination, self.sps, table, mass_moments)
+        light = shade(
+            maps,
+            obs.redshift,
+            geom.cos_inclination,
+            self.sps,
+            table,
+            mass_moments,
+            self.disk_history,
+        )
         return light, maps, geom, central_moments
 
     def psf_margin_pix(self, obs: Observation) -> int:
@@ -420,7 +435,7 @@ class GalaxyRenderer(nn.Module):
         )
         scale = obs.pixel_scale_arcsec
         if box is not None:
-            band = central_band_moments(params, obs, geom, maps, self.sps, box)
+            band = central_band_moments(params, obs, geom, maps, self.sps, box, self.disk_history)
             images = central_psf_convolution(light.total_nmgy, band, box, obs, m)
         else:
             if every_pixel:
@@ -473,7 +488,9 @@ class GalaxyRenderer(nn.Module):
         geom = galaxy_geometry(params, obs.redshift, obs.pixel_scale_arcsec, shape, settings)
         table = radial_table(params, geom.r_disk_kpc, settings.shading_radial_nodes)
         bulk = BulkPopulation.from_params(params)
-        unit = unit_light(table.population, bulk, obs.redshift, geom.cos_inclination, self.sps)
+        unit = unit_light(
+            table.population, bulk, obs.redshift, geom.cos_inclination, self.sps, self.disk_history
+        )
         mass_bulge, mass_disk, sfr = _component_totals(params)
         rho = table.radius_kpc / geom.kpc_per_pix[:, None]  # (B, K) nodes, disk-plane pixels
         bulge, disks = _component_profiles(params, geom)
@@ -492,7 +509,7 @@ class GalaxyRenderer(nn.Module):
         bulge_img, bulge_mom, row0, col0 = sersic_image_and_central_moments(*bulge, shape, settings)
         disks_mom = sersic_central_moments(*disks, shape, settings)[0]
         box = (torch.cat([bulge_mom, disks_mom]), row0, col0)
-        band = central_band_moments(params, obs, geom, bulk, self.sps, box)
+        band = central_band_moments(params, obs, geom, bulk, self.sps, box, self.disk_history)
         totals = pixels[:, :bands] + bulge_img[:, None] * pixels[:, bands:]
         # the disks' exactly integrated central pixels replace the table's values there
         side = bulge_mom.shape[-1]

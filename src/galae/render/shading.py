@@ -3,10 +3,14 @@
 Each pixel's band flux is its stellar mass times the flux per unit mass of its population,
 attenuated by dust, at the galaxy's redshift (DESIGN.md, "Light"):
 
-    F_band = [M_b f_ssp(age_b, Z_b) + M_d f_ssp(age_d, Z_d(r))] T_slab(r)
+    F_band = [M_b f_ssp(age_b, Z_b) + M_d f_tau(age_d, Z_d(r))] T_slab(r)
              + SFR f_young(Z_gas(r)) T_slab(r) T_birth(r)
 
-with ``T_slab`` the inclined mixed-slab transmission of the local face-on optical depth and
+with ``f_tau`` the flux per unit mass of the disk's older-than-100 Myr stars, spread over
+ages 0.1 Gyr ... the age of the universe by the truncated tau model of mean age age_d
+(:mod:`galae.physics.sfh`; ``disk_history="single"`` takes one population of age age_d, as
+checkpoints made before the tau model were trained with), ``T_slab`` the inclined mixed-slab
+transmission of the local face-on optical depth and
 ``T_birth`` the extra screen of birth clouds around stars younger than 100 Myr (nebular emission
 included).  Calzetti et al. (2000, ApJ 533, 682, sect. 3) measure E(B-V)_stars = 0.44
 E(B-V)_gas, i.e. ionised gas (and the young stars that excite it) sees 1/0.44 times the
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from galae.physics import dust, gas
+from galae.physics import dust, gas, sfh
 from galae.physics.maps import GalaxyMaps, RadialPopulation, radial_population
 from galae.physics.sps import SPSTable
 
@@ -91,7 +95,7 @@ class UnitLight:
 
     Attributes:
         bulge_nmgy_per_msun: bulge stars (one population per galaxy) behind the disk's slab dust.
-        disk_nmgy_per_msun: disk stars older than 100 Myr.
+        disk_nmgy_per_msun: disk stars older than 100 Myr (a truncated tau-model history).
         young_nmgy_per_msun_yr: stars formed over the last 100 Myr per unit SFR, nebular
             emission included, behind slab and birth-cloud dust.
     """
@@ -164,6 +168,7 @@ def unit_light(
     redshift: Tensor,
     cos_inclination: Tensor,
     sps: SPSTable,
+    disk_history: str = sfh.DEFAULT_DISK_HISTORY,
 ) -> UnitLight:
     """Transmitted flux per unit mass (or SFR) of each component where ``population`` is given.
 
@@ -173,15 +178,16 @@ def unit_light(
             or a :class:`BulkPopulation`).
         redshift, cos_inclination: (B,).
         sps: the stellar-population table (its bands set C).
+        disk_history: the disk's older stars' history, a key of
+            :data:`galae.physics.sfh.DISK_HISTORIES`.
     Returns:
         :class:`UnitLight` with fields (B, C, *S).
     """
     extra = (1,) * (population.av_face_on_mag.dim() - 1)
     lg_age_b = torch.log10(maps.age_bulge_gyr)
-    lg_age_d = torch.log10(maps.age_disk_gyr)
     f_b = sps.ssp_flux_nmgy_per_msun(redshift, lg_age_b, maps.lg_zstar_bulge_zsun)  # (B, C)
-    f_d = sps.ssp_flux_nmgy_per_msun(
-        redshift, lg_age_d.view(-1, *extra), population.lg_zstar_disk_zsun
+    f_d = sfh.DISK_HISTORIES[disk_history](
+        sps, redshift, maps.age_disk_gyr, population.lg_zstar_disk_zsun
     )  # (B, C, *S)
     # BC03 5 Zsun spectra have almost no ionising photons (their nebular emission vanishes), so the
     # young population stops at the 2.5 Zsun column.
@@ -208,6 +214,7 @@ def shade(
     sps: SPSTable,
     table: RadialTable | None = None,
     mass_moments: tuple[Tensor, Tensor, Tensor] | None = None,
+    disk_history: str = sfh.DEFAULT_DISK_HISTORY,
 ) -> BandLight:
     """Band light of every pixel.
 
@@ -221,18 +228,19 @@ def shade(
         mass_moments: bulge mass, disk mass and SFR of each pixel with their intra-pixel
             moments, each (B, 6, H, W) (units times 1, pix, pix^2); when given, the result
             carries the light's moments (population and dust taken at each pixel centre).
+        disk_history: as in :func:`unit_light`.
     """
     shape = tuple(maps.mstar_disk_msun.shape[-2:])
     if table is None:
         pixel_pop = RadialPopulation(maps.lg_zstar_disk_zsun, maps.oh12_gas, maps.av_face_on_mag)
-        unit = unit_light(pixel_pop, maps, redshift, cos_inclination, sps)
+        unit = unit_light(pixel_pop, maps, redshift, cos_inclination, sps, disk_history)
         per_b, per_d, per_y = (
             unit.bulge_nmgy_per_msun,
             unit.disk_nmgy_per_msun,
             unit.young_nmgy_per_msun_yr,
         )
     else:
-        unit = unit_light(table.population, maps, redshift, cos_inclination, sps)
+        unit = unit_light(table.population, maps, redshift, cos_inclination, sps, disk_history)
         stacked = torch.cat(
             [unit.bulge_nmgy_per_msun, unit.disk_nmgy_per_msun, unit.young_nmgy_per_msun_yr], 1
         )  # (B, 3C, K)
