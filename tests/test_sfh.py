@@ -125,8 +125,27 @@ def test_composite_disk_is_bluer_than_one_age(sps64: SPSTable) -> None:
 
 def test_composite_flux_rejects_weights_of_the_wrong_shape(sps64: SPSTable) -> None:
     z = torch.tensor([0.1], dtype=torch.float64)
+    n_age = sps64.lg_age_gyr_grid.shape[0]
     with pytest.raises(ValueError, match="age_weights must have shape"):
-        sps64.composite_flux_nmgy_per_msun(z, torch.ones(1, 5, dtype=torch.float64), 0.0)
+        sps64.composite_flux_nmgy_per_msun(z, torch.ones(1, n_age + 1, dtype=torch.float64), 0.0)
+    with pytest.raises(ValueError, match="age_weights must have shape"):
+        sps64.composite_flux_nmgy_per_msun(z, torch.ones(n_age, dtype=torch.float64), 0.0)
+
+
+def test_weights_on_the_older_ages_alone_give_the_same_light(sps64: SPSTable) -> None:
+    """The renderer passes weights for the ages from 0.1 Gyr up only (the table's last n):
+    the same light as the full grid, whose younger nodes get no mass."""
+    z = torch.tensor([0.05, 0.3], dtype=torch.float64)
+    ages = torch.tensor([0.7, 5.0], dtype=torch.float64)
+    hist = sfh.tau_history(ages, cosmology.age_of_universe_gyr(z))
+    full = sfh.age_grid_mass_fractions(hist, sps64.lg_age_gyr_grid)
+    first = sps64.age_index_of(math.log10(sfh.OLD_MIN_AGE_GYR))
+    assert sps64.lg_age_gyr_grid[first].item() == pytest.approx(-1.0)
+    assert full[:, : first - 1].abs().max().item() == 0.0
+    lg_z = torch.tensor([[-0.5, 0.0], [0.2, 0.3]], dtype=torch.float64)
+    want = sps64.composite_flux_nmgy_per_msun(z, full, lg_z)
+    got = sfh.tau_disk_flux_nmgy_per_msun(sps64, z, ages, lg_z)
+    assert torch.allclose(got, want, rtol=1e-12)
 
 
 def test_single_history_is_one_population_and_the_renderer_names_unknown_ones() -> None:

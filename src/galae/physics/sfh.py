@@ -23,7 +23,8 @@ and the mean of u is
     m(kappa) = 1 / (1 - e^-kappa) - 1 / kappa       (1/2 at kappa = 0; dm/dkappa > 0).
 
 The shape kappa is fixed by the mean age, m(kappa) = (age_disk - t_0) / (T - t_0), solved by
-bisection and one differentiable Newton step (so d kappa / d age = 1 / (m'(kappa) (T - t_0))).
+interpolation in a table and Newton steps, the last one differentiable (so
+d kappa / d age = 1 / (m'(kappa) (T - t_0))).
 Mean ages outside the reachable range are clamped to u-means in [``MEAN_FRACTION_MIN``,
 ``MEAN_FRACTION_MAX``] (a burst at the oldest or the youngest edge).
 
@@ -34,6 +35,7 @@ table's fluxes, so a composite's flux per unit mass is the p-weighted mean of th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,6 +70,8 @@ MEAN_FRACTION_MAX: float = 1.0 - MEAN_FRACTION_MIN
 _KAPPA_MAX: float = 1000.0
 _KAPPA_SMALL: float = 1e-3
 _KAPPA_SERIES: float = 0.5
+_TABLE_NODES: int = 1201
+_KAPPA_TABLES: dict[tuple[str, torch.dtype], tuple[Tensor, Tensor]] = {}
 _BISECTION_STEPS: int = 60
 
 
@@ -127,14 +131,14 @@ def _tau_mean_fraction_slope(kappa: Tensor) -> Tensor:
     return torch.where(small, series, exact).clamp_min(torch.finfo(kappa.dtype).tiny)
 
 
-def tau_shape_from_mean_fraction(mean_fraction: Tensor) -> Tensor:
-    """kappa with m(kappa) = ``mean_fraction`` (clamped to [MEAN_FRACTION_MIN, MAX]).
-
-    Bisection without gradient, then one Newton step with it: the value is the root and the
-    gradient is the implicit one, 1 / m'(kappa).
-    """
-    f = mean_fraction.clamp(MEAN_FRACTION_MIN, MEAN_FRACTION_MAX)
-    with torch.no_grad():
+def _kappa_table(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """kappa on a grid of logit(mean fraction) (``_TABLE_NODES`` nodes over the reachable
+    range), solved once in float64 by bisection and cached per device and dtype."""
+    key = (str(device), dtype)
+    if key not in _KAPPA_TABLES:
+        lo_x = math.log(MEAN_FRACTION_MIN / (1.0 - MEAN_FRACTION_MIN))
+        x = torch.linspace(lo_x, -lo_x, _TABLE_NODES, dtype=torch.float64)
+        f = torch.sigmoid(x)
         lo = torch.full_like(f, -_KAPPA_MAX)
         hi = torch.full_like(f, _KAPPA_MAX)
         for _ in range(_BISECTION_STEPS):
@@ -142,7 +146,27 @@ def tau_shape_from_mean_fraction(mean_fraction: Tensor) -> Tensor:
             above = tau_mean_fraction(mid) > f
             hi = torch.where(above, mid, hi)
             lo = torch.where(above, lo, mid)
-        k0 = 0.5 * (lo + hi)
+        kappa = 0.5 * (lo + hi)
+        _KAPPA_TABLES[key] = (x.to(device, dtype), kappa.to(device, dtype))
+    return _KAPPA_TABLES[key]
+
+
+def tau_shape_from_mean_fraction(mean_fraction: Tensor) -> Tensor:
+    """kappa with m(kappa) = ``mean_fraction`` (clamped to [MEAN_FRACTION_MIN, MAX]).
+
+    Linear interpolation in a table of kappa against logit(m) and two Newton steps, without
+    gradient; then one Newton step with it, so the value is the root and the gradient is the
+    implicit one, 1 / m'(kappa).
+    """
+    f = mean_fraction.clamp(MEAN_FRACTION_MIN, MEAN_FRACTION_MAX)
+    with torch.no_grad():
+        x_axis, k_axis = _kappa_table(f.device, f.dtype)
+        x = torch.logit(f).clamp(float(x_axis[0]), float(x_axis[-1]))
+        i = (torch.searchsorted(x_axis, x.contiguous()) - 1).clamp(0, x_axis.shape[0] - 2)
+        w = (x - x_axis[i]) / (x_axis[i + 1] - x_axis[i])
+        k0 = torch.lerp(k_axis[i], k_axis[i + 1], w)
+        for _ in range(2):
+            k0 = k0 - (tau_mean_fraction(k0) - f) / _tau_mean_fraction_slope(k0)
     return k0 - (tau_mean_fraction(k0) - f) / _tau_mean_fraction_slope(k0)
 
 
@@ -226,7 +250,9 @@ def tau_disk_flux_nmgy_per_msun(
     tau model of mean age ``age_disk_gyr`` (:func:`tau_history`).  Arguments and result as
     :func:`single_age_disk_flux_nmgy_per_msun`."""
     history = tau_history(age_disk_gyr, cosmology.age_of_universe_gyr(redshift))
-    grid = sps.lg_age_gyr_grid.to(device=redshift.device, dtype=redshift.dtype)
+    # only the table's ages from the node whose cell holds 0.1 Gyr (and one below) get mass
+    first = max(sps.age_index_of(math.log10(OLD_MIN_AGE_GYR)) - 1, 0)
+    grid = sps.lg_age_gyr_grid[first:].to(device=redshift.device, dtype=redshift.dtype)
     return sps.composite_flux_nmgy_per_msun(
         redshift, age_grid_mass_fractions(history, grid), lg_zstar_zsun
     )

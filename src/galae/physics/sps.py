@@ -286,6 +286,7 @@ class SPSTable(torch.nn.Module):
 
         buf("redshift_grid", z)
         buf("lg_age_gyr_grid", age)
+        self._lg_age_values: tuple[float, ...] = tuple(float(a) for a in age)
         buf("lg_zstar_zsun_grid", met)
         buf("lg_ssp_flux10pc_nmgy_per_msun", arrays["lg_ssp_flux10pc_nmgy_per_msun"])
         buf("lg_young_flux10pc_nmgy_per_msun_yr", arrays["lg_young_flux10pc_nmgy_per_msun_yr"])
@@ -447,6 +448,15 @@ class SPSTable(torch.nn.Module):
         return 10.0 ** (lg + dex)
 
     # ----------------------------------------------------------------------------- composite
+    def age_index_of(self, lg_age_gyr: float) -> int:
+        """Index of the age node whose cell (between the log-midpoints to its neighbours)
+        holds ``lg_age_gyr`` (clamped to the grid); a Python int, no device sync."""
+        g = self._lg_age_values
+        for i in range(len(g) - 1):
+            if lg_age_gyr < 0.5 * (g[i] + g[i + 1]):
+                return i
+        return len(g) - 1
+
     def lg_composite_flux10pc_nmgy_per_msun_at(
         self, redshift: Tensor, age_weights: Tensor, lg_zstar_zsun: Tensor | float
     ) -> Tensor:
@@ -459,16 +469,19 @@ class SPSTable(torch.nn.Module):
 
         Args:
             redshift: (B,) within the table's redshift range.
-            age_weights: (B, n_age) current-mass fractions on ``lg_age_gyr_grid`` (summing to 1,
-                e.g. :func:`galae.physics.sfh.age_grid_mass_fractions`).
+            age_weights: (B, n) current-mass fractions (summing to 1, e.g.
+                :func:`galae.physics.sfh.age_grid_mass_fractions`) on the table's last n ages,
+                ``lg_age_gyr_grid[-n:]`` (n <= n_age: younger ages get no mass and cost
+                nothing).
             lg_zstar_zsun: log10(Z / Z_sun), (B,), (B, *S) or 0-d; clamped to the grid.
         """
         z, (lg_met,), shape_s = self._prepare(redshift, (lg_zstar_zsun,))
-        n_age = self.lg_age_gyr_grid.shape[0]
-        if age_weights.dim() != 2 or age_weights.shape[1] != n_age:
+        n_all = self.lg_age_gyr_grid.shape[0]
+        n_age = age_weights.shape[-1]
+        if age_weights.dim() != 2 or not 1 <= n_age <= n_all:
             raise ValueError(
-                f"age_weights must have shape (B, {n_age}) (the table's ages), "
-                f"got {tuple(age_weights.shape)}"
+                f"age_weights must have shape (B, n) with n <= {n_all} (the table's last n "
+                f"ages), got {tuple(age_weights.shape)}"
             )
         if age_weights.shape[0] not in (1, z.shape[0]):
             raise ValueError(
@@ -477,9 +490,9 @@ class SPSTable(torch.nn.Module):
         met_axis = self._buffer(self.lg_zstar_zsun_grid, z)
         lg_met = lg_met.clamp(float(met_axis[0]), float(met_axis[-1]))
         t_z = _interp_over_z(
-            self._buffer(self.lg_ssp_flux10pc_nmgy_per_msun, z),
+            self._buffer(self.lg_ssp_flux10pc_nmgy_per_msun[:, :, n_all - n_age :], z),
             bracket(self._buffer(self.redshift_grid, z), z),
-        )  # (B, C, nA, nZ)
+        )  # (B, C, n, nZ)
         w = age_weights.to(t_z.dtype).expand(z.shape[0], n_age)
         lin = torch.einsum("bcam,ba->bcm", 10.0**t_z, w)  # (B, C, nZ)
         lg_c = torch.log10(lin.clamp_min(torch.finfo(lin.dtype).tiny))
