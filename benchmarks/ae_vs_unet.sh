@@ -23,9 +23,14 @@ $P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_ft/model
 $P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_anneal/model.pt "trainable=[encoder.out_z]" sleep_photo_z_fraction=1.0 sleep_mask_fraction=0.5 lr=2e-3 warmup_steps=20 max_steps=1500 max_minutes=6 out_dir=runs/pz_head fit_prior=false
 $P -m galae.calibrate --checkpoint runs/pz_head/model.pt --data data/quickstart_train.h5 --out runs/pz_head/model_cal.pt
 $P -m galae.calibrate --checkpoint runs/pz_head/model_cal.pt --data data/quickstart_train.h5 --n 1024 --refine-steps 60 --out runs/pz_head/model_refcal.pt
+# ... then fine-tuned for the tau-model disk (galae.physics.sfh; the mocks rendered with it)
+$P -m galae.mock --config configs/mock_analytic.yaml --n 2000 --seed 1 --out data/analytic_train.h5
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/pz_head/model_refcal.pt data=data/analytic_train.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 lr=5e-4 warmup_steps=50 max_steps=12000 max_minutes=48 out_dir=runs/sfh_ft fit_prior=false
+$P -m galae.calibrate --checkpoint runs/sfh_ft/model.pt --data data/analytic_train.h5 --out runs/sfh_ft/model_cal.pt
+$P -m galae.calibrate --checkpoint runs/sfh_ft/model_cal.pt --data data/analytic_train.h5 --n 1024 --refine-steps 60 --out runs/sfh_ft/model_refcal.pt
 $P -m galae.train --config configs/unet.yaml max_minutes=50  # supervised, on the particle truth maps
 for s in test seeing lowsn highz nou; do
-  AE=runs/pz_head/model_refcal.pt  # = src/galae/default_model/model.pt
+  AE=runs/sfh_ft/model_refcal.pt  # = src/galae/default_model/model.pt
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --out runs/eval/ae_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --out runs/eval/ae_refined_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --mask-neighbours --out runs/eval/ae_masked_particles_$s --no-figures

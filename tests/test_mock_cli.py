@@ -169,3 +169,23 @@ def test_existing_file_needs_overwrite(runs: Path, tmp_path: Path) -> None:
     assert target.read_bytes() == before  # left untouched
     main(["--n", "3", "--out", str(target), "--overwrite", f"shape=[{SIZE},{SIZE}]"])
     assert inspect_h5(target).n_galaxies == 3
+
+
+def test_training_data_are_made_with_the_model_physics(tmp_path: Path) -> None:
+    """``ensure_data`` (what ``python -m galae.train`` calls when the data set is missing)
+    renders the analytic mocks with the training config's disk history, and records it; the
+    single-population disk is fainter and redder than the tau-model one at the same latents."""
+    from galae.data.loader import ensure_data
+    from galae.evaluate import analytic_disk_history
+
+    mags = {}
+    for history in ("single", "tau"):
+        path = ensure_data(tmp_path / f"{history}.h5", str(CONFIG), 4, 0, history)
+        info = inspect_h5(path, expected_bands=BANDS)
+        assert analytic_disk_history(info.attrs) == history
+        mags[history] = read_h5(path, np.arange(4), expected_bands=BANDS)["truth"]["params"]
+    for k in REGISTRY.names:  # same seed: the same galaxies
+        assert np.array_equal(mags["single"][k], mags["tau"][k])
+    assert bool((mags["single"]["mag_r"] > mags["tau"]["mag_r"]).all())
+    assert analytic_disk_history({"generator": "galae.mock.particles"}) is None
+    assert analytic_disk_history({"generator": "galae.mock.analytic"}) == "single"  # older files

@@ -52,8 +52,16 @@ def collate_batch(
     )
 
 
-def ensure_data(path: str | Path, mock_config: str | None, mock_n: int | None, seed: int) -> Path:
-    """Return ``path``; if it does not exist and a mock config is given, generate it first."""
+def ensure_data(
+    path: str | Path,
+    mock_config: str | None,
+    mock_n: int | None,
+    seed: int,
+    disk_history: str | None = None,
+) -> Path:
+    """Return ``path``; if it does not exist and a mock config is given, generate it first
+    (analytic mocks rendered with ``disk_history`` when given: the physics of the model that
+    will train on them)."""
     p = Path(path)
     if p.exists():
         return p
@@ -64,7 +72,8 @@ def ensure_data(path: str | Path, mock_config: str | None, mock_n: int | None, s
         )
     from galae.mock import run_mock
 
-    run_mock(mock_config, out=p, n=mock_n, seed=seed)
+    extra = {} if disk_history is None else {"disk_history": disk_history}
+    run_mock(mock_config, out=p, n=mock_n, seed=seed, **extra)
     return p
 
 
@@ -73,7 +82,9 @@ def make_loaders(
 ) -> tuple[DataLoader, DataLoader | None, dict[str, Any]]:
     """Train and validation loaders plus the data description saved in checkpoints."""
     if rank == 0:
-        path = ensure_data(cfg.data, cfg.mock_config, cfg.mock_n, cfg.seed)
+        path = ensure_data(
+            cfg.data, cfg.mock_config, cfg.mock_n, cfg.seed, getattr(cfg, "disk_history", None)
+        )
     if world > 1:
         torch.distributed.barrier()
     path = Path(cfg.data)
