@@ -71,6 +71,7 @@ _KAPPA_MAX: float = 1000.0
 _KAPPA_SMALL: float = 1e-3
 _KAPPA_SERIES: float = 0.5
 _TABLE_NODES: int = 1201
+_LOGIT_MAX: float = math.log(MEAN_FRACTION_MAX / MEAN_FRACTION_MIN)
 _KAPPA_TABLES: dict[tuple[str, torch.dtype], tuple[Tensor, Tensor]] = {}
 _BISECTION_STEPS: int = 60
 
@@ -136,8 +137,7 @@ def _kappa_table(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tens
     range), solved once in float64 by bisection and cached per device and dtype."""
     key = (str(device), dtype)
     if key not in _KAPPA_TABLES:
-        lo_x = math.log(MEAN_FRACTION_MIN / (1.0 - MEAN_FRACTION_MIN))
-        x = torch.linspace(lo_x, -lo_x, _TABLE_NODES, dtype=torch.float64)
+        x = torch.linspace(-_LOGIT_MAX, _LOGIT_MAX, _TABLE_NODES, dtype=torch.float64)
         f = torch.sigmoid(x)
         lo = torch.full_like(f, -_KAPPA_MAX)
         hi = torch.full_like(f, _KAPPA_MAX)
@@ -161,7 +161,7 @@ def tau_shape_from_mean_fraction(mean_fraction: Tensor) -> Tensor:
     f = mean_fraction.clamp(MEAN_FRACTION_MIN, MEAN_FRACTION_MAX)
     with torch.no_grad():
         x_axis, k_axis = _kappa_table(f.device, f.dtype)
-        x = torch.logit(f).clamp(float(x_axis[0]), float(x_axis[-1]))
+        x = torch.logit(f).clamp(-_LOGIT_MAX, _LOGIT_MAX)  # Python bounds: no device sync
         i = (torch.searchsorted(x_axis, x.contiguous()) - 1).clamp(0, x_axis.shape[0] - 2)
         w = (x - x_axis[i]) / (x_axis[i + 1] - x_axis[i])
         k0 = torch.lerp(k_axis[i], k_axis[i + 1], w)
