@@ -23,7 +23,7 @@ from galae.config import config_to_dict
 from galae.encoder import EncoderConfig, GalaxyEncoder
 from galae.latent import REGISTRY, LatentRegistry
 from galae.model import GalaxyGuide, GalaxyModel
-from galae.physics.sfh import DEFAULT_DISK_HISTORY
+from galae.physics.sfh import DEFAULT_DISK_HISTORY, LEGACY_DISK_HISTORY
 from galae.physics.sps import SPSTable
 from galae.prior import BroadPrior, FlowPrior
 from galae.render.renderer import GalaxyRenderer
@@ -203,7 +203,7 @@ def checkpoint_disk_history(state: dict[str, Any]) -> str:
     """The disk history an autoencoder checkpoint was trained with: its saved
     ``disk_history``, or "single" (one population) for checkpoints made before the choice
     existed."""
-    return str(state.get("disk_history", "single"))
+    return str(state.get("disk_history", LEGACY_DISK_HISTORY))
 
 
 #: Renderer settings added after the first checkpoints, with the behaviour those were trained with.

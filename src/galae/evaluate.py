@@ -363,8 +363,10 @@ def analytic_disk_history(attrs: dict[str, Any]) -> str | None:
     "single" for files written before the choice existed), or None for other generators."""
     if attrs.get("generator") != "galae.mock.analytic":
         return None
+    from galae.physics.sfh import LEGACY_DISK_HISTORY
+
     cfg = json.loads(str(attrs.get("generator_config", "{}")) or "{}")
-    return str(cfg.get("disk_history", "single"))
+    return str(cfg.get("disk_history", LEGACY_DISK_HISTORY))
 
 
 #: |z_phot - z| / (1 + z) beyond which a photometric redshift counts as an outlier (the usual

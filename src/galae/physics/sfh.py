@@ -59,6 +59,7 @@ __all__ = [
     "tau_disk_flux_nmgy_per_msun",
     "DISK_HISTORIES",
     "DEFAULT_DISK_HISTORY",
+    "LEGACY_DISK_HISTORY",
     "check_disk_history",
 ]
 
@@ -267,6 +268,8 @@ DISK_HISTORIES: dict[str, Callable[[SPSTable, Tensor, Tensor, Tensor], Tensor]] 
 }
 #: The history new models and mocks use.
 DEFAULT_DISK_HISTORY: str = "tau"
+#: The history of checkpoints and mock files written before the choice existed.
+LEGACY_DISK_HISTORY: str = "single"
 
 
 def check_disk_history(name: str) -> str:

@@ -123,6 +123,13 @@ def _gather_last(values: Tensor, index: Tensor) -> Tensor:
     return torch.gather(values, 2, index.unsqueeze(1).expand(b, c, index.shape[1]))
 
 
+def _interp_over_met(table: Tensor, met: AxisBracket) -> Tensor:
+    """Interpolate ``table`` (B, C, n_Z) linearly at the bracketed metallicities (B, N)
+    -> (B, C, N)."""
+    lo = _gather_last(table, met.index)
+    return _lerp(lo, _gather_last(table, met.index + 1), met.weight.unsqueeze(1))
+
+
 def interp_band_table(table: Tensor, redshift_axis: Tensor, redshift: Tensor) -> Tensor:
     """Interpolate a (n_bands, n_z) table linearly in redshift -> (B, n_bands).
 
@@ -153,8 +160,7 @@ def interp_young_lg_flux(
         (B, n_bands, N) log10 flux.
     """
     t_z = _interp_over_z(lg_table, bracket(redshift_axis, redshift))  # (B, C, nZ)
-    m = bracket(met_axis, lg_met)
-    return _lerp(_gather_last(t_z, m.index), _gather_last(t_z, m.index + 1), m.weight.unsqueeze(1))
+    return _interp_over_met(t_z, bracket(met_axis, lg_met))
 
 
 def interp_ssp_lg_flux(
@@ -186,12 +192,7 @@ def interp_ssp_lg_flux(
         rows = torch.arange(bsz, device=t_z.device)
         lo = t_z[rows, :, a.index[:, 0]]  # (B, C, nZ)
         hi = t_z[rows, :, a.index[:, 0] + 1]
-        t_za = _lerp(lo, hi, a.weight.reshape(bsz, 1, 1))
-        return _lerp(
-            _gather_last(t_za, m.index),
-            _gather_last(t_za, m.index + 1),
-            m.weight.unsqueeze(1),
-        )
+        return _interp_over_met(_lerp(lo, hi, a.weight.reshape(bsz, 1, 1)), m)
     n = max(lg_age.shape[1], lg_met.shape[1])
     ia, wa = a.index.expand(bsz, n), a.weight.expand(bsz, n).unsqueeze(1)
     im, wm = m.index.expand(bsz, n), m.weight.expand(bsz, n).unsqueeze(1)
@@ -396,6 +397,12 @@ class SPSTable(torch.nn.Module):
         """-0.4 DM(z) as (B, 1), log10 of the 10 pc -> d_L dimming."""
         return (-cosmology.distance_modulus_mag(z) / _MAG_PER_DEX).unsqueeze(1)
 
+    def _observed(self, lg_flux10pc: Tensor, redshift: Tensor | float) -> Tensor:
+        """Observed flux from a log10 flux at 10 pc (B, n_bands, *S): times 10^(-0.4 DM(z))."""
+        z = torch.as_tensor(redshift, device=lg_flux10pc.device, dtype=lg_flux10pc.dtype)
+        dex = self._distance_dex(z).reshape((-1, 1) + (1,) * (lg_flux10pc.dim() - 2))
+        return 10.0 ** (lg_flux10pc + dex)
+
     # ----------------------------------------------------------------------------- SSP
     def lg_ssp_flux10pc_nmgy_per_msun_at(
         self, redshift: Tensor, lg_age_gyr: Tensor | float, lg_zstar_zsun: Tensor | float
@@ -443,9 +450,7 @@ class SPSTable(torch.nn.Module):
             lg_zstar_zsun: log10(Z / Z_sun), same conventions; clamped to the metallicity grid.
         """
         lg = self.lg_ssp_flux10pc_nmgy_per_msun_at(redshift, lg_age_gyr, lg_zstar_zsun)
-        z = torch.as_tensor(redshift, device=lg.device, dtype=lg.dtype)
-        dex = self._distance_dex(z).reshape((-1, 1) + (1,) * (lg.dim() - 2))
-        return 10.0 ** (lg + dex)
+        return self._observed(lg, redshift)
 
     # ----------------------------------------------------------------------------- composite
     def age_index_of(self, lg_age_gyr: float) -> int:
@@ -496,11 +501,7 @@ class SPSTable(torch.nn.Module):
         w = age_weights.to(t_z.dtype).expand(z.shape[0], n_age)
         lin = torch.einsum("bcam,ba->bcm", 10.0**t_z, w)  # (B, C, nZ)
         lg_c = torch.log10(lin.clamp_min(torch.finfo(lin.dtype).tiny))
-        m = bracket(met_axis, lg_met)
-        lg = _lerp(
-            _gather_last(lg_c, m.index), _gather_last(lg_c, m.index + 1), m.weight.unsqueeze(1)
-        )
-        return self._finish(lg, shape_s)
+        return self._finish(_interp_over_met(lg_c, bracket(met_axis, lg_met)), shape_s)
 
     def composite_flux_nmgy_per_msun(
         self, redshift: Tensor, age_weights: Tensor, lg_zstar_zsun: Tensor | float
@@ -508,9 +509,7 @@ class SPSTable(torch.nn.Module):
         """Observed flux per M_sun of current mass of a composite population, nanomaggies,
         (B, n_bands, *S): :meth:`lg_composite_flux10pc_nmgy_per_msun_at` times 10^(-0.4 DM(z))."""
         lg = self.lg_composite_flux10pc_nmgy_per_msun_at(redshift, age_weights, lg_zstar_zsun)
-        z = torch.as_tensor(redshift, device=lg.device, dtype=lg.dtype)
-        dex = self._distance_dex(z).reshape((-1, 1) + (1,) * (lg.dim() - 2))
-        return 10.0 ** (lg + dex)
+        return self._observed(lg, redshift)
 
     # ----------------------------------------------------------------------------- young
     def lg_young_flux10pc_nmgy_per_msun_yr_at(
@@ -547,9 +546,7 @@ class SPSTable(torch.nn.Module):
             lg_zstar_zsun: log10(Z / Z_sun) of stars and gas, (B,), (B, *S) or 0-d; clamped.
         """
         lg = self.lg_young_flux10pc_nmgy_per_msun_yr_at(redshift, lg_zstar_zsun)
-        z = torch.as_tensor(redshift, device=lg.device, dtype=lg.dtype)
-        dex = self._distance_dex(z).reshape((-1, 1) + (1,) * (lg.dim() - 2))
-        return 10.0 ** (lg + dex)
+        return self._observed(lg, redshift)
 
     # ----------------------------------------------------------------------------- dust
     def calzetti_k_band(self, redshift: Tensor) -> Tensor:
