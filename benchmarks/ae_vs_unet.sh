@@ -28,9 +28,16 @@ $P -m galae.mock --config configs/mock_analytic.yaml --n 2000 --seed 1 --out dat
 $P -m galae.train --config configs/analytic_pop.yaml init_from=runs/pz_head/model_refcal.pt data=data/analytic_train.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 lr=5e-4 warmup_steps=50 max_steps=12000 max_minutes=48 out_dir=runs/sfh_ft fit_prior=false
 $P -m galae.calibrate --checkpoint runs/sfh_ft/model.pt --data data/analytic_train.h5 --out runs/sfh_ft/model_cal.pt
 $P -m galae.calibrate --checkpoint runs/sfh_ft/model_cal.pt --data data/analytic_train.h5 --n 1024 --refine-steps 60 --out runs/sfh_ft/model_refcal.pt
+# ... then 2781 steps on a GPU, 6000 on the CPU with a fifth of the simulated stamps missing a
+# whole band, calibrated again (src/galae/default_model/README.md, "This release"; CUDA needed)
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/sfh_ft/model_refcal.pt data=data/gtrain.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 lr=5e-4 warmup_steps=50 max_minutes=3.8 max_steps=2200 batch_size=256 out_dir=runs/gpu_ft9 fit_prior=false num_workers=6 device=cuda
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_ft9/model.pt data=data/gtrain.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 lr=2e-4 warmup_steps=20 max_minutes=4.0 max_steps=1400 batch_size=256 out_dir=runs/gpu_ft9b fit_prior=false num_workers=6 device=cuda seed=4
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_ft9b/model.pt data=data/analytic_train.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2 lr=2e-4 warmup_steps=20 max_steps=6000 max_minutes=22 out_dir=runs/band_ft fit_prior=false
+$P -m galae.calibrate --checkpoint runs/band_ft/model.pt --data data/analytic_train.h5 --out runs/band_ft/model_cal.pt
+$P -m galae.calibrate --checkpoint runs/band_ft/model_cal.pt --data data/analytic_train.h5 --n 1024 --refine-steps 60 --out runs/band_ft/model_refcal.pt
 $P -m galae.train --config configs/unet.yaml max_minutes=50  # supervised, on the particle truth maps
 for s in test seeing lowsn highz nou; do
-  AE=runs/sfh_ft/model_refcal.pt  # = src/galae/default_model/model.pt
+  AE=runs/band_ft/model_refcal.pt  # = src/galae/default_model/model.pt
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --out runs/eval/ae_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --out runs/eval/ae_refined_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --mask-neighbours --out runs/eval/ae_masked_particles_$s --no-figures

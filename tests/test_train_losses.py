@@ -102,6 +102,7 @@ def test_sleep_loss_uses_the_given_prior() -> None:
         ("render_preset", "ultra", "render_preset"),
         ("sleep_broad_fraction", 1.5, "sleep_broad_fraction"),
         ("sleep_mask_fraction", -0.1, "sleep_mask_fraction"),
+        ("sleep_missing_band_fraction", 1.5, "sleep_missing_band_fraction"),
         ("sleep_photo_z_fraction", 1.2, "sleep_photo_z_fraction"),
         ("disk_history", "delayed", "disk_history"),
     ],
@@ -157,6 +158,38 @@ def test_random_source_masks() -> None:
     assert bool(one_band.flatten(1).any(1).any())  # some rectangles
     assert not bool(random_source_masks((8, 5, 32, 32), 0.0, g).any())
     assert bool(random_source_masks((8, 5, 32, 32), 1.0, g).flatten(1).any(1).all())
+
+
+def test_random_source_masks_missing_band() -> None:
+    """missing_band_fraction: that fraction of the stamps loses exactly one whole band, every band
+    in turn; without it no band is ever wholly masked."""
+    g = torch.Generator().manual_seed(1)
+    m = random_source_masks((600, 5, 16, 16), 0.0, g, missing_band_fraction=0.4)
+    whole = m.flatten(2).all(2)  # (B, C): band wholly masked
+    assert int(whole.sum(1).max()) == 1
+    frac = float(whole.any(1).float().mean())
+    assert 0.34 < frac < 0.46  # binomial, 600 stamps: 3 sigma
+    assert bool((m.flatten(2).any(2) == whole).all())  # nothing else is masked
+    assert bool(whole.any(0).all())  # each band is the lost one for some stamps
+    m = random_source_masks((200, 5, 16, 16), 1.0, g)
+    assert not bool(m.flatten(2).all(2).any())
+
+
+def test_sleep_with_missing_bands_masks_the_simulations() -> None:
+    """sleep_loss with missing_band_fraction=1 scores stamps that each lack a whole band: the
+    loss differs from the unmasked one under the same seed and stays finite with gradients."""
+    model, guide = _modules()
+    out = {}
+    for fraction in (0.0, 1.0):
+        guide.zero_grad()
+        loss = sleep_loss(
+            model, guide, _batch(), torch.Generator().manual_seed(2), None, 0.0, 0.0, fraction
+        )
+        loss.backward()
+        grad = sum(float(p.grad.abs().sum()) for p in guide.parameters() if p.grad is not None)
+        assert bool(torch.isfinite(loss)) and grad > 0
+        out[fraction] = loss.item()
+    assert out[0.0] != out[1.0]
 
 
 def test_sleep_with_masks_trains_the_masked_channel() -> None:

@@ -96,6 +96,9 @@ class TrainConfig:
     # (discs off the centre, as galae.data.segmentation leaves) or of bad pixels (a rectangle in
     # one band), so that the encoder learns to read masked pixels (random_source_masks)
     sleep_mask_fraction: float = 0.0
+    # fraction of the simulated stamps that lose one whole band, drawn uniformly (a band the
+    # survey did not take, or lost): every pixel of it masked (random_source_masks)
+    sleep_missing_band_fraction: float = 0.0
     # fraction of the simulated stamps on which the photometric-redshift head (what encode uses
     # when a redshift is unknown) is also trained: -log q(z_true | x), on features that carry
     # no gradient, so the latent posterior is unchanged by it (sleep_loss)
@@ -170,6 +173,11 @@ class TrainConfig:
         if not 0.0 <= self.sleep_mask_fraction <= 1.0:
             raise ValueError(
                 f"sleep_mask_fraction must be in [0, 1], got {self.sleep_mask_fraction}"
+            )
+        if not 0.0 <= self.sleep_missing_band_fraction <= 1.0:
+            raise ValueError(
+                "sleep_missing_band_fraction must be in [0, 1], "
+                f"got {self.sleep_missing_band_fraction}"
             )
         if not 0.0 <= self.sleep_photo_z_fraction <= 1.0:
             raise ValueError(
@@ -285,6 +293,7 @@ def random_source_masks(
     fraction: float,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    missing_band_fraction: float = 0.0,
 ) -> Tensor:
     """Random masks (B, C, H, W) bool for simulated stamps, True = masked.
 
@@ -294,6 +303,9 @@ def random_source_masks(
     the segmentation of foreground stars and neighbours (:mod:`galae.data.segmentation`) leaves.
     Half of those stamps also lose a rectangle (1-4 pixels by up to the stamp) in one band: bad
     columns, saturation bleeds, NaN pixels.  The others are unmasked.
+
+    Independently, a ``missing_band_fraction`` of the stamps lose one whole band (every pixel
+    masked; the band drawn uniformly): a band the survey did not take or lost.
     """
     b, c, h, w = shape
 
@@ -335,7 +347,13 @@ def random_source_masks(
     rect = torch.where(vertical.view(-1, 1, 1), across_v & along_v, across_h & along_h)
     rect = rect & bad.view(-1, 1, 1)
     onehot = torch.arange(c, device=device).view(1, c, 1, 1) == band.view(-1, 1, 1, 1)
-    return mask | (rect[:, None] & onehot)
+    mask = mask | (rect[:, None] & onehot)
+    if missing_band_fraction > 0:
+        gone = u(b) < missing_band_fraction
+        which = (u(b) * c).long().clamp_max(c - 1)
+        whole = gone.view(-1, 1) & (torch.arange(c, device=device).view(1, c) == which.view(-1, 1))
+        mask = mask | whole[:, :, None, None]
+    return mask
 
 
 def sleep_loss(
@@ -346,6 +364,7 @@ def sleep_loss(
     prior: torch.nn.Module | None = None,
     mask_fraction: float = 0.0,
     photo_z_fraction: float = 0.0,
+    missing_band_fraction: float = 0.0,
 ) -> Tensor:
     """-log q(u_true | x_sim, z) / D, averaged over the simulated batch, plus a photo-z term.
 
@@ -360,12 +379,16 @@ def sleep_loss(
     B x D, so that a hidden stamp's term is -log q(u, z | x) / D.
 
     With ``mask_fraction`` > 0 that fraction of the simulated stamps is masked at random on top
-    of the batch's own masks (:func:`random_source_masks`).
+    of the batch's own masks, and with ``missing_band_fraction`` > 0 that fraction loses one
+    whole band (:func:`random_source_masks`).
     """
     u, sim = simulate_like(model, batch, generator, prior)
-    if mask_fraction > 0:
+    if mask_fraction > 0 or missing_band_fraction > 0:
         shape = tuple(sim.images.shape)
-        sim = sim.with_mask(random_source_masks(shape, mask_fraction, generator, sim.images.device))
+        extra = random_source_masks(
+            shape, mask_fraction, generator, sim.images.device, missing_band_fraction
+        )
+        sim = sim.with_mask(extra)
     enc = guide.encoder
     feat, cond = enc.trunk(sim.images, sim.sigma, sim.mask, sim.psf_fwhm_arcsec, sim.redshift)
     out = enc.head_outputs(feat, cond)  # = guide.encode(sim): the encoder is told z
@@ -610,6 +633,7 @@ def train(cfg: TrainConfig) -> Path:
                     sleep_prior,
                     cfg.sleep_mask_fraction,
                     cfg.sleep_photo_z_fraction,
+                    cfg.sleep_missing_band_fraction,
                 )
             if cfg.supervised_weight > 0:
                 terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
