@@ -183,7 +183,7 @@ def evaluate(
     n: int | None = None,
     batch_size: int = 64,
     n_posterior: int = 200,
-    n_mc_derived: int = 16,
+    n_mc_derived: int = 64,
     device: str = "cpu",
     figures: bool = True,
     seed: int = 0,
@@ -637,7 +637,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument(
         "--n-mc-derived",
         type=int,
-        default=16,
+        default=64,
         help="rendered posterior draws (antithetic pairs) per galaxy for the derived observables",
     )
     ap.add_argument(
