@@ -36,6 +36,7 @@ from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
 from galae.likelihood import chi2_per_pixel
 from galae.physics.maps import MAP_NAMES
+from galae.physics.sfh import LEGACY_DISK_HISTORY
 from galae.runtime import tune_cpu_allocator
 
 __all__ = [
@@ -363,8 +364,6 @@ def analytic_disk_history(attrs: dict[str, Any]) -> str | None:
     "single" for files written before the choice existed), or None for other generators."""
     if attrs.get("generator") != "galae.mock.analytic":
         return None
-    from galae.physics.sfh import LEGACY_DISK_HISTORY
-
     cfg = json.loads(str(attrs.get("generator_config", "{}")) or "{}")
     return str(cfg.get("disk_history", LEGACY_DISK_HISTORY))
 

@@ -312,6 +312,10 @@ def random_source_masks(
     def u(*size: int) -> Tensor:
         return torch.rand(*size, generator=generator, device=device)
 
+    def one_band() -> Tensor:  # (B, C, 1, 1) bool: one band per stamp, drawn uniformly
+        band = (u(b) * c).long().clamp_max(c - 1)
+        return torch.arange(c, device=device).view(1, c, 1, 1) == band.view(-1, 1, 1, 1)
+
     yy = torch.arange(h, device=device, dtype=torch.float32).view(1, 1, h, 1)
     xx = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, 1, w)
     cy, cx = (h - 1) / 2, (w - 1) / 2
@@ -331,7 +335,7 @@ def random_source_masks(
     mask = discs[:, None].expand(b, c, h, w).clone()
     # a bad rectangle in one band, in half of the masked stamps
     bad = on & (u(b) < 0.5)
-    band = (u(b) * c).long().clamp_max(c - 1)
+    rect_band = one_band()
     vertical = u(b) < 0.5
     thick = 1 + (u(b) * 4).long().clamp_max(3)
     pos = u(b)
@@ -346,13 +350,10 @@ def random_source_masks(
     along_h = ix < (length * w).ceil().long().view(-1, 1, 1)
     rect = torch.where(vertical.view(-1, 1, 1), across_v & along_v, across_h & along_h)
     rect = rect & bad.view(-1, 1, 1)
-    onehot = torch.arange(c, device=device).view(1, c, 1, 1) == band.view(-1, 1, 1, 1)
-    mask = mask | (rect[:, None] & onehot)
+    mask = mask | (rect[:, None] & rect_band)
     if missing_band_fraction > 0:
         gone = u(b) < missing_band_fraction
-        which = (u(b) * c).long().clamp_max(c - 1)
-        whole = gone.view(-1, 1) & (torch.arange(c, device=device).view(1, c) == which.view(-1, 1))
-        mask = mask | whole[:, :, None, None]
+        mask = mask | (gone.view(-1, 1, 1, 1) & one_band())
     return mask
 
 

@@ -82,9 +82,7 @@ def make_loaders(
 ) -> tuple[DataLoader, DataLoader | None, dict[str, Any]]:
     """Train and validation loaders plus the data description saved in checkpoints."""
     if rank == 0:
-        path = ensure_data(
-            cfg.data, cfg.mock_config, cfg.mock_n, cfg.seed, getattr(cfg, "disk_history", None)
-        )
+        path = ensure_data(cfg.data, cfg.mock_config, cfg.mock_n, cfg.seed, cfg.disk_history)
     if world > 1:
         torch.distributed.barrier()
     path = Path(cfg.data)
