@@ -45,3 +45,8 @@ for s in test seeing lowsn highz nou; do
   $P -m galae.evaluate --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/unet_particles_$s --no-figures
 done
 $P benchmarks/ae_vs_unet.py
+# which summary of the map posterior to report (README, issue 6): four estimators, 32 draws
+for s in test seeing lowsn highz nou; do
+  $P benchmarks/map_estimators.py --data data/particles_$s.h5 --n 128 --name amortized_$s
+done
+$P benchmarks/map_estimators.py --data data/particles_test.h5 --n 128 --refine-steps 60 --name refined_test

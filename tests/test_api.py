@@ -144,6 +144,51 @@ def test_encode_returns_every_name_with_the_contract_shapes(
     assert bool(((bt >= 0) & (bt <= 1)).all())
 
 
+def test_posterior_maps_are_per_pixel_moments_of_the_rendered_draws(trained: Trained) -> None:
+    """post.maps and post.maps_std are the per-pixel mean and standard deviation of the maps of
+    the n_mc_derived draws; model_maps are the maps of the model behind model_images (the
+    posterior mean latent); map_samples draws maps whose moments match them."""
+    d = trained.data
+    kw = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"], "redshift": d["redshift"], "n_mc": 16}
+    # n_mc_derived > n_mc: that many draws are rendered (the latents' moments use them all)
+    point = trained.model.encode(d["images"], d["sigma"], n_mc_derived=0, **kw)
+    post = trained.model.encode(d["images"], d["sigma"], n_mc_derived=256, **kw)
+    assert point.maps_std == {}
+    loc = trained.model.model.render(post._loc, post._batch)
+    for name in MAP_NAMES:
+        # n_mc_derived = 0: the maps at the posterior mean latent, which are also model_maps
+        torch.testing.assert_close(point.maps[name], point.model_maps[name])
+        torch.testing.assert_close(post.model_maps[name], loc.maps.named()[name])
+        assert post.maps[name].shape == post.maps_std[name].shape == (N_ENC, SIZE, SIZE)
+        assert bool((post.maps_std[name] >= 0).all()) and bool(
+            torch.isfinite(post.maps[name]).all()
+        )
+    name = "log10_sigma_mstar_msun_per_kpc2"
+    assert float(post.maps_std[name].max()) > 0.0  # a posterior, not a point
+    draws = post.map_samples(256, seed=3, names=[name])
+    assert set(draws) == {name} and draws[name].shape == (256, N_ENC, SIZE, SIZE)
+    # two independent 256-draw estimates of the same moments agree to Monte Carlo error
+    # (3 standard errors of a mean of 256 draws; the std's own error is about std / sqrt(512))
+    se = post.maps_std[name] / 256**0.5
+    centre = (slice(None), slice(SIZE // 2 - 4, SIZE // 2 + 4), slice(SIZE // 2 - 4, SIZE // 2 + 4))
+    gap = (draws[name].mean(0) - post.maps[name])[centre].abs()
+    assert float((gap <= 3 * 2**0.5 * se[centre] + 1e-5).float().mean()) > 0.97
+    torch.testing.assert_close(
+        draws[name].std(0)[centre], post.maps_std[name][centre], rtol=0.25, atol=1e-4
+    )
+    # the draws are those of post.samples / unconstrained_samples with the same seed
+    few = post.map_samples(2, seed=3, names=[name])[name]
+    torch.testing.assert_close(post.map_samples(2, seed=3, names=[name])[name], few)
+    u = post.unconstrained_samples(2, seed=3)
+    for j in range(2):
+        ren = trained.model.model.render(u[j], post._batch)
+        torch.testing.assert_close(few[j], ren.maps.named()[name], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown map name"):
+        post.map_samples(2, names=["log10_sigma_mstar"])
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        post.map_samples(0)
+
+
 def test_posterior_samples(post: Posterior) -> None:
     k = 3
     s = post.samples(k, seed=5)
@@ -632,6 +677,9 @@ def test_smaller_stamps_are_padded_with_masked_pixels_and_larger_refused(
     )
     assert small.model_images.shape == (2, 5, 28, 26)
     assert all(v.shape == (2, 28, 26) for v in small.maps.values())
+    assert all(v.shape == (2, 28, 26) for v in small.maps_std.values())
+    assert all(v.shape == (2, 28, 26) for v in small.model_maps.values())
+    assert small.map_samples(3)["age_gyr"].shape == (3, 2, 28, 26)
     frame = small._batch.mask
     assert frame.shape == (2, 5, SIZE, SIZE)
     assert bool(frame[..., :2, :].all()) and bool(frame[..., :, :3].all())
@@ -660,3 +708,22 @@ def test_evaluate_with_hidden_redshifts_scores_the_photo_z(trained: Trained) -> 
     assert m["hide_redshift"] and pz["n"] == 8
     assert pz["nmad"] >= 0 and 0 <= pz["outlier_fraction"] <= 1
     assert 0 <= pz["coverage_68"] <= pz["coverage_95"] <= 1
+
+
+def test_evaluate_reads_posterior_mean_maps_and_checks_their_uncertainties(
+    trained: Trained,
+) -> None:
+    """evaluate scores the per-pixel maps of the posterior mean, with the coverage of their
+    standard deviations, takes the within-2-r_half quantities from the model maps, says so in
+    the metrics, and draws the posterior sigma beside the maps."""
+    from galae.evaluate import evaluate
+
+    out = trained.root / "ev_maps"
+    m = evaluate(trained.checkpoint, trained.cfg.data, out, n=8, n_posterior=8, n_mc_derived=4)
+    est = m["map_estimators"]
+    assert "posterior mean" in est["per_pixel_and_radial"] and "4" in est["per_pixel_and_radial"]
+    assert "model_maps" in est["within_2rhalf"]
+    entry = m["maps"]["log10_sigma_mstar_msun_per_kpc2"]
+    assert 0.0 <= entry["per_pixel_coverage_68"] <= 1.0 and entry["per_pixel_median_std"] > 0.0
+    assert "log10_mstar_2rhalf" in m["maps"]
+    assert (out / "maps.png").stat().st_size > 10_000

@@ -98,6 +98,35 @@ def test_map_metrics_without_counts_report_all_non_empty_pixels_only() -> None:
     assert not any(k.endswith("well_sampled") for k in out[MSTAR])
 
 
+def test_map_metrics_take_the_integrated_quantities_from_the_aperture_prediction() -> None:
+    """Per-pixel and radial metrics read pm; the within-2-r_half ones read aperture_pm where it
+    has the map (the additive model_maps of a posterior), so a per-pixel mean of log maps never
+    enters an aperture sum."""
+    tm, pm, tp, counts = _maps()
+    n, h, w = tm[MSTAR].shape
+    shifted = {MSTAR: tm[MSTAR] - np.log10(2.0)}  # half the mass everywhere
+    out = map_metrics(tm, pm, tp, (h, w), 0.4, n, counts=counts, aperture_pm=shifted)
+    plain = map_metrics(tm, pm, tp, (h, w), 0.4, n, counts=counts)
+    assert out["log10_mstar_2rhalf"]["mean_log_true_over_pred"] == pytest.approx(np.log10(2.0))
+    assert out["log10_mstar_2rhalf"]["scatter_dex"] == pytest.approx(0.0, abs=1e-12)
+    assert out["log10_sfr_2rhalf"] == plain["log10_sfr_2rhalf"]  # no aperture map: pm
+    assert out[MSTAR]["per_pixel_scatter"] == plain[MSTAR]["per_pixel_scatter"]
+
+
+def test_map_metrics_check_per_pixel_uncertainties() -> None:
+    """With the prediction's standard deviations: the fraction of pixels whose truth lies within
+    one of them.  The errors are N(0, 0.1) on well-sampled pixels and N(0, 1) elsewhere, so a
+    0.1-dex std covers 68% of the former and about 8% of the latter."""
+    tm, pm, tp, counts = _maps(seed=5)
+    n, h, w = tm[MSTAR].shape
+    std = {MSTAR: np.full((n, h, w), 0.1)}
+    m = map_metrics(tm, pm, tp, (h, w), 0.4, n, counts=counts, pred_std=std)[MSTAR]
+    assert m["per_pixel_coverage_68_well_sampled"] == pytest.approx(0.6827, abs=0.03)
+    assert m["per_pixel_coverage_68"] < 0.5
+    assert m["per_pixel_median_std"] == pytest.approx(0.1)
+    assert "per_pixel_coverage_68" not in map_metrics(tm, pm, tp, (h, w), 0.4, n)[SFR]
+
+
 def test_photo_z_metrics() -> None:
     from galae.evaluate import PHOTO_Z_OUTLIER, photo_z_metrics
 

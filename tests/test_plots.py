@@ -445,6 +445,15 @@ def test_maps_comparison_figure(tmp_path: Path) -> None:
     assert len(one.get_axes()) == 5
     with pytest.raises(ValueError, match="not in both"):
         plots.maps_comparison_figure(truth, pred, names=["av_mag"])
+    # with posterior standard deviations: a fourth panel and colour bar per map, with its median
+    std = {m: np.full_like(truth[m], 0.25) for m in MAPS}
+    four = plots.maps_comparison_figure(truth, pred, index=1, std=std, out=tmp_path / "mc4.png")
+    assert len(four.get_axes()) == 2 * 4 + 2 * 3
+    texts = [t.get_text() for ax in four.get_axes() for t in ax.texts]
+    assert texts.count("median=0.25") == 2
+    _assert_png(tmp_path / "mc4.png")
+    with pytest.raises(ValueError, match="std has no map"):
+        plots.maps_comparison_figure(truth, pred, std={MAPS[0]: std[MAPS[0]]})
     with pytest.raises(ValueError, match="out of range"):
         plots.maps_comparison_figure(truth, pred, index=5)
 

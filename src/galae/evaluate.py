@@ -240,6 +240,8 @@ def evaluate(
     truth_params: dict[str, list[np.ndarray]] = {}
     truth_maps: dict[str, list[np.ndarray]] = {}
     pred_maps: dict[str, list[np.ndarray]] = {}
+    model_maps: dict[str, list[np.ndarray]] = {}
+    std_maps: dict[str, list[np.ndarray]] = {}
     count_maps: dict[str, list[np.ndarray]] = {}
     keep_imgs: dict[str, list[np.ndarray]] = {"images": [], "model": [], "sigma": [], "mask": []}
     for start in tqdm(range(0, total, batch_size), desc="evaluate", unit="batch"):
@@ -284,6 +286,10 @@ def evaluate(
             if k in post.maps:
                 truth_maps.setdefault(k, []).append(v)
                 pred_maps.setdefault(k, []).append(post.maps[k].cpu().numpy())
+                if k in APERTURE_MAPS:
+                    model_maps.setdefault(k, []).append(post.model_maps[k].cpu().numpy())
+                if k in post.maps_std:
+                    std_maps.setdefault(k, []).append(post.maps_std[k].cpu().numpy())
             elif k in SAMPLING_MAPS:
                 count_maps.setdefault(k, []).append(v)
         keep_imgs["images"].append(d["images"])
@@ -349,13 +355,31 @@ def evaluate(
 
     # ---- maps ------------------------------------------------------------------------------
     counts = {k: np.concatenate(v) for k, v in count_maps.items()}
+    sd = {k: np.concatenate(v) for k, v in std_maps.items()}
     metrics["maps"] = map_metrics(
-        tm, pm, tp, info.image_shape, info.pixel_scale_arcsec, total, counts=counts
+        tm,
+        pm,
+        tp,
+        info.image_shape,
+        info.pixel_scale_arcsec,
+        total,
+        counts=counts,
+        aperture_pm={k: np.concatenate(v) for k, v in model_maps.items()},
+        pred_std=sd,
     )
+    if metrics["maps"]:
+        metrics["map_estimators"] = {
+            "per_pixel_and_radial": (
+                f"posterior mean of each map, pixel by pixel, over {n_mc_derived} rendered draws"
+                if n_mc_derived > 0
+                else "maps at the posterior mean latent"
+            ),
+            "within_2rhalf": "aperture sums of the maps at the posterior mean latent (model_maps)",
+        }
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     if figures:
-        _figures(out_dir, keep_imgs, chi2, tm, pm, model.bands, metrics)
+        _figures(out_dir, keep_imgs, chi2, tm, pm, model.bands, metrics, sd)
     return metrics
 
 
@@ -400,8 +424,17 @@ def map_metrics(
     scale: float,
     total: int,
     counts: dict[str, np.ndarray] | None = None,
+    aperture_pm: dict[str, np.ndarray] | None = None,
+    pred_std: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Map metrics of Buck & Wolf (2021): integrated within 2 r_half, radial, per pixel.
+
+    The integrated quantities come from ``aperture_pm`` where it has the map (an additive
+    prediction: the autoencoder's ``model_maps``), else from ``pm``.  With ``pred_std`` (a
+    posterior's ``maps_std``) the per-pixel uncertainties are checked too:
+    ``per_pixel_coverage_68`` is the fraction of pixels whose truth lies within one posterior
+    standard deviation of the prediction (0.68 for a calibrated Gaussian posterior; lower where
+    the truth has structure the model cannot represent), with ``per_pixel_median_std``.
 
     Per pixel, the median (bias) and standard deviation (scatter) of log(true) - log(pred) are
     taken over the non-empty pixels.  With particle counts, they are also given over the
@@ -412,6 +445,8 @@ def map_metrics(
     Args:
         tm, pm: {map name: (N, H, W)} truth and prediction.
         tp: truth parameters {name: (N,)} (centre offsets and r-band half-light radius).
+        aperture_pm: {map name: (N, H, W)} predictions for the integrated quantities, or None.
+        pred_std: {map name: (N, H, W)} posterior standard deviations of ``pm``, or None.
         shape: (H, W); scale: pixel scale in arcsec; total: N.
         counts: {count map name of :data:`SAMPLING_MAPS`: (N, H, W)}, or None.
     """
@@ -428,9 +463,11 @@ def map_metrics(
         None,
     )
     r_half_pix = tp[rh_key] / scale if rh_key else np.full(total, 5.0)
+    aperture_pm = aperture_pm or {}
+    pred_std = pred_std or {}
     for mname, label in APERTURE_MAPS.items():
         if mname in tm and mname in pm:
-            lr = aperture_log_ratio(tm[mname], pm[mname], rad, r_half_pix)
+            lr = aperture_log_ratio(tm[mname], aperture_pm.get(mname, pm[mname]), rad, r_half_pix)
             out[label] = {
                 "mean_log_true_over_pred": float(np.nanmean(lr)),
                 "scatter_dex": float(np.nanstd(lr)),
@@ -449,6 +486,13 @@ def map_metrics(
             "per_pixel_scatter": float(np.std(d_[sel])) if sel.any() else float("nan"),
             "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix, valid=valid),
         }
+        within = None
+        if mname in pred_std:
+            within = np.abs(d_) <= pred_std[mname]
+            out[mname]["per_pixel_coverage_68"] = _fraction(within, sel)
+            out[mname]["per_pixel_median_std"] = (
+                float(np.median(pred_std[mname][sel])) if sel.any() else float("nan")
+            )
         cname = next((c for c, names in SAMPLING_MAPS.items() if mname in names), "n_particles")
         if cname in counts:
             good = sel & (counts[cname] >= MIN_PARTICLES_PER_PIXEL)
@@ -465,7 +509,14 @@ def map_metrics(
                     "well_sampled_count_map": cname,
                 }
             )
+            if within is not None:
+                out[mname]["per_pixel_coverage_68_well_sampled"] = _fraction(within, good)
     return out
+
+
+def _fraction(hits: np.ndarray, sel: np.ndarray) -> float:
+    """Mean of boolean ``hits`` over the selected entries (NaN when none is selected)."""
+    return float(hits[sel].mean()) if sel.any() else float("nan")
 
 
 def evaluate_unet(
@@ -556,6 +607,7 @@ def _figures(
     pm: dict[str, np.ndarray],
     bands: tuple[str, ...],
     metrics: dict[str, Any],
+    std: dict[str, np.ndarray] | None = None,
 ) -> None:
     from galae import plots
 
@@ -574,7 +626,11 @@ def _figures(
     if tm:
         names = [n for n in MAP_NAMES if n in tm]
         fig = plots.maps_comparison_figure(
-            {n: tm[n] for n in names}, {n: pm[n] for n in names}, names=names, index=int(picks[0])
+            {n: tm[n] for n in names},
+            {n: pm[n] for n in names},
+            names=names,
+            index=int(picks[0]),
+            std={n: std[n] for n in names} if std and all(n in std for n in names) else None,
         )
         plots.save_figure(fig, out_dir / "maps.png")
         fig = plots.radial_residuals_figure(

@@ -1107,23 +1107,34 @@ def maps_comparison_figure(
     names: Sequence[str] | None = None,
     index: int = 0,
     *,
+    std: Mapping[str, Any] | None = None,
     out: str | Path | None = None,
 ) -> Figure:
-    """Truth / prediction / difference (prediction - truth) for each map (rows) of one galaxy.
+    """Truth / prediction / difference (prediction - truth) for each map (rows) of one galaxy,
+    and with ``std`` a fourth column: the prediction's posterior standard deviation.
 
     Truth and prediction share colour limits and a colour bar with the map's unit; the
     difference is drawn with RdBu_r, symmetric limits (99th percentile of |difference|), its
-    own colour bar, and its RMS.
+    own colour bar, and its RMS; the standard deviation with its own colour bar and its median.
 
     Args:
         truth, pred: {map name: (N, H, W) or (H, W)}.
         names: maps to show (default those in both, ``MAP_UNITS`` order).
         index: which galaxy when the maps have a batch axis.
+        std: {map name: (N, H, W) or (H, W)} posterior standard deviations (a
+            :class:`galae.sampling.Posterior`'s ``maps_std``), or None.
         out: optional PNG path.
     """
     names, t, p = _map_pair(truth, pred, names, index)
-    fig = _new_figure(6.2, 1.75 * len(names) + 0.4)
-    axes = fig.subplots(len(names), 3, squeeze=False)
+    sd = {}
+    if std:
+        missing = [m for m in names if m not in std]
+        if missing:
+            raise ValueError(f"std has no map {missing}; it has {', '.join(std)}")
+        sd = {m: _pick(_np(std[m], m), index, 2, f"std[{m!r}]") for m in names}
+    cols = 4 if sd else 3
+    fig = _new_figure(6.2 * cols / 3, 1.75 * len(names) + 0.4)
+    axes = fig.subplots(len(names), cols, squeeze=False)
     for r, m in enumerate(names):
         vmin, vmax = _map_limits(m, np.concatenate([t[m].ravel(), p[m].ravel()]))
         for j, arr in enumerate((t[m], p[m])):
@@ -1157,8 +1168,17 @@ def maps_comparison_figure(
         cb = fig.colorbar(im, ax=axes[r, 2], location="right", shrink=0.9, aspect=12, pad=0.01)
         cb.set_label(r"$\Delta$ " + _pretty_unit(MAP_UNITS.get(m, "")), fontsize=6)
         cb.ax.tick_params(labelsize=6)
+        if sd:
+            im = axes[r, 3].imshow(
+                sd[m], origin="lower", cmap="magma", vmin=0.0, interpolation="nearest"
+            )
+            _stamp_text(axes[r, 3], f"median={np.nanmedian(sd[m]):.3g}", loc="lower left", size=6)
+            cb = fig.colorbar(im, ax=axes[r, 3], location="right", shrink=0.9, aspect=12, pad=0.01)
+            cb.set_label(r"$\sigma$ " + _pretty_unit(MAP_UNITS.get(m, "")), fontsize=6)
+            cb.ax.tick_params(labelsize=6)
         axes[r, 0].set_ylabel(map_label(m, with_unit=False), fontsize=8)
-    for j, title in enumerate(("truth", "prediction", r"prediction $-$ truth")):
+    titles = ("truth", "prediction", r"prediction $-$ truth", r"posterior $\sigma$")
+    for j, title in enumerate(titles[:cols]):
         axes[0, j].set_title(title, fontsize=8)
     for ax in axes.ravel():
         _bare(ax)
@@ -1611,7 +1631,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     truth_maps = data["truth"]["maps"]
     if any(m in truth_maps for m in post.maps):
         _done(
-            maps_comparison_figure(truth_maps, post.maps, index=0),
+            maps_comparison_figure(truth_maps, post.maps, index=0, std=post.maps_std),
             str(out.with_name(f"{out.stem}_maps{out.suffix or '.png'}")),
         )
         key = "r_half_arcsec_r"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -24,6 +24,7 @@ from galae.data.conditions import ObservingConditions, add_noise, sample_sdss_co
 from galae.encoder import EncoderOutput
 from galae.latent import REGISTRY
 from galae.model import Batch, GalaxyGuide, GalaxyModel
+from galae.physics.maps import MAP_UNITS
 from galae.render.observation import Observation, as_tensor
 from galae.render.psf import GaussianPSF
 
@@ -79,8 +80,21 @@ class Posterior:
             (``r_half_arcsec_<band>``, ``bulge_to_total_<band>``, ``mag_<band>``,
             ``log10_mstar_msun``, ``log10_sfr_msun_per_yr``) and ``redshift``.
         std: ``{name: (N,)}`` posterior standard deviations of the same quantities.
-        maps: ``{name: (N, H, W)}`` maps rendered at the posterior mean latent (for an unknown
-            redshift: at the photo-z median, with that redshift's posterior mean latent).
+        maps: ``{name: (N, H, W)}`` posterior mean of every map, pixel by pixel, over the
+            ``n_mc_derived`` rendered draws (for an unknown redshift: joint draws of latents and
+            redshift).  The maps are kept in the units of :data:`galae.physics.maps.MAP_UNITS`,
+            so a log map's mean is the posterior mean of the log, as ``params`` holds the
+            posterior mean of ``log10_mstar_msun``: per pixel, the estimate with the least
+            expected squared error in dex.  It is not additive: summed over an aperture,
+            ``10**maps`` falls short of the model's mass there by Jensen's inequality, so
+            integrate ``model_maps`` (or :meth:`map_samples`, draw by draw) instead.  With
+            ``n_mc_derived = 0`` these are ``model_maps``.
+        maps_std: ``{name: (N, H, W)}`` posterior standard deviation of every map over the same
+            draws (dex for the log maps); empty when ``n_mc_derived = 0``.
+        model_maps: ``{name: (N, H, W)}`` the maps of the single model that ``model_images``
+            renders: at the posterior mean latent (for an unknown redshift: at the photo-z
+            median, with that redshift's posterior mean latent).  Sums of ``10**model_maps``
+            over an aperture are that model's stellar mass or SFR inside it.
         model_images: (N, C, H, W) reconstruction at the same latent and redshift.
         mask: (N, C, H, W) bool, the pixels left out of the fit (True): the input mask, NaN/inf
             pixels and, with ``mask_neighbours``, the other sources.
@@ -89,6 +103,8 @@ class Posterior:
     params: dict[str, Tensor]
     std: dict[str, Tensor]
     maps: dict[str, Tensor]
+    maps_std: dict[str, Tensor]
+    model_maps: dict[str, Tensor]
     model_images: Tensor
     mask: Tensor
     _owner: GalaeModel
@@ -99,6 +115,7 @@ class Posterior:
     _z_dist: Any
     _mixture: PhotoZMixture | None = None
     _mixture_index: Tensor | None = None
+    _crop: tuple[slice, slice] = (slice(None), slice(None))
 
     def samples(self, k: int, seed: int | None = None, derived: bool = True) -> dict[str, Tensor]:
         """k draws from q: ``{name: (k, N)}`` (latents, redshift, and derived observables).
@@ -106,6 +123,19 @@ class Posterior:
         For galaxies of unknown redshift the latents and the redshift are drawn jointly
         (:class:`PhotoZMixture`)."""
         return self._owner._posterior_draws(self, k, seed, derived)
+
+    def map_samples(
+        self, k: int, seed: int | None = None, names: Sequence[str] | None = None
+    ) -> dict[str, Tensor]:
+        """The maps of k posterior draws: ``{name: (k, N, H, W)}``.
+
+        The draws are those of :meth:`samples` with the same ``seed`` (latents and, for an
+        unknown redshift, redshift jointly), rendered PSF-free on the stamp.  Integrate them
+        draw by draw for the posterior of an aperture quantity (the mass inside a radius, say);
+        ``names`` keeps only those maps (all of :data:`galae.physics.maps.MAP_UNITS` by
+        default), which saves memory for large k.
+        """
+        return self._owner._map_draws(self, k, seed, names)
 
     def unconstrained_samples(self, k: int, seed: int | None = None) -> Tensor:
         """(k, N, D) draws of the unconstrained latent."""
@@ -245,20 +275,58 @@ def _derived_flat(
     The k x N draws are flattened into one batch (in chunks of ``chunk``) and rendered PSF-free.
     Returns {name: (k, N)}.
     """
+    return _derived_and_map_moments(renderer, phys, z, batch, chunk, map_moments=False)[0]
+
+
+def _derived_and_map_moments(
+    renderer: Any,
+    phys: dict[str, Tensor],
+    z: Tensor,
+    batch: Batch,
+    chunk: int = 64,
+    map_moments: bool = True,
+) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+    """:func:`_derived_flat`, and with ``map_moments`` the per-pixel mean and standard deviation
+    over the k draws of every public map (the maps come with the derived observables' PSF-free
+    drawing at no extra cost).
+
+    Returns ({name: (k, N)}, {map: (N, H, W)} mean, {map: (N, H, W)} std); the map dicts are
+    empty without ``map_moments``.  Sums are kept in float64 (float32 where the device has no
+    float64), so the variance of maps of magnitude ~10 keeps its precision.
+    """
     k, n = z.shape
     flat = {name: v.reshape(k * n) for name, v in phys.items()}
     zf = z.reshape(k * n)
     psf = batch.psf_fwhm_arcsec.repeat(k, 1)
     h, w = batch.images.shape[-2:]
     parts: dict[str, list[Tensor]] = {}
+    s1: dict[str, Tensor] = {}
+    s2: dict[str, Tensor] = {}
+    acc = torch.float32 if zf.device.type == "mps" else torch.float64
     for sl in _chunks(k * n, chunk):
         obs = Observation(
             zf[sl], GaussianPSF(psf[sl]), batch.pixel_scale_arcsec, (h, w), batch.bands
         )
-        d = renderer.derived({name: v[sl] for name, v in flat.items()}, obs)
+        d, maps = renderer.derived_and_maps({name: v[sl] for name, v in flat.items()}, obs)
         for name, v in d.items():
             parts.setdefault(name, []).append(v)
-    return {name: torch.cat(v).reshape(k, n) for name, v in parts.items()}
+        if map_moments:
+            galaxy = torch.arange(sl.start, sl.stop, device=zf.device) % n  # flat row j * n + i
+            for name, v in maps.named().items():
+                x = v.to(acc)
+                if name not in s1:
+                    s1[name] = torch.zeros(n, h, w, dtype=acc, device=x.device)
+                    s2[name] = torch.zeros(n, h, w, dtype=acc, device=x.device)
+                s1[name].index_add_(0, galaxy, x)
+                s2[name].index_add_(0, galaxy, x * x)
+    derived = {name: torch.cat(v).reshape(k, n) for name, v in parts.items()}
+    mean = {name: (v / k) for name, v in s1.items()}
+    std = {
+        name: ((s2[name] - k * m * m) / max(k - 1, 1)).clamp_min(0.0).sqrt()
+        for name, m in mean.items()
+    }
+    mean = {name: v.float() for name, v in mean.items()}
+    return derived, mean, {name: v.float() for name, v in std.items()}
 
 
 class GalaeModel:
@@ -426,12 +494,13 @@ class GalaeModel:
         larger ones are an error.
 
         Posterior means and standard deviations of the latents come from ``n_mc`` draws pushed
-        through the bijection; those of the derived observables from ``n_mc_derived`` draws
-        rendered PSF-free on an enlarged stamp.  Galaxies with unknown redshift (None or NaN)
-        get the joint posterior of latents and redshift, q(z | x) q(u | x, z), from the encoder's
-        photometric-redshift head and the encoder told each of :data:`PHOTO_Z_NODES` redshifts
-        (:class:`PhotoZMixture`); their ``maps`` and ``model_images`` are rendered at the
-        photo-z median.
+        through the bijection; those of the derived observables, and the per-pixel ones of the
+        maps (``maps``, ``maps_std``), from ``n_mc_derived`` draws rendered PSF-free (more
+        draws are made when ``n_mc_derived > n_mc``).  Galaxies with unknown redshift (None or
+        NaN) get the joint posterior of latents and redshift, q(z | x) q(u | x, z), from the
+        encoder's photometric-redshift head and the encoder told each of
+        :data:`PHOTO_Z_NODES` redshifts (:class:`PhotoZMixture`); their ``model_maps`` and
+        ``model_images`` are rendered at the photo-z median.
         """
         full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if mask_neighbours:
@@ -472,6 +541,8 @@ class GalaeModel:
             params=cat("mean"),
             std=cat("std"),
             maps={k: v[..., crop[0], crop[1]] for k, v in cat("maps").items()},
+            maps_std={k: v[..., crop[0], crop[1]] for k, v in cat("maps_std").items()},
+            model_maps={k: v[..., crop[0], crop[1]] for k, v in cat("model_maps").items()},
             model_images=rec,
             mask=full.mask[..., crop[0], crop[1]],
             _owner=self,
@@ -482,6 +553,7 @@ class GalaeModel:
             _z_dist=(zl, zs),
             _mixture=mixture,
             _mixture_index=mixture_index,
+            _crop=crop,
         )
 
     def _pad_to_model_shape(self, b: Batch) -> tuple[Batch, tuple[slice, slice]]:
@@ -572,17 +644,17 @@ class GalaeModel:
             out = photo = self.guide.encode(b)
             if refine_steps > 0:
                 out = self._refine(out, b, refine_steps, refine_lr)
-            u = _draw(out, n_mc, g, antithetic=True)  # (k, B, D)
+            u = _draw(out, max(n_mc, n_mc_derived), g, antithetic=True)  # (k, B, D)
             z_all = b.redshift.expand(u.shape[0], -1)
             n_derived = n_mc_derived
             z_render = b.redshift
         else:
             # unknown redshift: q(z | x) q(u | x, z) on the photo-z nodes (PhotoZMixture)
             photo, mix = self._photo_z_mixture(b, refine_steps, refine_lr)
-            u, z_all = mix.draw(n_mc, g, antithetic=True)
             # every node and whole antithetic pairs: a multiple of 2K derived draws
             n_derived = 2 * mix.n_nodes * math.ceil(n_mc_derived / (2 * mix.n_nodes))
             n_derived = n_derived if n_mc_derived > 0 else 0
+            u, z_all = mix.draw(max(n_mc, n_derived), g, antithetic=True)
             out = mix.component(mix.n_nodes // 2)  # at the photo-z median
             z_render = mix.z[mix.n_nodes // 2]
         phys = REGISTRY.from_unconstrained(u)
@@ -592,9 +664,11 @@ class GalaeModel:
             mean["redshift"], std["redshift"] = b.redshift, torch.zeros_like(b.redshift)
         else:
             mean["redshift"], std["redshift"] = z_all.mean(0), z_all.std(0)
-        # derived observables: average over a few rendered draws
+        # derived observables and maps: averages over a few rendered draws
+        map_mean: dict[str, Tensor] = {}
+        map_std: dict[str, Tensor] = {}
         if n_derived > 0:
-            dv = _derived_flat(
+            dv, map_mean, map_std = _derived_and_map_moments(
                 self.model.renderer,
                 {k: v[:n_derived] for k, v in phys.items()},
                 z_all[:n_derived],
@@ -607,7 +681,9 @@ class GalaeModel:
         return {
             "mean": mean,
             "std": std,
-            "maps": ren.maps.named(),
+            "maps": map_mean or ren.maps.named(),
+            "maps_std": map_std,
+            "model_maps": ren.maps.named(),
             "rec": ren.images,
             "loc": out.loc,
             "fac": out.cov_factor,
@@ -669,6 +745,39 @@ class GalaeModel:
         if derived:
             out.update(_derived_flat(self.model.renderer, phys, z, b))
         return out
+
+    @torch.no_grad()
+    def _map_draws(
+        self,
+        post: Posterior,
+        k: int,
+        seed: int | None,
+        names: Sequence[str] | None,
+        chunk: int = 64,
+    ) -> dict[str, Tensor]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        names = list(MAP_UNITS) if names is None else list(names)
+        unknown = sorted(set(names) - set(MAP_UNITS))
+        if unknown:
+            raise ValueError(f"unknown map name(s) {unknown}; the maps are {sorted(MAP_UNITS)}")
+        b = post._batch
+        u, z = post._joint_draws(k, _generator(seed, post._loc.device))  # (k, N, D), (k, N)
+        n = z.shape[1]
+        flat = {nm: v.reshape(k * n) for nm, v in REGISTRY.from_unconstrained(u).items()}
+        zf = z.reshape(k * n)
+        psf = b.psf_fwhm_arcsec.repeat(k, 1)
+        rows, cols = post._crop
+        parts: dict[str, list[Tensor]] = {nm: [] for nm in names}
+        for sl in _chunks(k * n, chunk):
+            obs = Observation(
+                zf[sl], GaussianPSF(psf[sl]), b.pixel_scale_arcsec, b.images.shape[-2:], b.bands
+            )
+            maps = self.model.renderer.light({nm: v[sl] for nm, v in flat.items()}, obs)[1]
+            named = maps.named()
+            for nm in names:
+                parts[nm].append(named[nm][..., rows, cols])
+        return {nm: torch.cat(v).reshape(k, n, *v[0].shape[-2:]) for nm, v in parts.items()}
 
     # ----------------------------------------------------------------------------- sampling
     def conditions(self, n: int, seed: int) -> ObservingConditions:

@@ -528,7 +528,17 @@ class GalaxyRenderer(nn.Module):
     def derived(
         self, params: Mapping[str, Tensor], obs: Observation, grow: int = 4
     ) -> dict[str, Tensor]:
-        """Derived observables ``{name: (B,)}`` from the PSF-free model light.
+        """Derived observables ``{name: (B,)}`` from the PSF-free model light
+        (:meth:`derived_and_maps` without the maps)."""
+        return self.derived_and_maps(params, obs, grow)[0]
+
+    @torch.no_grad()
+    def derived_and_maps(
+        self, params: Mapping[str, Tensor], obs: Observation, grow: int = 4
+    ) -> tuple[dict[str, Tensor], GalaxyMaps]:
+        """Derived observables ``{name: (B,)}`` from the PSF-free model light, and the physical
+        maps on the observation's stamp (the same maps as :meth:`forward`'s, which the stamp's
+        light is drawn from anyway).
 
         Totals come from a second drawing of the light on a grid ``grow`` times coarser with the
         same number of pixels and centre (so it covers ``grow`` times the field; the rasterizer
@@ -542,7 +552,7 @@ class GalaxyRenderer(nn.Module):
         """
         coarse_obs = replace(obs, pixel_scale_arcsec=obs.pixel_scale_arcsec * grow)
         light_c, maps_c, geom_c = self.light(params, coarse_obs)
-        light_f, _, geom_f = self.light(params, obs)
+        light_f, maps_f, geom_f = self.light(params, obs)
 
         # Light beyond even the coarse grid: scale each component by (its mass or SFR) / (the
         # part inside the grid), i.e. assume the light outside has the mean M/L of the inside.
@@ -582,4 +592,4 @@ class GalaxyRenderer(nn.Module):
             + m_young
         )
         out["log10_sfr_msun_per_yr"] = params["log10_sfr_msun_per_yr"].clone()
-        return out
+        return out, maps_f
