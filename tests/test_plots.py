@@ -688,7 +688,7 @@ def test_cli_model_commands(
     cmds = {
         "traverse": ["--params", "r_d_kpc", "--map-params", "age_disk_gyr", "--steps", "3"],
         "gallery": ["--n", "4"],
-        "reconstruct": ["--data", str(data), "--n", "2"],
+        "reconstruct": ["--data", str(data), "--n", "2", "--maps-of", "1"],
         "corner": [
             "--data",
             str(data),
@@ -715,3 +715,5 @@ def test_cli_model_commands(
             _assert_png(out / name)
     rc = plots.main(["corner", "--data", str(data), "--params", "bogus"])
     assert rc == 2 and "known:" in capsys.readouterr().err
+    rc = plots.main(["reconstruct", "--data", str(data), "--n", "2", "--maps-of", "2"])
+    assert rc == 2 and "--maps-of must lie in [0, 1]" in capsys.readouterr().err

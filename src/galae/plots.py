@@ -1115,7 +1115,8 @@ def maps_comparison_figure(
 
     Truth and prediction share colour limits and a colour bar with the map's unit; the
     difference is drawn with RdBu_r, symmetric limits (99th percentile of |difference|), its
-    own colour bar, and its RMS; the standard deviation with its own colour bar and its median.
+    own colour bar, and its RMS; the standard deviation with its own colour bar and its median
+    over the pixels where it is not zero (a background floored in every draw has none).
 
     Args:
         truth, pred: {map name: (N, H, W) or (H, W)}.
@@ -1172,7 +1173,10 @@ def maps_comparison_figure(
             im = axes[r, 3].imshow(
                 sd[m], origin="lower", cmap="magma", vmin=0.0, interpolation="nearest"
             )
-            _stamp_text(axes[r, 3], f"median={np.nanmedian(sd[m]):.3g}", loc="lower left", size=6)
+            # over the pixels where the draws differ (a floored background has sigma 0)
+            spread = sd[m][sd[m] > 0]
+            med = float(np.median(spread)) if spread.size else 0.0
+            _stamp_text(axes[r, 3], f"median={med:.3g}", loc="lower left", size=6)
             cb = fig.colorbar(im, ax=axes[r, 3], location="right", shrink=0.9, aspect=12, pad=0.01)
             cb.set_label(r"$\sigma$ " + _pretty_unit(MAP_UNITS.get(m, "")), fontsize=6)
             cb.ax.tick_params(labelsize=6)
@@ -1616,9 +1620,14 @@ def _cmd_gallery(args: argparse.Namespace) -> None:
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
     if args.n < 1:
         raise _CliError(f"--n must be >= 1, got {args.n}")
+    if not 0 <= args.maps_of < args.n:
+        raise _CliError(
+            f"--maps-of must lie in [0, {args.n - 1}] (--n {args.n}), got {args.maps_of}"
+        )
     data = _read_data(args.data, args.n)
     model = _load_model(args.checkpoint, args.device)
     post = _encode(model, data, args.refine_steps, args.mask_neighbours)
+    i = args.maps_of
     titles = [
         f"#{int(i)}  z={float(z):.3f}"
         for i, z in zip(data["index"], _np(post.params["redshift"], "redshift"), strict=True)
@@ -1631,14 +1640,14 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     truth_maps = data["truth"]["maps"]
     if any(m in truth_maps for m in post.maps):
         _done(
-            maps_comparison_figure(truth_maps, post.maps, index=0, std=post.maps_std),
+            maps_comparison_figure(truth_maps, post.maps, index=i, std=post.maps_std),
             str(out.with_name(f"{out.stem}_maps{out.suffix or '.png'}")),
         )
         key = "r_half_arcsec_r"
         source = data["truth"]["params"] if key in data["truth"]["params"] else post.params
-        r_half = _np(source[key], key)[0] / data["pixel_scale_arcsec"] if key in source else None
+        r_half = _np(source[key], key)[i] / data["pixel_scale_arcsec"] if key in source else None
         _done(
-            radial_profiles_figure(truth_maps, post.maps, index=0, r_half_pix=r_half),
+            radial_profiles_figure(truth_maps, post.maps, index=i, r_half_pix=r_half),
             str(out.with_name(f"{out.stem}_profiles{out.suffix or '.png'}")),
         )
 
@@ -1763,6 +1772,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmds["reconstruct"]
     r.add_argument("--data", required=True, help="galae HDF5 data set")
     r.add_argument("--n", type=int, default=6, help="encode the first n galaxies")
+    r.add_argument(
+        "--maps-of",
+        type=int,
+        default=0,
+        help="which of the n galaxies the maps and profiles figures show (default 0, the first)",
+    )
     _add_encode_options(r)
     sg = cmds["segment"]
     sg.add_argument("--data", required=True, help="galae HDF5 data set")
