@@ -185,6 +185,7 @@ def test_posterior_maps_are_per_pixel_moments_of_the_rendered_draws(trained: Tra
         torch.testing.assert_close(few[j], ren.maps.named()[name], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="unknown map name"):
         post.map_samples(2, names=["log10_sigma_mstar"])
+    assert set(post.map_samples(1, names="age_gyr")) == {"age_gyr"}  # one name as a string
     with pytest.raises(ValueError, match="k must be >= 1"):
         post.map_samples(0)
 

@@ -125,7 +125,7 @@ class Posterior:
         return self._owner._posterior_draws(self, k, seed, derived)
 
     def map_samples(
-        self, k: int, seed: int | None = None, names: Sequence[str] | None = None
+        self, k: int, seed: int | None = None, names: str | Sequence[str] | None = None
     ) -> dict[str, Tensor]:
         """The maps of k posterior draws: ``{name: (k, N, H, W)}``.
 
@@ -752,12 +752,15 @@ class GalaeModel:
         post: Posterior,
         k: int,
         seed: int | None,
-        names: Sequence[str] | None,
+        names: str | Sequence[str] | None,
         chunk: int = 64,
     ) -> dict[str, Tensor]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        names = list(MAP_UNITS) if names is None else list(names)
+        if names is None:
+            names = list(MAP_UNITS)
+        else:  # one name or several
+            names = [names] if isinstance(names, str) else list(names)
         unknown = sorted(set(names) - set(MAP_UNITS))
         if unknown:
             raise ValueError(f"unknown map name(s) {unknown}; the maps are {sorted(MAP_UNITS)}")
