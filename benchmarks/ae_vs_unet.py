@@ -36,6 +36,19 @@ STATS = {
         "log10_sigma_sfr_msun_per_yr_per_kpc2",
         "per_pixel_scatter_well_sampled",
     ),
+    # ... split into the galaxies' mean offsets and the structure within them
+    # (galae.evaluate.split_scatter; the two add in quadrature to the line above)
+    **{
+        f"{short}_map_per_pixel_scatter_{part}_galaxies_well_sampled_dex": (
+            name,
+            f"per_pixel_scatter_{part}_galaxies_well_sampled",
+        )
+        for short, name in (
+            ("mstar", "log10_sigma_mstar_msun_per_kpc2"),
+            ("sfr", "log10_sigma_sfr_msun_per_yr_per_kpc2"),
+        )
+        for part in ("between", "within")
+    },
 }
 
 

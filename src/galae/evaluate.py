@@ -44,6 +44,7 @@ __all__ = [
     "aperture_log_ratio",
     "radial_residual_profile",
     "map_metrics",
+    "split_scatter",
     "photo_z_metrics",
     "SAMPLING_MAPS",
     "MIN_PARTICLES_PER_PIXEL",
@@ -437,10 +438,11 @@ def map_metrics(
     the truth has structure the model cannot represent), with ``per_pixel_median_std``.
 
     Per pixel, the median (bias) and standard deviation (scatter) of log(true) - log(pred) are
-    taken over the non-empty pixels.  With particle counts, they are also given over the
-    well-sampled pixels alone (``*_well_sampled``: at least :data:`MIN_PARTICLES_PER_PIXEL`
-    particles of the kind that makes the map, :data:`SAMPLING_MAPS`), with the fraction of the
-    non-empty pixels that are.
+    taken over the non-empty pixels, and the scatter is split into the galaxies' mean offsets
+    and the structure within them (:func:`split_scatter`).  With particle counts, they are also
+    given over the well-sampled pixels alone (``*_well_sampled``: at least
+    :data:`MIN_PARTICLES_PER_PIXEL` particles of the kind that makes the map,
+    :data:`SAMPLING_MAPS`), with the fraction of the non-empty pixels that are.
 
     Args:
         tm, pm: {map name: (N, H, W)} truth and prediction.
@@ -481,9 +483,12 @@ def map_metrics(
             continue
         d_ = tm[mname] - pm[mname]
         sel = np.isfinite(d_) if valid is None else (valid & np.isfinite(d_))
+        between, within_galaxy = split_scatter(d_, sel)
         out[mname] = {
             "per_pixel_bias": float(np.median(d_[sel])) if sel.any() else float("nan"),
             "per_pixel_scatter": float(np.std(d_[sel])) if sel.any() else float("nan"),
+            "per_pixel_scatter_between_galaxies": between,
+            "per_pixel_scatter_within_galaxies": within_galaxy,
             "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix, valid=valid),
         }
         within = None
@@ -509,9 +514,30 @@ def map_metrics(
                     "well_sampled_count_map": cname,
                 }
             )
+            between, within_galaxy = split_scatter(d_, good)
+            out[mname]["per_pixel_scatter_between_galaxies_well_sampled"] = between
+            out[mname]["per_pixel_scatter_within_galaxies_well_sampled"] = within_galaxy
             if within is not None:
                 out[mname]["per_pixel_coverage_68_well_sampled"] = _fraction(within, good)
     return out
+
+
+def split_scatter(diff: np.ndarray, sel: np.ndarray) -> tuple[float, float]:
+    """The per-pixel scatter of ``diff`` over ``sel``, split into galaxies' mean offsets and the
+    rest: (between, within), with between**2 + within**2 = np.std(diff[sel])**2.
+
+    ``between`` is the standard deviation, over the selected pixels, of each pixel's galaxy mean
+    offset (so a galaxy counts by its number of pixels); ``within`` that of the pixels about
+    their galaxy's mean.  Args: diff, sel: (N, H, W).  NaNs when nothing is selected.
+    """
+    count = sel.sum((1, 2))
+    if not count.any():
+        return float("nan"), float("nan")
+    mean = np.where(sel, diff, 0.0).sum((1, 2)) / np.maximum(count, 1)
+    overall = float((mean * count).sum() / count.sum())
+    between = float(np.sqrt((count * (mean - overall) ** 2).sum() / count.sum()))
+    within = float(np.std((diff - mean[:, None, None])[sel]))
+    return between, within
 
 
 def _fraction(hits: np.ndarray, sel: np.ndarray) -> float:
