@@ -30,7 +30,7 @@ from galae.data.hdf5 import read_h5
 from galae.evaluate import (
     APERTURE_MAPS,
     SAMPLING_MAPS,
-    _radius_grid,
+    aperture_geometry,
     aperture_log_ratio,
     map_metrics,
 )
@@ -76,11 +76,7 @@ def main() -> None:
         )
         draws = {k: v.double().numpy() for k, v in post.map_samples(a.draws, a.seed, names).items()}
         tp = d["truth"]["params"]
-        h, w = d["images"].shape[-2:]
-        rad = _radius_grid(
-            h, w, (w - 1) / 2 + tp["dx_arcsec"] / scale, (h - 1) / 2 + tp["dy_arcsec"] / scale
-        )
-        r_half_pix = tp["r_half_arcsec_r"] / scale
+        rad, r_half_pix = aperture_geometry(tp, d["images"].shape[-2:], scale, len(rows))
         for k in names:
             truth.setdefault(k, []).append(d["truth"]["maps"][k])
             x = draws[k]

@@ -44,6 +44,7 @@ __all__ = [
     "aperture_log_ratio",
     "radial_residual_profile",
     "map_metrics",
+    "aperture_geometry",
     "split_scatter",
     "photo_z_metrics",
     "SAMPLING_MAPS",
@@ -417,6 +418,29 @@ def photo_z_metrics(
     }
 
 
+def aperture_geometry(
+    tp: dict[str, np.ndarray], shape: tuple[int, int], scale: float, total: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's distance from the true centre and the true r-band half-light radius.
+
+    Args:
+        tp: truth parameters {name: (N,)} (``dx_arcsec``, ``dy_arcsec``, a half-light radius).
+        shape: (H, W); scale: pixel scale in arcsec; total: N.
+    Returns:
+        (N, H, W) radius and (N,) half-light radius, both in pixels (5 pixels where the truth
+        has no half-light radius).
+    """
+    h, w = shape
+    cx = (w - 1) / 2 + tp.get("dx_arcsec", np.zeros(total)) / scale
+    cy = (h - 1) / 2 + tp.get("dy_arcsec", np.zeros(total)) / scale
+    rh_key = next(
+        (k for k in ("r_half_arcsec_r", "r_half_light_arcsec_r", "r_half_light_arcsec") if k in tp),
+        None,
+    )
+    r_half_pix = tp[rh_key] / scale if rh_key else np.full(total, 5.0)
+    return _radius_grid(h, w, cx, cy), r_half_pix
+
+
 def map_metrics(
     tm: dict[str, np.ndarray],
     pm: dict[str, np.ndarray],
@@ -456,15 +480,7 @@ def map_metrics(
     out: dict[str, Any] = {}
     if not tm:
         return out
-    h, w_ = shape
-    cx = (w_ - 1) / 2 + tp.get("dx_arcsec", np.zeros(total)) / scale
-    cy = (h - 1) / 2 + tp.get("dy_arcsec", np.zeros(total)) / scale
-    rad = _radius_grid(h, w_, cx, cy)
-    rh_key = next(
-        (k for k in ("r_half_arcsec_r", "r_half_light_arcsec_r", "r_half_light_arcsec") if k in tp),
-        None,
-    )
-    r_half_pix = tp[rh_key] / scale if rh_key else np.full(total, 5.0)
+    rad, r_half_pix = aperture_geometry(tp, shape, scale, total)
     aperture_pm = aperture_pm or {}
     pred_std = pred_std or {}
     for mname, label in APERTURE_MAPS.items():
@@ -491,10 +507,10 @@ def map_metrics(
             "per_pixel_scatter_within_galaxies": within_galaxy,
             "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix, valid=valid),
         }
-        within = None
+        covered = None  # truth within one posterior standard deviation
         if mname in pred_std:
-            within = np.abs(d_) <= pred_std[mname]
-            out[mname]["per_pixel_coverage_68"] = _fraction(within, sel)
+            covered = np.abs(d_) <= pred_std[mname]
+            out[mname]["per_pixel_coverage_68"] = _fraction(covered, sel)
             out[mname]["per_pixel_median_std"] = (
                 float(np.median(pred_std[mname][sel])) if sel.any() else float("nan")
             )
@@ -517,8 +533,8 @@ def map_metrics(
             between, within_galaxy = split_scatter(d_, good)
             out[mname]["per_pixel_scatter_between_galaxies_well_sampled"] = between
             out[mname]["per_pixel_scatter_within_galaxies_well_sampled"] = within_galaxy
-            if within is not None:
-                out[mname]["per_pixel_coverage_68_well_sampled"] = _fraction(within, good)
+            if covered is not None:
+                out[mname]["per_pixel_coverage_68_well_sampled"] = _fraction(covered, good)
     return out
 
 

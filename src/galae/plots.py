@@ -1627,7 +1627,6 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     data = _read_data(args.data, args.n)
     model = _load_model(args.checkpoint, args.device)
     post = _encode(model, data, args.refine_steps, args.mask_neighbours)
-    i = args.maps_of
     titles = [
         f"#{int(i)}  z={float(z):.3f}"
         for i, z in zip(data["index"], _np(post.params["redshift"], "redshift"), strict=True)
@@ -1640,14 +1639,18 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     truth_maps = data["truth"]["maps"]
     if any(m in truth_maps for m in post.maps):
         _done(
-            maps_comparison_figure(truth_maps, post.maps, index=i, std=post.maps_std),
+            maps_comparison_figure(truth_maps, post.maps, index=args.maps_of, std=post.maps_std),
             str(out.with_name(f"{out.stem}_maps{out.suffix or '.png'}")),
         )
         key = "r_half_arcsec_r"
         source = data["truth"]["params"] if key in data["truth"]["params"] else post.params
-        r_half = _np(source[key], key)[i] / data["pixel_scale_arcsec"] if key in source else None
+        r_half = (
+            _np(source[key], key)[args.maps_of] / data["pixel_scale_arcsec"]
+            if key in source
+            else None
+        )
         _done(
-            radial_profiles_figure(truth_maps, post.maps, index=i, r_half_pix=r_half),
+            radial_profiles_figure(truth_maps, post.maps, index=args.maps_of, r_half_pix=r_half),
             str(out.with_name(f"{out.stem}_profiles{out.suffix or '.png'}")),
         )
 

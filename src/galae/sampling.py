@@ -278,6 +278,23 @@ def _derived_flat(
     return _derived_and_map_moments(renderer, phys, z, batch, chunk, map_moments=False)[0]
 
 
+def _draw_chunks(
+    phys: dict[str, Tensor], z: Tensor, batch: Batch, chunk: int
+) -> Iterator[tuple[slice, dict[str, Tensor], Observation]]:
+    """k draws of N galaxies, phys {name: (k, N)} and z (k, N), flattened (row j * N + i) and cut
+    into chunks of ``chunk``: (rows, {name: (rows,)}, the rows' Observation on the stamp)."""
+    k, n = z.shape
+    flat = {name: v.reshape(k * n) for name, v in phys.items()}
+    zf = z.reshape(k * n)
+    psf = batch.psf_fwhm_arcsec.repeat(k, 1)
+    shape = tuple(batch.images.shape[-2:])
+    for sl in _chunks(k * n, chunk):
+        obs = Observation(
+            zf[sl], GaussianPSF(psf[sl]), batch.pixel_scale_arcsec, shape, batch.bands
+        )
+        yield sl, {name: v[sl] for name, v in flat.items()}, obs
+
+
 def _derived_and_map_moments(
     renderer: Any,
     phys: dict[str, Tensor],
@@ -295,23 +312,17 @@ def _derived_and_map_moments(
     float64), so the variance of maps of magnitude ~10 keeps its precision.
     """
     k, n = z.shape
-    flat = {name: v.reshape(k * n) for name, v in phys.items()}
-    zf = z.reshape(k * n)
-    psf = batch.psf_fwhm_arcsec.repeat(k, 1)
     h, w = batch.images.shape[-2:]
     parts: dict[str, list[Tensor]] = {}
     s1: dict[str, Tensor] = {}
     s2: dict[str, Tensor] = {}
-    acc = torch.float32 if zf.device.type == "mps" else torch.float64
-    for sl in _chunks(k * n, chunk):
-        obs = Observation(
-            zf[sl], GaussianPSF(psf[sl]), batch.pixel_scale_arcsec, (h, w), batch.bands
-        )
-        d, maps = renderer.derived_and_maps({name: v[sl] for name, v in flat.items()}, obs)
+    acc = torch.float32 if z.device.type == "mps" else torch.float64
+    for sl, params, obs in _draw_chunks(phys, z, batch, chunk):
+        d, maps = renderer.derived_and_maps(params, obs)
         for name, v in d.items():
             parts.setdefault(name, []).append(v)
         if map_moments:
-            galaxy = torch.arange(sl.start, sl.stop, device=zf.device) % n  # flat row j * n + i
+            galaxy = torch.arange(sl.start, sl.stop, device=z.device) % n  # flat row j * n + i
             for name, v in maps.named().items():
                 x = v.to(acc)
                 if name not in s1:
@@ -764,22 +775,15 @@ class GalaeModel:
         unknown = sorted(set(names) - set(MAP_UNITS))
         if unknown:
             raise ValueError(f"unknown map name(s) {unknown}; the maps are {sorted(MAP_UNITS)}")
-        b = post._batch
         u, z = post._joint_draws(k, _generator(seed, post._loc.device))  # (k, N, D), (k, N)
-        n = z.shape[1]
-        flat = {nm: v.reshape(k * n) for nm, v in REGISTRY.from_unconstrained(u).items()}
-        zf = z.reshape(k * n)
-        psf = b.psf_fwhm_arcsec.repeat(k, 1)
+        phys = REGISTRY.from_unconstrained(u)
         rows, cols = post._crop
         parts: dict[str, list[Tensor]] = {nm: [] for nm in names}
-        for sl in _chunks(k * n, chunk):
-            obs = Observation(
-                zf[sl], GaussianPSF(psf[sl]), b.pixel_scale_arcsec, b.images.shape[-2:], b.bands
-            )
-            maps = self.model.renderer.light({nm: v[sl] for nm, v in flat.items()}, obs)[1]
-            named = maps.named()
+        for _, params, obs in _draw_chunks(phys, z, post._batch, chunk):
+            named = self.model.renderer.light(params, obs)[1].named()
             for nm in names:
                 parts[nm].append(named[nm][..., rows, cols])
+        n = z.shape[1]
         return {nm: torch.cat(v).reshape(k, n, *v[0].shape[-2:]) for nm, v in parts.items()}
 
     # ----------------------------------------------------------------------------- sampling
