@@ -3,11 +3,13 @@
 set -e
 P=python
 $P -m galae.mock --config configs/mock_particles.yaml --n 768 --seed 2 --out data/particles_train.h5
-$P -m galae.mock --config configs/mock_particles.yaml --n 256 --seed 202 --out data/particles_test.h5
-$P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 203 --out data/particles_seeing.h5 seeing_r_median_arcsec=2.2
-$P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 204 --out data/particles_lowsn.h5 sky_sigma_scale=3.0
-$P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 205 --out data/particles_highz.h5 redshift_min=0.25 redshift_max=0.4
-$P -m galae.mock --config configs/mock_particles.yaml --n 128 --seed 206 --out data/particles_nou.h5 missing_band=u
+# 512 galaxies per set (the generator seeds each chunk of 64, so the first 128 of each set are the
+# 128-galaxy sets of earlier submissions)
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 202 --out data/particles_test.h5
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 203 --out data/particles_seeing.h5 seeing_r_median_arcsec=2.2
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 204 --out data/particles_lowsn.h5 sky_sigma_scale=3.0
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 205 --out data/particles_highz.h5 redshift_min=0.25 redshift_max=0.4
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 206 --out data/particles_nou.h5 missing_band=u
 $P -m galae.train --config configs/analytic_pop.yaml       # simulation-based, no labels (55 min, 1 core)
 # the packaged default model (src/galae/default_model/README.md): calibrate, train on with masked
 # simulations, calibrate again, amortized then refined
@@ -36,15 +38,25 @@ $P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_ft9b/mod
 $P -m galae.calibrate --checkpoint runs/band_ft/model.pt --data data/analytic_train.h5 --out runs/band_ft/model_cal.pt
 $P -m galae.calibrate --checkpoint runs/band_ft/model_cal.pt --data data/analytic_train.h5 --n 1024 --refine-steps 60 --out runs/band_ft/model_refcal.pt
 $P -m galae.train --config configs/unet.yaml max_minutes=50  # supervised, on the particle truth maps
+AE=runs/band_ft/model_refcal.pt  # = src/galae/default_model/model.pt
+# the README table: the masked autoencoder, amortized and refined, and the U-Net on all 512
+# galaxies of each set (about 45 minutes on 2 cores); each evaluation also writes per_galaxy.npz,
+# from which ae_vs_unet.py puts paired bootstrap intervals on every ratio
 for s in test seeing lowsn highz nou; do
-  AE=runs/band_ft/model_refcal.pt  # = src/galae/default_model/model.pt
-  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --out runs/eval/ae_particles_$s --no-figures
-  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --out runs/eval/ae_refined_particles_$s --no-figures
-  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --mask-neighbours --out runs/eval/ae_masked_particles_$s --no-figures
-  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --mask-neighbours --out runs/eval/ae_refined_masked_particles_$s --no-figures
-  $P -m galae.evaluate --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval/unet_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --out runs/eval/unet_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --mask-neighbours --out runs/eval/ae_masked_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --refine-steps 60 --mask-neighbours --out runs/eval/ae_refined_masked_particles_$s --no-figures
 done
-$P benchmarks/ae_vs_unet.py
+# the four-variant table of the README (unmasked too): the first 128 galaxies of each set
+for s in test seeing lowsn highz nou; do
+  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --out runs/eval128/ae_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --out runs/eval128/ae_refined_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --mask-neighbours --out runs/eval128/ae_masked_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --mask-neighbours --out runs/eval128/ae_refined_masked_particles_$s --no-figures
+  $P -m galae.evaluate --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval128/unet_particles_$s --no-figures
+done
+$P benchmarks/ae_vs_unet.py runs/eval docs/ae_vs_unet.png   # results/ae_vs_unet.json and the figure
+$P benchmarks/ae_vs_unet.py runs/eval128 "" ae_vs_unet_128   # results/ae_vs_unet_128.json
 # which summary of the map posterior to report (README, issue 6): four estimators, 32 draws
 for s in test seeing lowsn highz nou; do
   $P benchmarks/map_estimators.py --data data/particles_$s.h5 --n 128 --name amortized_$s

@@ -159,3 +159,111 @@ def test_photo_z_metrics() -> None:
     assert m["outlier_fraction"] == pytest.approx(0.01, abs=1e-3)  # the Gaussian part: < 1e-5
     assert PHOTO_Z_OUTLIER == 0.15
     assert m["coverage_68"] == pytest.approx(0.68, abs=0.01) and m["coverage_95"] == 1.0
+
+
+# ---- per-galaxy statistics, bootstrap intervals and comparison reports -------------------------
+
+
+def test_per_galaxy_sums_reproduce_every_map_scatter() -> None:
+    """The per-galaxy sums behind the bootstrap give back map_metrics' figures exactly."""
+    from galae.evaluate import map_residuals, per_galaxy_map_stats, scatters_from_sums
+
+    tm, pm, tp, counts = _maps(seed=11)
+    rng = np.random.default_rng(4)
+    n, h, w = tm[MSTAR].shape
+    pm = {k: v - rng.normal(0, 0.3, (n, 1, 1)) for k, v in pm.items()}  # galaxy offsets
+    ref = map_metrics(tm, pm, tp, (h, w), 0.4, n, counts=counts)
+    stats = per_galaxy_map_stats(map_residuals(tm, pm, tp, (h, w), 0.4, n, counts=counts))
+    for name in (MSTAR, SFR):
+        for pix, suffix in (("all", ""), ("well_sampled", "_well_sampled")):
+            tot, between, within = scatters_from_sums(
+                stats[f"{name}/{pix}/n"], stats[f"{name}/{pix}/sum"], stats[f"{name}/{pix}/sum_sq"]
+            )
+            assert tot == pytest.approx(ref[name][f"per_pixel_scatter{suffix}"], rel=1e-9)
+            assert between == pytest.approx(
+                ref[name][f"per_pixel_scatter_between_galaxies{suffix}"], rel=1e-6
+            )
+            assert within == pytest.approx(
+                ref[name][f"per_pixel_scatter_within_galaxies{suffix}"], rel=1e-6
+            )
+    lr = stats["log10_mstar_2rhalf/log_true_over_pred"]
+    assert np.nanstd(lr) == pytest.approx(ref["log10_mstar_2rhalf"]["scatter_dex"], rel=1e-12)
+
+
+def _aperture_stats(err: np.ndarray) -> dict[str, np.ndarray]:
+    return {"log10_sfr_2rhalf/log_true_over_pred": err}
+
+
+def test_bootstrap_interval_matches_the_standard_error_of_a_standard_deviation() -> None:
+    """For N normal residuals of width s the sample standard deviation has standard error
+    s / sqrt(2 N); the bootstrap's 68% interval is +-1 of it (to 15% for 2000 resamples)."""
+    from galae.evaluate import bootstrap_scatters
+
+    rng = np.random.default_rng(8)
+    n, s = 400, 0.3
+    a = _aperture_stats(rng.normal(0, s, n))
+    b = _aperture_stats(rng.normal(0, 2 * s, n))
+    row = ("log10_sfr_2rhalf", "scatter_dex")
+    out = bootstrap_scatters(a, b, [row], paired=True, n_boot=2000, seed=1)[row]
+    lo, hi = out["A_ci68"]
+    assert (hi - lo) / 2 == pytest.approx(s / np.sqrt(2 * n), rel=0.15)
+    assert out["ratio_ci95"][0] < 0.5 < out["ratio_ci95"][1]
+    assert out["ratio_ci95"][1] < 1.0 and out["p_A_below_B"] == 1.0
+    assert out["paired"] and out["n_boot"] == 2000
+
+
+def test_paired_bootstrap_removes_the_luck_of_the_draw_of_galaxies() -> None:
+    """Two models that share each galaxy's large error and differ by a little: sharing the
+    resamples gives a far narrower interval on the ratio than resampling each alone."""
+    from galae.evaluate import bootstrap_scatters
+
+    rng = np.random.default_rng(9)
+    common = rng.standard_t(3, 300) * 0.5  # heavy tails: a few galaxies dominate the scatter
+    a = _aperture_stats(common + rng.normal(0, 0.05, 300))
+    b = _aperture_stats(common * 1.1 + rng.normal(0, 0.05, 300))
+    row = ("log10_sfr_2rhalf", "scatter_dex")
+    paired = bootstrap_scatters(a, b, [row], paired=True, seed=2)[row]["ratio_ci95"]
+    indep = bootstrap_scatters(a, b, [row], paired=False, seed=2)[row]["ratio_ci95"]
+    assert (paired[1] - paired[0]) < 0.25 * (indep[1] - indep[0])
+    assert paired[1] < 1.0 < indep[1]  # only the paired interval resolves the 10%
+    with pytest.raises(ValueError, match="same galaxies"):
+        bootstrap_scatters(a, _aperture_stats(np.zeros(10)), [row], paired=True)
+
+
+def _fake_report(folder, stats, fingerprint, supervised=False):
+    import json
+
+    from galae.evaluate import PER_GALAXY_FILE
+
+    folder.mkdir(parents=True)
+    lr = stats["log10_sfr_2rhalf/log_true_over_pred"]
+    report = {
+        "trained_with": "supervised" if supervised else "elbo",
+        "supervised": supervised,
+        "maps": {"log10_sfr_2rhalf": {"scatter_dex": float(np.std(lr))}},
+    }
+    (folder / "metrics.json").write_text(json.dumps(report))
+    np.savez(folder / PER_GALAXY_FILE, **stats, _fingerprint=fingerprint, _data="x.h5")
+    return folder / "metrics.json"
+
+
+def test_compare_reports_writes_table_markdown_and_figure_with_intervals(tmp_path) -> None:
+    from galae.evaluate import main
+
+    rng = np.random.default_rng(10)
+    fp = rng.normal(10, 1, 64)
+    a = _fake_report(tmp_path / "ae", _aperture_stats(rng.normal(0, 0.2, 64)), fp)
+    b = _fake_report(tmp_path / "unet", _aperture_stats(rng.normal(0, 0.4, 64)), fp, True)
+    res = main(["--compare", str(a), str(b), "--n-boot", "300"])
+    out = tmp_path / "compare_ae_vs_unet"
+    row = res["rows"]["maps/log10_sfr_2rhalf/scatter_dex"]
+    assert res["bootstrap"]["paired"] and res["bootstrap"]["n_boot"] == 300
+    assert row["ratio_ci95"][0] <= row["ratio_A_over_B"] <= row["ratio_ci95"][1]
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert "P(A < B)" in (out / "compare.md").read_text()
+    # other galaxies (a different truth fingerprint): resampled independently
+    c = _fake_report(tmp_path / "other", _aperture_stats(rng.normal(0, 0.4, 64)), fp + 1, True)
+    res = main(["--compare", str(a), str(c), "--n-boot", "200", "--out", str(tmp_path / "t.json")])
+    assert res["bootstrap"]["paired"] is False and (tmp_path / "t.png").exists()
+    with pytest.raises(SystemExit):
+        main(["--compare", str(a), str(tmp_path / "missing" / "metrics.json")])

@@ -480,6 +480,27 @@ def test_radial_profiles_figure(tmp_path: Path) -> None:
         plots.radial_profiles_figure(truth, pred, r_half_pix=-1.0)
 
 
+def test_shift_ratios_figure_colours_each_ratio_by_its_goal(tmp_path: Path) -> None:
+    """In distribution the goal is the given ratio (1.5), under a shift 1: an interval wholly
+    below the goal is green, wholly above red, straddling it grey."""
+    ratios = {
+        "log M*": {"test": {"ratio": 1.2, "ci95": [1.05, 1.4]}, "seeing": {"ratio": 0.9}},
+        "log SFR": {"test": {"ratio": 1.6, "ci95": [1.4, 1.8]}, "seeing": {"ratio": 1.1}},
+    }
+    fig = plots.shift_ratios_figure(ratios, out=tmp_path / "r.png")
+    ax_test, ax_seeing = fig.get_axes()[:2]
+    assert [t.get_text() for t in ax_test.get_yticklabels()] == ["log M*", "log SFR"]
+    colours = [c.get_children()[0].get_color() for c in ax_test.containers]
+    assert colours == ["tab:green", "0.35"]  # 1.4 < 1.5; 1.4-1.8 straddles 1.5
+    colours = [c.get_children()[0].get_color() for c in ax_seeing.containers]
+    assert colours == ["tab:green", "tab:red"]  # no interval: the ratio against 1
+    _assert_png(tmp_path / "r.png")
+    with pytest.raises(ValueError, match="no ratios"):
+        plots.shift_ratios_figure({})
+    with pytest.raises(ValueError, match="no rows"):
+        plots.comparison_figure({})
+
+
 def test_corner_figure(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     k = 3000

@@ -14,7 +14,10 @@ Writes ``metrics.json`` and figures to ``--out`` (default ``<checkpoint dir>/eva
   fit quality (best fit = 100th), map comparisons and radial residual profiles.
 
 The report records which loss terms trained the model (``trained_with``), so a reader can tell a
-self-supervised result from a supervised one.  ``--compare A.json B.json`` tabulates two reports.
+self-supervised result from a supervised one.  ``per_galaxy.npz`` beside ``metrics.json`` holds
+the per-galaxy statistics behind the map metrics; ``--compare A.json B.json`` tabulates two
+reports, draws them side by side, and puts bootstrap intervals over galaxies on the map scatters
+and on their ratio.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import platform
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,13 @@ __all__ = [
     "interval_hits",
     "evaluate",
     "compare_reports",
+    "compare_markdown",
+    "MapResiduals",
+    "map_residuals",
+    "per_galaxy_map_stats",
+    "scatters_from_sums",
+    "bootstrap_scatters",
+    "PER_GALAXY_FILE",
     "main",
 ]
 
@@ -358,6 +369,7 @@ def evaluate(
     # ---- maps ------------------------------------------------------------------------------
     counts = {k: np.concatenate(v) for k, v in count_maps.items()}
     sd = {k: np.concatenate(v) for k, v in std_maps.items()}
+    apm = {k: np.concatenate(v) for k, v in model_maps.items()}
     metrics["maps"] = map_metrics(
         tm,
         pm,
@@ -366,7 +378,7 @@ def evaluate(
         info.pixel_scale_arcsec,
         total,
         counts=counts,
-        aperture_pm={k: np.concatenate(v) for k, v in model_maps.items()},
+        aperture_pm=apm,
         pred_std=sd,
     )
     if metrics["maps"]:
@@ -380,6 +392,11 @@ def evaluate(
         }
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    if tm:
+        res = map_residuals(
+            tm, pm, tp, info.image_shape, info.pixel_scale_arcsec, total, counts, apm
+        )
+        save_per_galaxy(out_dir, per_galaxy_map_stats(res), tp, data)
     if figures:
         _figures(out_dir, keep_imgs, chi2, tm, pm, model.bands, metrics, sd)
     return metrics
@@ -476,29 +493,22 @@ def map_metrics(
         shape: (H, W); scale: pixel scale in arcsec; total: N.
         counts: {count map name of :data:`SAMPLING_MAPS`: (N, H, W)}, or None.
     """
-    counts = counts or {}
     out: dict[str, Any] = {}
     if not tm:
         return out
-    rad, r_half_pix = aperture_geometry(tp, shape, scale, total)
-    aperture_pm = aperture_pm or {}
+    res = map_residuals(tm, pm, tp, shape, scale, total, counts, aperture_pm)
+    rad, r_half_pix = res.radius_pix, res.r_half_pix
+    valid = _non_empty(tm)
     pred_std = pred_std or {}
-    for mname, label in APERTURE_MAPS.items():
-        if mname in tm and mname in pm:
-            lr = aperture_log_ratio(tm[mname], aperture_pm.get(mname, pm[mname]), rad, r_half_pix)
-            out[label] = {
-                "mean_log_true_over_pred": float(np.nanmean(lr)),
-                "scatter_dex": float(np.nanstd(lr)),
-                "scatter_mad_dex": float(1.4826 * np.nanmedian(np.abs(lr - np.nanmedian(lr)))),
-            }
-    valid = None
-    if "log10_sigma_mstar_msun_per_kpc2" in tm:
-        valid = tm["log10_sigma_mstar_msun_per_kpc2"] > 3.5  # non-empty pixels
-    for mname in MAP_NAMES:
-        if mname not in tm or mname not in pm:
-            continue
-        d_ = tm[mname] - pm[mname]
-        sel = np.isfinite(d_) if valid is None else (valid & np.isfinite(d_))
+    for label, lr in res.aperture_log_true_over_pred.items():
+        out[label] = {
+            "mean_log_true_over_pred": float(np.nanmean(lr)),
+            "scatter_dex": float(np.nanstd(lr)),
+            "scatter_mad_dex": float(1.4826 * np.nanmedian(np.abs(lr - np.nanmedian(lr)))),
+        }
+    for mname, d_ in res.diff.items():
+        good = res.pixels[mname].get("well_sampled")
+        sel = res.pixels[mname]["all"]
         between, within_galaxy = split_scatter(d_, sel)
         out[mname] = {
             "per_pixel_bias": float(np.median(d_[sel])) if sel.any() else float("nan"),
@@ -514,9 +524,7 @@ def map_metrics(
             out[mname]["per_pixel_median_std"] = (
                 float(np.median(pred_std[mname][sel])) if sel.any() else float("nan")
             )
-        cname = next((c for c, names in SAMPLING_MAPS.items() if mname in names), "n_particles")
-        if cname in counts:
-            good = sel & (counts[cname] >= MIN_PARTICLES_PER_PIXEL)
+        if good is not None:
             out[mname].update(
                 {
                     "per_pixel_bias_well_sampled": (
@@ -527,7 +535,7 @@ def map_metrics(
                     ),
                     "well_sampled_pixel_fraction": float(good.sum() / max(int(sel.sum()), 1)),
                     "well_sampled_min_particles": MIN_PARTICLES_PER_PIXEL,
-                    "well_sampled_count_map": cname,
+                    "well_sampled_count_map": _count_map(mname),
                 }
             )
             between, within_galaxy = split_scatter(d_, good)
@@ -536,6 +544,260 @@ def map_metrics(
             if covered is not None:
                 out[mname]["per_pixel_coverage_68_well_sampled"] = _fraction(covered, good)
     return out
+
+
+def _non_empty(tm: dict[str, np.ndarray]) -> np.ndarray | None:
+    """(N, H, W) bool: the pixels with stellar mass in the truth (None without that map)."""
+    if "log10_sigma_mstar_msun_per_kpc2" not in tm:
+        return None
+    return tm["log10_sigma_mstar_msun_per_kpc2"] > 3.5
+
+
+def _count_map(mname: str) -> str:
+    """The particle-count map that samples map ``mname`` (:data:`SAMPLING_MAPS`)."""
+    return next((c for c, names in SAMPLING_MAPS.items() if mname in names), "n_particles")
+
+
+def _pixel_selections(
+    diff: np.ndarray,
+    mname: str,
+    valid: np.ndarray | None,
+    counts: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The pixels the per-pixel metrics of map ``mname`` read, each (N, H, W) bool:
+    ``"all"`` (non-empty and finite) and, given the particle counts, ``"well_sampled"``."""
+    sel = np.isfinite(diff) if valid is None else (valid & np.isfinite(diff))
+    out = {"all": sel}
+    cname = _count_map(mname)
+    if cname in counts:
+        out["well_sampled"] = sel & (counts[cname] >= MIN_PARTICLES_PER_PIXEL)
+    return out
+
+
+@dataclass(frozen=True)
+class MapResiduals:
+    """What every map metric reads: residuals d = log(true) - log(pred) and their pixels.
+
+    Attributes:
+        radius_pix: (N, H, W) distance of each pixel from the true centre.
+        r_half_pix: (N,) true r-band half-light radius.
+        aperture_log_true_over_pred: {aperture label: (N,)} log10(true / predicted) of the
+            linear quantity inside 2 r_half (:data:`APERTURE_MAPS`).
+        diff: {map name: (N, H, W)} d per pixel.
+        pixels: {map name: {"all" or "well_sampled": (N, H, W) bool}} the pixels the per-pixel
+            metrics read (:func:`_pixel_selections`).
+    """
+
+    radius_pix: np.ndarray
+    r_half_pix: np.ndarray
+    aperture_log_true_over_pred: dict[str, np.ndarray]
+    diff: dict[str, np.ndarray]
+    pixels: dict[str, dict[str, np.ndarray]]
+
+
+def map_residuals(
+    tm: dict[str, np.ndarray],
+    pm: dict[str, np.ndarray],
+    tp: dict[str, np.ndarray],
+    shape: tuple[int, int],
+    scale: float,
+    total: int,
+    counts: dict[str, np.ndarray] | None = None,
+    aperture_pm: dict[str, np.ndarray] | None = None,
+) -> MapResiduals:
+    """The residuals behind :func:`map_metrics` (same arguments, without ``pred_std``)."""
+    counts = counts or {}
+    aperture_pm = aperture_pm or {}
+    rad, r_half_pix = aperture_geometry(tp, shape, scale, total)
+    aperture = {
+        label: aperture_log_ratio(tm[m], aperture_pm.get(m, pm[m]), rad, r_half_pix)
+        for m, label in APERTURE_MAPS.items()
+        if m in tm and m in pm
+    }
+    valid = _non_empty(tm)
+    diff = {m: tm[m] - pm[m] for m in MAP_NAMES if m in tm and m in pm}
+    pixels = {m: _pixel_selections(d_, m, valid, counts) for m, d_ in diff.items()}
+    return MapResiduals(rad, r_half_pix, aperture, diff, pixels)
+
+
+def per_galaxy_map_stats(res: MapResiduals) -> dict[str, np.ndarray]:
+    """Per-galaxy sufficient statistics of :func:`map_metrics`, for resampling galaxies.
+
+    Every scatter in ``map_metrics`` is a function of these (N,) arrays, so a bootstrap over
+    galaxies (:func:`bootstrap_scatters`) needs nothing else:
+
+    * ``"{aperture label}/log_true_over_pred"``: log10(true / predicted) inside 2 r_half;
+    * ``"{map}/{pixels}/n"``, ``.../sum``, ``.../sum_sq``: the number of selected pixels and
+      the sums of d and d^2, d = log(true) - log(pred), for ``pixels`` in ``all`` (non-empty)
+      and, given particle counts, ``well_sampled``.
+
+    Args:
+        res: the residuals (:func:`map_residuals`).
+    """
+    out = {
+        f"{label}/log_true_over_pred": lr for label, lr in res.aperture_log_true_over_pred.items()
+    }
+    for mname, d_ in res.diff.items():
+        for pix, sel in res.pixels[mname].items():
+            dz = np.where(sel, d_, 0.0).astype(np.float64)
+            out[f"{mname}/{pix}/n"] = sel.sum((1, 2)).astype(np.float64)
+            out[f"{mname}/{pix}/sum"] = dz.sum((1, 2))
+            out[f"{mname}/{pix}/sum_sq"] = (dz**2).sum((1, 2))
+    return out
+
+
+def scatters_from_sums(
+    n: np.ndarray, s1: np.ndarray, s2: np.ndarray, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Pooled per-pixel scatter and its split (:func:`split_scatter`) from per-galaxy sums.
+
+    With galaxy i counted ``weight[..., i]`` times (bootstrap multiplicities; 1 by default),
+
+    .. math::
+        \mu = \frac{\sum_i w_i S_{1,i}}{\sum_i w_i n_i},\quad
+        \sigma^2 = \frac{\sum_i w_i S_{2,i}}{\sum_i w_i n_i} - \mu^2,\quad
+        \sigma_{\rm between}^2 = \frac{\sum_i w_i S_{1,i}^2 / n_i}{\sum_i w_i n_i}
+        - \mu^2,\quad \sigma_{\rm within}^2 = \sigma^2 - \sigma_{\rm between}^2.
+
+    Args:
+        n, s1, s2: (N,) pixel counts and sums of d and d^2 per galaxy.
+        weight: (..., N) multiplicities, or None.
+    Returns:
+        (total, between, within), each of shape (...,); NaN where no pixel is counted.
+    """
+    w = np.ones_like(n) if weight is None else np.asarray(weight, np.float64)
+    m = np.maximum(n, 1.0)
+    tot_n = w @ n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = (w @ s1) / tot_n
+        var = (w @ s2) / tot_n - mu**2
+        var_b = (w @ (s1**2 / m)) / tot_n - mu**2
+    var = np.clip(var, 0.0, None)
+    var_b = np.clip(var_b, 0.0, var)
+    return np.sqrt(var), np.sqrt(var_b), np.sqrt(var - var_b)
+
+
+#: Rows of a comparison report that a bootstrap over galaxies can put an interval on:
+#: (section key suffix, stat) -> which per-galaxy statistics and which scatter they give.
+_BOOT_PIXEL_STATS: dict[str, tuple[str, int]] = {
+    "per_pixel_scatter": ("all", 0),
+    "per_pixel_scatter_between_galaxies": ("all", 1),
+    "per_pixel_scatter_within_galaxies": ("all", 2),
+    "per_pixel_scatter_well_sampled": ("well_sampled", 0),
+    "per_pixel_scatter_between_galaxies_well_sampled": ("well_sampled", 1),
+    "per_pixel_scatter_within_galaxies_well_sampled": ("well_sampled", 2),
+}
+
+
+def _boot_stat(
+    stats: dict[str, np.ndarray], key: str, stat: str, weight: np.ndarray
+) -> np.ndarray | None:
+    """One report row (``maps/{key}``, ``stat``) under each bootstrap weighting (B, N) -> (B,)."""
+    if stat == "scatter_dex" and f"{key}/log_true_over_pred" in stats:
+        x = stats[f"{key}/log_true_over_pred"]
+        ok = np.isfinite(x)
+        w = weight * ok
+        xz = np.where(ok, x, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mu = (w @ xz) / w.sum(-1)
+            return np.sqrt(np.clip((w @ xz**2) / w.sum(-1) - mu**2, 0.0, None))
+    if stat in _BOOT_PIXEL_STATS:
+        pix, which = _BOOT_PIXEL_STATS[stat]
+        if f"{key}/{pix}/n" not in stats:
+            return None
+        return scatters_from_sums(
+            stats[f"{key}/{pix}/n"], stats[f"{key}/{pix}/sum"], stats[f"{key}/{pix}/sum_sq"], weight
+        )[which]
+    return None
+
+
+def bootstrap_scatters(
+    stats_a: dict[str, np.ndarray],
+    stats_b: dict[str, np.ndarray],
+    rows: Sequence[tuple[str, str]],
+    paired: bool,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Bootstrap intervals over galaxies for the map scatters of two reports, and their ratio.
+
+    Galaxies are resampled with replacement; when ``paired`` (both reports read the same
+    galaxies in the same order) A and B share each resample, so the interval on A / B holds only
+    the models' difference, not the luck of which galaxies were drawn.
+
+    Args:
+        stats_a, stats_b: :func:`per_galaxy_map_stats` of each report.
+        rows: (map key or aperture label, stat) pairs, e.g.
+            ``("log10_sfr_2rhalf", "scatter_dex")``.
+        paired: share the resamples (requires the same number of galaxies).
+    Returns:
+        {row: {"A_ci68", "A_ci95", "B_ci68", "B_ci95", "ratio_ci68", "ratio_ci95":
+        [lo, hi], "p_A_below_B": fraction of resamples with A's scatter below B's,
+        "n_boot", "paired"}}; rows that the statistics cannot give are left out.
+    """
+    na = _n_galaxies(stats_a)
+    nb = _n_galaxies(stats_b)
+    if paired and na != nb:
+        raise ValueError(f"a paired bootstrap needs the same galaxies; got {na} and {nb}")
+    rng = np.random.default_rng(seed)
+
+    def multiplicities(n: int) -> np.ndarray:
+        idx = rng.integers(0, n, size=(n_boot, n))
+        return np.stack([np.bincount(r, minlength=n) for r in idx]).astype(np.float64)
+
+    wa = multiplicities(na)
+    wb = wa if paired else multiplicities(nb)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, stat in rows:
+        a = _boot_stat(stats_a, key, stat, wa)
+        b = _boot_stat(stats_b, key, stat, wb)
+        if a is None or b is None:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = a / b
+        entry: dict[str, Any] = {"n_boot": int(n_boot), "paired": bool(paired)}
+        for name, x in (("A", a), ("B", b), ("ratio", r)):
+            x = x[np.isfinite(x)]
+            for level, q in (("68", (16.0, 84.0)), ("95", (2.5, 97.5))):
+                entry[f"{name}_ci{level}"] = (
+                    [float(v) for v in np.percentile(x, q)] if x.size else [float("nan")] * 2
+                )
+        entry["p_A_below_B"] = float(np.mean(a < b))
+        out[(key, stat)] = entry
+    return out
+
+
+def _n_galaxies(stats: dict[str, np.ndarray]) -> int:
+    sizes = {int(v.shape[0]) for v in stats.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"per-galaxy statistics of unequal lengths: {sorted(sizes)}")
+    return sizes.pop()
+
+
+#: File beside ``metrics.json`` with :func:`per_galaxy_map_stats` and a truth fingerprint.
+PER_GALAXY_FILE = "per_galaxy.npz"
+
+
+def save_per_galaxy(
+    out_dir: Path, stats: dict[str, np.ndarray], tp: dict[str, np.ndarray], data: str | Path
+) -> Path:
+    """Write the per-galaxy statistics with what identifies the galaxies: the data file's name
+    and a fingerprint of the truth (each galaxy's true log stellar mass, or its centre offsets)
+    so that :func:`compare_reports` pairs two reports only when they read the same galaxies."""
+    key = next((k for k in ("log10_mstar_msun", "dx_arcsec") if k in tp), None)
+    fingerprint = np.asarray(tp[key], np.float64) if key else np.zeros(0)
+    path = out_dir / PER_GALAXY_FILE
+    np.savez_compressed(path, **stats, _fingerprint=fingerprint, _data=np.asarray(Path(data).name))
+    return path
+
+
+def _load_per_galaxy(metrics_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+    path = metrics_path.parent / PER_GALAXY_FILE
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        stats = {k: z[k] for k in z.files if not k.startswith("_")}
+        return stats, z["_fingerprint"]
 
 
 def split_scatter(diff: np.ndarray, sel: np.ndarray) -> tuple[float, float]:
@@ -608,6 +870,7 @@ def evaluate_unet(
         from galae.checkpoint import load_checkpoint
 
         steps = int(load_checkpoint(checkpoint)["step"])
+    cmc = {k: np.concatenate(v) for k, v in cm.items()}
     metrics: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "data": str(data),
@@ -626,10 +889,13 @@ def evaluate_unet(
             info.image_shape,
             info.pixel_scale_arcsec,
             total,
-            counts={k: np.concatenate(v) for k, v in cm.items()},
+            counts=cmc,
         ),
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    if tmc:
+        res = map_residuals(tmc, pmc, tpc, info.image_shape, info.pixel_scale_arcsec, total, cmc)
+        save_per_galaxy(out_dir, per_galaxy_map_stats(res), tpc, data)
     if figures and tmc:
         from galae import plots
 
@@ -681,37 +947,138 @@ def _figures(
         plots.save_figure(fig, out_dir / "radial_residuals.png")
 
 
-def compare_reports(a: str | Path, b: str | Path, out: str | Path | None = None) -> dict[str, Any]:
-    """Side-by-side table (and figure) of two metrics JSON files."""
-    ra = json.loads(Path(a).read_text())
-    rb = json.loads(Path(b).read_text())
-    rows = {}
+#: The scatters a comparison report tabulates (each where both reports have it).
+COMPARE_STATS: tuple[str, ...] = (
+    "scatter_dex",
+    "scatter_mad_dex",
+    "scatter_mad",
+    "per_pixel_scatter",
+    "per_pixel_scatter_between_galaxies",
+    "per_pixel_scatter_within_galaxies",
+    "per_pixel_scatter_well_sampled",
+    "per_pixel_scatter_between_galaxies_well_sampled",
+    "per_pixel_scatter_within_galaxies_well_sampled",
+)
+
+
+def compare_reports(
+    a: str | Path,
+    b: str | Path,
+    out: str | Path | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    figure: bool = True,
+) -> dict[str, Any]:
+    """Side-by-side table and figure of two reports (``metrics.json`` of :func:`evaluate`).
+
+    Each row is one scatter (:data:`COMPARE_STATS`) of a map or latent that both reports hold,
+    with the ratio A / B.  Where both report folders hold :data:`PER_GALAXY_FILE` (every
+    evaluation since it was added writes one), the map rows also get bootstrap intervals over
+    galaxies (:func:`bootstrap_scatters`, ``n_boot`` resamples): 68% and 95% intervals on A, B
+    and A / B, and the fraction of resamples in which A's scatter is below B's.  The resamples
+    are shared (paired) when the two reports read the same galaxies, as the truth fingerprint
+    in the file tells; otherwise A and B are resampled independently.
+
+    Args:
+        a, b: paths of the two ``metrics.json``.
+        out: a ``.json`` path for the table (the figure goes beside it, ``.png``, and a
+            Markdown table, ``.md``), or a folder (``compare.json``, ``compare.png``,
+            ``compare.md``); None writes nothing.
+        figure: also draw the figure.
+    Returns:
+        {"A", "B", "A_trained_with", "B_trained_with", "bootstrap": {...} or None,
+        "rows": {"section/key/stat": {"A", "B", "ratio_A_over_B", [intervals]}}}.
+    """
+    pa, pb = Path(a), Path(b)
+    ra = json.loads(pa.read_text())
+    rb = json.loads(pb.read_text())
+    rows: dict[str, dict[str, Any]] = {}
     for section in ("maps", "params"):
         for key in sorted(set(ra.get(section, {})) & set(rb.get(section, {}))):
             ea, eb = ra[section][key], rb[section][key]
-            for stat in (
-                "scatter_dex",
-                "scatter_mad",
-                "per_pixel_scatter",
-                "per_pixel_scatter_well_sampled",
-                "scatter_mad_dex",
-            ):
+            for stat in COMPARE_STATS:
                 if stat in ea and stat in eb:
                     rows[f"{section}/{key}/{stat}"] = {
                         "A": ea[stat],
                         "B": eb[stat],
                         "ratio_A_over_B": ea[stat] / eb[stat] if eb[stat] else float("nan"),
                     }
+    boot_info = None
+    ga, gb = _load_per_galaxy(pa), _load_per_galaxy(pb)
+    if ga is not None and gb is not None:
+        (sa, fa), (sb, fb) = ga, gb
+        paired = fa.shape == fb.shape and fa.size > 0 and bool(np.allclose(fa, fb, atol=1e-6))
+        wanted = [tuple(k.split("/", 2)[1:]) for k in rows if k.startswith("maps/")]
+        boot = bootstrap_scatters(sa, sb, wanted, paired=paired, n_boot=n_boot, seed=seed)
+        for (key, stat), entry in boot.items():
+            rows[f"maps/{key}/{stat}"].update(entry)
+        boot_info = {
+            "n_boot": int(n_boot),
+            "paired": paired,
+            "n_galaxies_A": _n_galaxies(sa),
+            "n_galaxies_B": _n_galaxies(sb),
+            "seed": int(seed),
+        }
     table = {
         "A": str(a),
         "B": str(b),
         "A_trained_with": ra.get("trained_with"),
         "B_trained_with": rb.get("trained_with"),
+        "bootstrap": boot_info,
         "rows": rows,
     }
-    if out:
-        Path(out).write_text(json.dumps(table, indent=2))
+    if out is not None:
+        out = Path(out)
+        if out.suffix == ".json":
+            json_path = out
+            out.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            json_path = out / "compare.json"
+        json_path.write_text(json.dumps(table, indent=2, default=_json_default))
+        json_path.with_suffix(".md").write_text(compare_markdown(table))
+        if figure and rows:
+            from galae import plots
+
+            labels = (_report_label(pa, ra), _report_label(pb, rb))
+            plots.comparison_figure(rows, labels=labels, out=json_path.with_suffix(".png"))
     return table
+
+
+def _report_label(path: Path, report: dict[str, Any]) -> str:
+    kind = "supervised" if report.get("supervised") else "self-supervised"
+    return f"{path.parent.name} ({kind})"
+
+
+def compare_markdown(table: dict[str, Any]) -> str:
+    """The comparison table of :func:`compare_reports` as Markdown (95% intervals where the
+    bootstrap gave them)."""
+    lines = [
+        f"A: `{table['A']}` ({table['A_trained_with']})  ",
+        f"B: `{table['B']}` ({table['B_trained_with']})",
+        "",
+    ]
+    boot = table.get("bootstrap")
+    if boot:
+        lines += [
+            f"Intervals: 95%, {boot['n_boot']} bootstrap resamples of the galaxies "
+            f"({'paired: the same galaxies' if boot['paired'] else 'independent'}; "
+            f"{boot['n_galaxies_A']} and {boot['n_galaxies_B']} galaxies).",
+            "",
+        ]
+    lines += ["| row | A | B | A / B | P(A < B) |", "|---|---|---|---|---|"]
+
+    def ci(v: dict[str, Any], name: str) -> str:
+        key = f"{name}_ci95"
+        return f" [{v[key][0]:.3f}, {v[key][1]:.3f}]" if key in v else ""
+
+    for k, v in table["rows"].items():
+        p = f"{v['p_A_below_B']:.2f}" if "p_A_below_B" in v else ""
+        lines.append(
+            f"| {k} | {v['A']:.3f}{ci(v, 'A')} | {v['B']:.3f}{ci(v, 'B')} | "
+            f"{v['ratio_A_over_B']:.2f}{ci(v, 'ratio')} | {p} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -747,13 +1114,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="do not tell the encoder the redshifts: score the photo-z posterior (metrics photo_z)",
     )
-    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two metrics.json")
+    ap.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="compare two metrics.json: a table (JSON, Markdown) and a figure in --out, with "
+        "bootstrap intervals over galaxies where both folders hold per_galaxy.npz",
+    )
+    ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for --compare")
     a = ap.parse_args(argv)
     tune_cpu_allocator()
     if a.compare:
-        res = compare_reports(*a.compare, out=a.out)
-        for k, v in res["rows"].items():
-            print(f"{k:60s} A={v['A']:.4f} B={v['B']:.4f} A/B={v['ratio_A_over_B']:.2f}")
+        pa, pb = (Path(x) for x in a.compare)
+        for x in (pa, pb):
+            if not x.is_file():
+                ap.error(f"--compare: no report at {x} (give the paths of two metrics.json)")
+        out = a.out or pa.parent.parent / f"compare_{pa.parent.name}_vs_{pb.parent.name}"
+        res = compare_reports(pa, pb, out=out, n_boot=a.n_boot, figure=not a.no_figures)
+        print(compare_markdown(res))
+        print(f"wrote {out}")
         return res
     if not (a.checkpoint and a.data):
         ap.error("--checkpoint and --data are required (or --compare A B)")

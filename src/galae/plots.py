@@ -65,6 +65,8 @@ __all__ = [
     "reconstruction_figure",
     "maps_comparison_figure",
     "radial_profiles_figure",
+    "comparison_figure",
+    "shift_ratios_figure",
     "corner_figure",
     "sample_gallery",
     "build_parser",
@@ -1313,6 +1315,148 @@ def radial_residuals_figure(
         ax.set_ylabel("truth - prediction")
         ax.set_title(map_label(name), fontsize=8)
     axes.flat[0].legend(fontsize=7)
+    return _finish(fig, out)
+
+
+#: Short names of the scatters of a comparison report (galae.evaluate.COMPARE_STATS).
+_STAT_LABEL: dict[str, str] = {
+    "scatter_dex": "std",
+    "scatter_mad_dex": "1.48 MAD",
+    "scatter_mad": "1.48 MAD",
+    "per_pixel_scatter": "per pixel",
+    "per_pixel_scatter_between_galaxies": "per pixel, between galaxies",
+    "per_pixel_scatter_within_galaxies": "per pixel, within galaxies",
+    "per_pixel_scatter_well_sampled": "per pixel (>=10 particles)",
+    "per_pixel_scatter_between_galaxies_well_sampled": "... between galaxies (>=10)",
+    "per_pixel_scatter_within_galaxies_well_sampled": "... within galaxies (>=10)",
+}
+
+
+def _row_label(row: str) -> str:
+    """'maps/<key>/<stat>' -> a short two-part label."""
+    _, key, stat = row.split("/", 2)
+    if key in MAP_UNITS:
+        key = map_label(key, with_unit=False)
+    elif key in REGISTRY.names:
+        key = param_label(key, with_unit=False)
+    else:
+        key = key.replace("log10_", "log ").replace("_2rhalf", " (< 2 r$_{1/2}$)")
+    return f"{key}: {_STAT_LABEL.get(stat, stat)}"
+
+
+def _interval(v: Mapping[str, Any], name: str, value: float) -> tuple[float, float]:
+    """(lower, upper) error-bar lengths from a row's 95% interval, 0 without one."""
+    ci = v.get(f"{name}_ci95")
+    if not ci or not np.all(np.isfinite(ci)):
+        return 0.0, 0.0
+    return max(value - ci[0], 0.0), max(ci[1] - value, 0.0)
+
+
+def comparison_figure(
+    rows: Mapping[str, Mapping[str, Any]],
+    *,
+    labels: tuple[str, str] = ("A", "B"),
+    out: str | Path | None = None,
+) -> Figure:
+    """Two reports side by side: each scatter of A and B (left) and the ratio A / B (right),
+    with 95% bootstrap intervals where the rows carry them.
+
+    Args:
+        rows: {"section/key/stat": {"A", "B", "ratio_A_over_B", optional "A_ci95", "B_ci95",
+            "ratio_ci95"}} as written by :func:`galae.evaluate.compare_reports`.
+        labels: names of the two reports.
+        out: optional PNG path.
+    """
+    names = list(rows)
+    if not names:
+        raise ValueError("no rows to compare")
+    y = np.arange(len(names))[::-1].astype(float)
+    fig = _new_figure(9.0, 0.8 + 0.26 * len(names))
+    ax_v, ax_r = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.2, 1.0]})
+    for name, off, color in (("A", 0.14, "tab:blue"), ("B", -0.14, "tab:orange")):
+        vals = np.array([float(rows[r][name]) for r in names])
+        err = np.array([_interval(rows[r], name, vals[i]) for i, r in enumerate(names)]).T
+        ax_v.errorbar(
+            vals,
+            y + off,
+            xerr=err,
+            fmt="o",
+            ms=3,
+            color=color,
+            lw=0.9,
+            label=labels[0 if name == "A" else 1],
+        )
+    ratio = np.array([float(rows[r]["ratio_A_over_B"]) for r in names])
+    err = np.array([_interval(rows[r], "ratio", ratio[i]) for i, r in enumerate(names)]).T
+    ax_r.errorbar(ratio, y, xerr=err, fmt="s", ms=3, color="k", lw=0.9)
+    ax_r.axvline(1.0, color="0.5", lw=0.8, ls="--")
+    ax_v.set_yticks(y)
+    ax_v.set_yticklabels([_row_label(r) for r in names], fontsize=7)
+    ax_v.set_xlabel("scatter [dex, or the latent's unit]")
+    ax_r.set_xlabel(f"{labels[0]} / {labels[1]}" if len(labels[0]) < 20 else "ratio A / B")
+    ax_v.legend(fontsize=7, loc="best")
+    for ax in (ax_v, ax_r):
+        ax.grid(axis="x", color="0.9", lw=0.6)
+    fig.suptitle("error bars: 95% bootstrap intervals over galaxies", fontsize=8)
+    return _finish(fig, out)
+
+
+def shift_ratios_figure(
+    ratios: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    goal_in_distribution: float = 1.5,
+    reference_set: str = "test",
+    out: str | Path | None = None,
+) -> Figure:
+    """The ratio of two models' scatters, metric by metric, in distribution and under shifts.
+
+    Args:
+        ratios: {metric label: {set name: {"ratio": r, optional "ci95": [lo, hi]}}}.
+        goal_in_distribution: the ratio the first model must stay below on ``reference_set``
+            (drawn there); on every other set the goal is 1.
+        reference_set: the in-distribution set.
+        out: optional PNG path.
+    """
+    metrics = list(ratios)
+    if not metrics:
+        raise ValueError("no ratios to plot")
+    sets = list(dict.fromkeys(s for m in metrics for s in ratios[m]))
+    fig = _new_figure(3.2 + 1.5 * len(sets), 1.1 + 0.3 * len(metrics))
+    axes = fig.subplots(1, len(sets), sharey=True, squeeze=False)[0]
+    y = np.arange(len(metrics))[::-1].astype(float)
+    ends = [
+        x
+        for m in metrics
+        for v in ratios[m].values()
+        for x in (v.get("ci95") or [v["ratio"], v["ratio"]])
+        if np.isfinite(x)
+    ]
+    xlim = (min(0.0, *ends), max(goal_in_distribution, *ends) * 1.08)
+    for ax, name in zip(axes, sets, strict=True):
+        goal = goal_in_distribution if name == reference_set else 1.0
+        for yi, m in zip(y, metrics, strict=True):
+            v = ratios[m].get(name)
+            if v is None:
+                continue
+            r = float(v["ratio"])
+            ci = v.get("ci95")
+            lo, hi = (r - ci[0], ci[1] - r) if ci else (0.0, 0.0)
+            ok = (ci[1] if ci else r) < goal
+            bad = (ci[0] if ci else r) > goal
+            color = "tab:green" if ok else ("tab:red" if bad else "0.35")
+            ax.errorbar(r, yi, xerr=[[lo], [hi]], fmt="o", ms=3.5, color=color, lw=1.0)
+        ax.axvline(goal, color="0.5", lw=0.8, ls="--")
+        ax.set_xlim(*xlim)
+        ax.set_title(name, fontsize=8)
+        ax.grid(axis="x", color="0.9", lw=0.6)
+        ax.tick_params(labelsize=7)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(metrics, fontsize=7)
+    fig.supxlabel(
+        "scatter ratio, first model / second, with its 95% paired bootstrap interval\n"
+        "dashed: the goal; green: met, red: missed, grey: not decided by these galaxies",
+        fontsize=7,
+    )
     return _finish(fig, out)
 
 
