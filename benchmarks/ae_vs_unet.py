@@ -76,6 +76,7 @@ FIGURE_ROWS = tuple(
         ("M* per pixel, >=10 particles", "mstar_map_per_pixel_scatter_well_sampled_dex"),
         ("SFR per pixel, >=10 particles", "sfr_map_per_pixel_scatter_well_sampled_dex"),
         ("M* per pixel, all", "mstar_map_per_pixel_scatter_dex"),
+        ("SFR per pixel, all", "sfr_map_per_pixel_scatter_dex"),
     )
     for variant, name in (("ae_masked", "amortized"), ("ae_refined_masked", "refined"))
 )

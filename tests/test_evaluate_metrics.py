@@ -84,7 +84,9 @@ def test_well_sampled_per_pixel_metrics_select_pixels_by_particle_count() -> Non
     s = out[SFR]
     young = nonempty & (counts["n_young_particles"] >= MIN_PARTICLES_PER_PIXEL)
     assert s["well_sampled_count_map"] == "n_young_particles"
-    assert s["well_sampled_pixel_fraction"] == pytest.approx(young.sum() / nonempty.sum())
+    # ... as a fraction of its own non-empty pixels, those with a young particle
+    sfr_nonempty = nonempty & (counts["n_young_particles"] >= 1)
+    assert s["well_sampled_pixel_fraction"] == pytest.approx(young.sum() / sfr_nonempty.sum())
     assert s["per_pixel_scatter_well_sampled"] == pytest.approx(
         np.std((tm[SFR] - pm[SFR])[young]), rel=1e-12
     )
@@ -265,5 +267,32 @@ def test_compare_reports_writes_table_markdown_and_figure_with_intervals(tmp_pat
     c = _fake_report(tmp_path / "other", _aperture_stats(rng.normal(0, 0.4, 64)), fp + 1, True)
     res = main(["--compare", str(a), str(c), "--n-boot", "200", "--out", str(tmp_path / "t.json")])
     assert res["bootstrap"]["paired"] is False and (tmp_path / "t.png").exists()
+    # a report without per-galaxy statistics: no intervals, said so in the table and a warning
+    (tmp_path / "other" / "per_galaxy.npz").unlink()
+    with pytest.warns(RuntimeWarning, match="lacks per_galaxy.npz"):
+        res = main(["--compare", str(a), str(c), "--out", str(tmp_path / "u.json")])
+    assert res["bootstrap"] is None and res["no_per_galaxy_statistics"] == [str(c.parent)]
+    assert "No intervals" in (tmp_path / "u.md").read_text()
     with pytest.raises(SystemExit):
         main(["--compare", str(a), str(tmp_path / "missing" / "metrics.json")])
+
+
+def test_sfr_pixels_without_young_particles_are_empty_for_the_sfr_map() -> None:
+    """Where no young particle lies the SFR truth is its floor (log of zero): such pixels are
+    not non-empty for the SFR map, while the stellar-mass map still reads them."""
+    tm, pm, tp, counts = _maps(seed=3)
+    n, h, w = tm[MSTAR].shape
+    no_young = counts["n_young_particles"] < 1
+    tm[SFR] = np.where(no_young, -30.0, tm[SFR])  # the floor
+    out = map_metrics(tm, pm, tp, (h, w), 0.4, n, counts=counts)
+    nonempty = tm[MSTAR] > 3.5
+    d = tm[SFR] - pm[SFR]
+    sel = nonempty & ~no_young
+    assert out[SFR]["per_pixel_scatter"] == pytest.approx(np.std(d[sel]), rel=1e-12)
+    assert out[SFR]["per_pixel_scatter"] < 1.0  # the floor would give ~10 dex
+    assert sum(out[SFR]["radial"]["n"]) <= sel.sum()
+    dm = tm[MSTAR] - pm[MSTAR]
+    assert out[MSTAR]["per_pixel_scatter"] == pytest.approx(np.std(dm[nonempty]), rel=1e-12)
+    # without count maps (analytic mocks) the stellar-mass rule alone applies
+    plain = map_metrics(tm, pm, tp, (h, w), 0.4, n)
+    assert plain[SFR]["per_pixel_scatter"] == pytest.approx(np.std(d[nonempty]), rel=1e-12)

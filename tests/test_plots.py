@@ -501,6 +501,33 @@ def test_shift_ratios_figure_colours_each_ratio_by_its_goal(tmp_path: Path) -> N
         plots.comparison_figure({})
 
 
+def test_radial_residuals_comparison_figure(tmp_path: Path) -> None:
+    edges = [0.5, 1.0, 2.0, 5.0]
+    prof_a = {
+        "r_over_rhalf_edges": edges,
+        "median": [0.1, 0.0, -0.1],
+        "p16": [0, -0.1, -0.3],
+        "p84": [0.2, 0.1, 0.1],
+    }
+    prof_b = {**prof_a, "median": [0.3, 0.2, 0.4]}
+    names = ["log10_sigma_sfr_msun_per_yr_per_kpc2", "log10_sigma_mstar_msun_per_kpc2"]
+    fig = plots.radial_residuals_comparison_figure(
+        {n: (prof_a, prof_b) for n in names}, labels=("AE", "U-Net"), out=tmp_path / "r.png"
+    )
+    ax = fig.get_axes()[0]
+    medians = [line.get_ydata() for line in ax.get_lines()[1:]]  # after the zero line
+    np.testing.assert_allclose(medians[0], prof_a["median"])
+    np.testing.assert_allclose(medians[1], prof_b["median"])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["AE", "U-Net"]
+    _assert_png(tmp_path / "r.png")
+    with pytest.raises(ValueError, match="no radial"):
+        plots.radial_residuals_comparison_figure({})
+    # the one-report figure draws the same panels
+    one = plots.radial_residuals_figure({n: prof_a for n in names}).get_axes()[0]
+    np.testing.assert_allclose(one.get_lines()[1].get_ydata(), prof_a["median"])
+    assert one.get_title() == ax.get_title()
+
+
 def test_corner_figure(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     k = 3000

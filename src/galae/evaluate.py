@@ -479,7 +479,8 @@ def map_metrics(
     the truth has structure the model cannot represent), with ``per_pixel_median_std``.
 
     Per pixel, the median (bias) and standard deviation (scatter) of log(true) - log(pred) are
-    taken over the non-empty pixels, and the scatter is split into the galaxies' mean offsets
+    taken over the non-empty pixels (:func:`_pixel_selections`; the radial profiles read the
+    same pixels), and the scatter is split into the galaxies' mean offsets
     and the structure within them (:func:`split_scatter`).  With particle counts, they are also
     given over the well-sampled pixels alone (``*_well_sampled``: at least
     :data:`MIN_PARTICLES_PER_PIXEL` particles of the kind that makes the map,
@@ -498,7 +499,6 @@ def map_metrics(
         return out
     res = map_residuals(tm, pm, tp, shape, scale, total, counts, aperture_pm)
     rad, r_half_pix = res.radius_pix, res.r_half_pix
-    valid = _non_empty(tm)
     pred_std = pred_std or {}
     for label, lr in res.aperture_log_true_over_pred.items():
         out[label] = {
@@ -515,7 +515,7 @@ def map_metrics(
             "per_pixel_scatter": float(np.std(d_[sel])) if sel.any() else float("nan"),
             "per_pixel_scatter_between_galaxies": between,
             "per_pixel_scatter_within_galaxies": within_galaxy,
-            "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix, valid=valid),
+            "radial": radial_residual_profile(tm[mname], pm[mname], rad, r_half_pix, valid=sel),
         }
         covered = None  # truth within one posterior standard deviation
         if mname in pred_std:
@@ -565,10 +565,17 @@ def _pixel_selections(
     counts: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """The pixels the per-pixel metrics of map ``mname`` read, each (N, H, W) bool:
-    ``"all"`` (non-empty and finite) and, given the particle counts, ``"well_sampled"``."""
+    ``"all"`` (non-empty and finite) and, given the particle counts, ``"well_sampled"``.
+
+    Non-empty means stellar mass in the truth (``valid``) and, for a map that particles of one
+    kind make (:data:`SAMPLING_MAPS`: the SFR map, of the young particles), at least one such
+    particle: where there is none the truth is the map's floor (log of zero), which no
+    prediction of a positive quantity can meet and none should try to."""
     sel = np.isfinite(diff) if valid is None else (valid & np.isfinite(diff))
-    out = {"all": sel}
     cname = _count_map(mname)
+    if cname in counts and mname in SAMPLING_MAPS.get(cname, ()):
+        sel = sel & (counts[cname] >= 1)
+    out = {"all": sel}
     if cname in counts:
         out["well_sampled"] = sel & (counts[cname] >= MIN_PARTICLES_PER_PIXEL)
     return out
@@ -981,9 +988,9 @@ def compare_reports(
 
     Args:
         a, b: paths of the two ``metrics.json``.
-        out: a ``.json`` path for the table (the figure goes beside it, ``.png``, and a
-            Markdown table, ``.md``), or a folder (``compare.json``, ``compare.png``,
-            ``compare.md``); None writes nothing.
+        out: a ``.json`` path for the table (the figures go beside it, ``.png`` and
+            ``_radial.png``, and a Markdown table, ``.md``), or a folder (``compare.json``,
+            ``compare.png``, ``compare_radial.png``, ``compare.md``); None writes nothing.
         figure: also draw the figure.
     Returns:
         {"A", "B", "A_trained_with", "B_trained_with", "bootstrap": {...} or None,
@@ -1005,6 +1012,14 @@ def compare_reports(
                     }
     boot_info = None
     ga, gb = _load_per_galaxy(pa), _load_per_galaxy(pb)
+    lacking = [str(x.parent) for x, g in ((pa, ga), (pb, gb)) if g is None]
+    if lacking and any(k.startswith("maps/") for k in rows):
+        warnings.warn(
+            f"no bootstrap intervals: {', '.join(lacking)} lacks {PER_GALAXY_FILE} (written by "
+            "python -m galae.evaluate since it was added; re-run the evaluation)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if ga is not None and gb is not None:
         (sa, fa), (sb, fb) = ga, gb
         paired = fa.shape == fb.shape and fa.size > 0 and bool(np.allclose(fa, fb, atol=1e-6))
@@ -1025,6 +1040,7 @@ def compare_reports(
         "A_trained_with": ra.get("trained_with"),
         "B_trained_with": rb.get("trained_with"),
         "bootstrap": boot_info,
+        "no_per_galaxy_statistics": lacking,
         "rows": rows,
     }
     if out is not None:
@@ -1042,6 +1058,16 @@ def compare_reports(
 
             labels = (_report_label(pa, ra), _report_label(pb, rb))
             plots.comparison_figure(rows, labels=labels, out=json_path.with_suffix(".png"))
+            radial = {
+                name: (ra["maps"][name]["radial"], rb["maps"][name]["radial"])
+                for name in MAP_NAMES
+                if "radial" in ra.get("maps", {}).get(name, {})
+                and "radial" in rb.get("maps", {}).get(name, {})
+            }
+            if radial:
+                plots.radial_residuals_comparison_figure(
+                    radial, labels=labels, out=json_path.with_name(json_path.stem + "_radial.png")
+                )
     return table
 
 
@@ -1064,6 +1090,13 @@ def compare_markdown(table: dict[str, Any]) -> str:
             f"Intervals: 95%, {boot['n_boot']} bootstrap resamples of the galaxies "
             f"({'paired: the same galaxies' if boot['paired'] else 'independent'}; "
             f"{boot['n_galaxies_A']} and {boot['n_galaxies_B']} galaxies).",
+            "",
+        ]
+    elif table.get("no_per_galaxy_statistics"):
+        lines += [
+            "No intervals: no per-galaxy statistics in "
+            + ", ".join(f"`{x}`" for x in table["no_per_galaxy_statistics"])
+            + " (re-run `python -m galae.evaluate` there).",
             "",
         ]
     lines += ["| row | A | B | A / B | P(A < B) |", "|---|---|---|---|---|"]

@@ -66,6 +66,7 @@ __all__ = [
     "maps_comparison_figure",
     "radial_profiles_figure",
     "comparison_figure",
+    "radial_residuals_comparison_figure",
     "shift_ratios_figure",
     "corner_figure",
     "sample_gallery",
@@ -1292,30 +1293,52 @@ def radial_residuals_figure(
         ncols: panels per row.
         out: optional PNG path.
     """
-    names = _ordered_map_names(list(profiles))
+    fig, axes, names = _radial_grid(list(profiles), ncols, 2.4, "no radial profiles to plot")
+    for ax, name in zip(axes.flat, names, strict=False):
+        _radial_band(ax, profiles[name], "tab:blue", "median", 0.25, band_label="16-84%")
+    axes.flat[0].legend(fontsize=7)
+    return _finish(fig, out)
+
+
+def _radial_grid(
+    names: list[str], ncols: int, row_height_in: float, empty: str
+) -> tuple[Figure, np.ndarray, list[str]]:
+    """A grid of residual panels, one per map (in display order), the spare ones hidden."""
+    names = _ordered_map_names(names)
     if not names:
-        raise ValueError("no radial profiles to plot")
+        raise ValueError(empty)
     ncols = min(ncols, len(names))
     nrows = -(-len(names) // ncols)
-    fig = _new_figure(3.0 * ncols, 2.4 * nrows)
+    fig = _new_figure(3.0 * ncols, row_height_in * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, names, strict=False):
-        prof = profiles[name]
-        edges = np.asarray(prof["r_over_rhalf_edges"], dtype=float)
-        mid = 0.5 * (edges[1:] + edges[:-1])
-        med = np.asarray(prof["median"], dtype=float)
-        lo = np.asarray(prof["p16"], dtype=float)
-        hi = np.asarray(prof["p84"], dtype=float)
         ax.axhline(0.0, color="0.6", lw=0.8)
-        ax.fill_between(mid, lo, hi, color="tab:blue", alpha=0.25, lw=0, label="16-84%")
-        ax.plot(mid, med, "o-", color="tab:blue", ms=3, label="median")
         ax.set_xlabel(r"$r / r_{1/2}$")
         ax.set_ylabel("truth - prediction")
         ax.set_title(map_label(name), fontsize=8)
-    axes.flat[0].legend(fontsize=7)
-    return _finish(fig, out)
+    return fig, axes, names
+
+
+def _radial_band(
+    ax: Axes,
+    prof: Mapping[str, Any],
+    color: str,
+    label: str,
+    alpha: float,
+    shift: float = 0.0,
+    band_label: str | None = None,
+) -> None:
+    """One radial residual profile: its median per annulus and its 16-84% band."""
+    edges = np.asarray(prof["r_over_rhalf_edges"], dtype=float)
+    mid = 0.5 * (edges[1:] + edges[:-1]) + shift
+    lo = np.asarray(prof["p16"], dtype=float)
+    hi = np.asarray(prof["p84"], dtype=float)
+    ax.fill_between(mid, lo, hi, color=color, alpha=alpha, lw=0, label=band_label)
+    ax.plot(
+        mid, np.asarray(prof["median"], dtype=float), "o-", color=color, ms=3, lw=1.0, label=label
+    )
 
 
 #: Short names of the scatters of a comparison report (galae.evaluate.COMPARE_STATS).
@@ -1398,6 +1421,47 @@ def comparison_figure(
     for ax in (ax_v, ax_r):
         ax.grid(axis="x", color="0.9", lw=0.6)
     fig.suptitle("error bars: 95% bootstrap intervals over galaxies", fontsize=8)
+    return _finish(fig, out)
+
+
+def radial_residuals_comparison_figure(
+    profiles: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    labels: tuple[str, str] = ("A", "B"),
+    ncols: int = 4,
+    out: str | Path | None = None,
+) -> Figure:
+    """Radial residual profiles (truth - prediction) of two reports overlaid, map by map.
+
+    Args:
+        profiles: {map name: (profile of A, profile of B)}, each as written by
+            :func:`galae.evaluate.radial_residual_profile` (``r_over_rhalf_edges``, ``median``,
+            ``p16``, ``p84``).
+        labels: names of the two reports.
+        ncols: panels per row.
+        out: optional PNG path.
+    """
+    fig, axes, names = _radial_grid(list(profiles), ncols, 2.5, "no radial profiles to compare")
+    nrows, ncols = axes.shape
+    for ax, name in zip(axes.flat, names, strict=False):
+        for prof, label, color, shift in zip(
+            profiles[name], labels, ("tab:blue", "tab:orange"), (-0.04, 0.04), strict=True
+        ):
+            _radial_band(ax, prof, color, label, 0.18, shift)
+    handles, names_ = axes.flat[0].get_legend_handles_labels()
+    spare = len(names) < nrows * ncols  # an empty panel takes the legend
+    fig.legend(
+        handles,
+        names_,
+        loc="lower right" if spare else "upper right",
+        ncol=1 if spare else 2,
+        fontsize=7,
+        frameon=False,
+        bbox_to_anchor=(0.97, 0.15) if spare else None,
+    )
+    fig.suptitle(
+        "median and 16-84% of truth - prediction, per annulus", fontsize=8, x=0.02, ha="left"
+    )
     return _finish(fig, out)
 
 
