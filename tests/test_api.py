@@ -728,3 +728,16 @@ def test_evaluate_reads_posterior_mean_maps_and_checks_their_uncertainties(
     assert 0.0 <= entry["per_pixel_coverage_68"] <= 1.0 and entry["per_pixel_median_std"] > 0.0
     assert "log10_mstar_2rhalf" in m["maps"]
     assert (out / "maps.png").stat().st_size > 10_000
+    # the per-galaxy statistics behind the report reproduce it, and a comparison reads them
+    from galae.evaluate import PER_GALAXY_FILE, compare_reports
+
+    with np.load(out / PER_GALAXY_FILE) as z:
+        d = z["params/log10_mstar_msun/pred_minus_true"]
+        assert d.shape == (8,) and z["_fingerprint"].shape == (8,)
+        lr = z["log10_mstar_2rhalf/log_true_over_pred"]
+    assert np.median(d) == pytest.approx(m["params"]["log10_mstar_msun"]["bias_median"], abs=1e-6)
+    assert np.nanstd(lr) == pytest.approx(m["maps"]["log10_mstar_2rhalf"]["scatter_dex"], rel=1e-6)
+    res = compare_reports(out / "metrics.json", out / "metrics.json", n_boot=50)
+    assert res["bootstrap"]["paired"]
+    row = res["rows"]["params/log10_mstar_msun/scatter_mad"]
+    assert row["ratio_A_over_B"] == 1.0 and row["ratio_ci95"] == [1.0, 1.0]

@@ -244,6 +244,10 @@ def _fake_report(folder, stats, fingerprint, supervised=False):
         "supervised": supervised,
         "maps": {"log10_sfr_2rhalf": {"scatter_dex": float(np.std(lr))}},
     }
+    if "params/r_d_kpc/pred_minus_true" in stats:
+        d = stats["params/r_d_kpc/pred_minus_true"]
+        mad = 1.4826 * np.median(np.abs(d - np.median(d)))
+        report["params"] = {"r_d_kpc": {"scatter_mad": float(mad)}}
     (folder / "metrics.json").write_text(json.dumps(report))
     np.savez(folder / PER_GALAXY_FILE, **stats, _fingerprint=fingerprint, _data="x.h5")
     return folder / "metrics.json"
@@ -254,9 +258,21 @@ def test_compare_reports_writes_table_markdown_and_figure_with_intervals(tmp_pat
 
     rng = np.random.default_rng(10)
     fp = rng.normal(10, 1, 64)
-    a = _fake_report(tmp_path / "ae", _aperture_stats(rng.normal(0, 0.2, 64)), fp)
-    b = _fake_report(tmp_path / "unet", _aperture_stats(rng.normal(0, 0.4, 64)), fp, True)
+    sa = {
+        **_aperture_stats(rng.normal(0, 0.2, 64)),
+        "params/r_d_kpc/pred_minus_true": rng.normal(0, 0.1, 64),
+    }
+    sb = {
+        **_aperture_stats(rng.normal(0, 0.4, 64)),
+        "params/r_d_kpc/pred_minus_true": rng.normal(0, 0.3, 64),
+    }
+    a = _fake_report(tmp_path / "ae", sa, fp)
+    b = _fake_report(tmp_path / "unet", sb, fp, True)
     res = main(["--compare", str(a), str(b), "--n-boot", "300"])
+    # latents too: the robust scatter of each galaxy's prediction error, resampled
+    prow = res["rows"]["params/r_d_kpc/scatter_mad"]
+    assert prow["A_ci95"][0] < prow["A"] < prow["A_ci95"][1]
+    assert prow["ratio_ci95"][1] < 1.0 and prow["p_A_below_B"] > 0.99
     out = tmp_path / "compare_ae_vs_unet"
     row = res["rows"]["maps/log10_sfr_2rhalf/scatter_dex"]
     assert res["bootstrap"]["paired"] and res["bootstrap"]["n_boot"] == 300

@@ -15,9 +15,9 @@ Writes ``metrics.json`` and figures to ``--out`` (default ``<checkpoint dir>/eva
 
 The report records which loss terms trained the model (``trained_with``), so a reader can tell a
 self-supervised result from a supervised one.  ``per_galaxy.npz`` beside ``metrics.json`` holds
-the per-galaxy statistics behind the map metrics; ``--compare A.json B.json`` tabulates two
-reports, draws them side by side, and puts bootstrap intervals over galaxies on the map scatters
-and on their ratio.
+the per-galaxy statistics behind the map and latent metrics; ``--compare A.json B.json``
+tabulates two reports, draws them side by side, and puts bootstrap intervals over galaxies on
+the scatters and on their ratio.
 """
 
 from __future__ import annotations
@@ -392,11 +392,17 @@ def evaluate(
         }
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    per_galaxy = {
+        f"params/{name}/pred_minus_true": np.asarray(cat[f"pred/{name}"], np.float64) - tp[name]
+        for name in metrics["params"]
+    }
     if tm:
         res = map_residuals(
             tm, pm, tp, info.image_shape, info.pixel_scale_arcsec, total, counts, apm
         )
-        save_per_galaxy(out_dir, per_galaxy_map_stats(res), tp, data)
+        per_galaxy.update(per_galaxy_map_stats(res))
+    if per_galaxy:
+        save_per_galaxy(out_dir, per_galaxy, tp, data)
     if figures:
         _figures(out_dir, keep_imgs, chi2, tm, pm, model.bands, metrics, sd)
     return metrics
@@ -699,7 +705,16 @@ _BOOT_PIXEL_STATS: dict[str, tuple[str, int]] = {
 def _boot_stat(
     stats: dict[str, np.ndarray], key: str, stat: str, weight: np.ndarray
 ) -> np.ndarray | None:
-    """One report row (``maps/{key}``, ``stat``) under each bootstrap weighting (B, N) -> (B,)."""
+    """One report row under each bootstrap weighting (B, N) -> (B,).
+
+    ``key`` is a map or aperture label (rows ``maps/{key}/{stat}``) or ``params/{name}`` (rows
+    of the latents and derived observables)."""
+    for per_galaxy, robust in (
+        ("log_true_over_pred", "scatter_mad_dex"),
+        ("pred_minus_true", "scatter_mad"),
+    ):
+        if stat == robust and f"{key}/{per_galaxy}" in stats:
+            return _resampled_mad(stats[f"{key}/{per_galaxy}"], weight)
     if stat == "scatter_dex" and f"{key}/log_true_over_pred" in stats:
         x = stats[f"{key}/log_true_over_pred"]
         ok = np.isfinite(x)
@@ -718,6 +733,19 @@ def _boot_stat(
     return None
 
 
+def _resampled_mad(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """1.4826 x the median absolute deviation of ``x`` (N,) under each multiplicity row of
+    ``weight`` (B, N) -> (B,), non-finite entries left out."""
+    ok = np.isfinite(x)
+    x, counts = x[ok], weight[:, ok].astype(np.int64)
+    out = np.full(weight.shape[0], np.nan)
+    for b, c in enumerate(counts):
+        v = np.repeat(x, c)
+        if v.size:
+            out[b] = 1.4826 * np.median(np.abs(v - np.median(v)))
+    return out
+
+
 def bootstrap_scatters(
     stats_a: dict[str, np.ndarray],
     stats_b: dict[str, np.ndarray],
@@ -734,8 +762,8 @@ def bootstrap_scatters(
 
     Args:
         stats_a, stats_b: :func:`per_galaxy_map_stats` of each report.
-        rows: (map key or aperture label, stat) pairs, e.g.
-            ``("log10_sfr_2rhalf", "scatter_dex")``.
+        rows: (map key, aperture label or ``params/<name>``, stat) pairs, e.g.
+            ``("log10_sfr_2rhalf", "scatter_dex")`` or ``("params/r_d_kpc", "scatter_mad")``.
         paired: share the resamples (requires the same number of galaxies).
     Returns:
         {row: {"A_ci68", "A_ci95", "B_ci68", "B_ci95", "ratio_ci68", "ratio_ci95":
@@ -781,7 +809,8 @@ def _n_galaxies(stats: dict[str, np.ndarray]) -> int:
     return sizes.pop()
 
 
-#: File beside ``metrics.json`` with :func:`per_galaxy_map_stats` and a truth fingerprint.
+#: File beside ``metrics.json`` with :func:`per_galaxy_map_stats`, each latent's and derived
+#: observable's prediction error (``params/<name>/pred_minus_true``) and a truth fingerprint.
 PER_GALAXY_FILE = "per_galaxy.npz"
 
 
@@ -980,7 +1009,7 @@ def compare_reports(
 
     Each row is one scatter (:data:`COMPARE_STATS`) of a map or latent that both reports hold,
     with the ratio A / B.  Where both report folders hold :data:`PER_GALAXY_FILE` (every
-    evaluation since it was added writes one), the map rows also get bootstrap intervals over
+    evaluation since it was added writes one), the rows also get bootstrap intervals over
     galaxies (:func:`bootstrap_scatters`, ``n_boot`` resamples): 68% and 95% intervals on A, B
     and A / B, and the fraction of resamples in which A's scatter is below B's.  The resamples
     are shared (paired) when the two reports read the same galaxies, as the truth fingerprint
@@ -1023,10 +1052,16 @@ def compare_reports(
     if ga is not None and gb is not None:
         (sa, fa), (sb, fb) = ga, gb
         paired = fa.shape == fb.shape and fa.size > 0 and bool(np.allclose(fa, fb, atol=1e-6))
-        wanted = [tuple(k.split("/", 2)[1:]) for k in rows if k.startswith("maps/")]
-        boot = bootstrap_scatters(sa, sb, wanted, paired=paired, n_boot=n_boot, seed=seed)
-        for (key, stat), entry in boot.items():
-            rows[f"maps/{key}/{stat}"].update(entry)
+        # a row "maps/<key>/<stat>" reads the statistics of <key>, "params/<name>/<stat>" those
+        # of "params/<name>"
+        row_of = {
+            (key if section == "maps" else f"params/{key}", stat): row
+            for row in rows
+            for section, key, stat in [row.split("/", 2)]
+        }
+        boot = bootstrap_scatters(sa, sb, list(row_of), paired=paired, n_boot=n_boot, seed=seed)
+        for wanted, entry in boot.items():
+            rows[row_of[wanted]].update(entry)
         boot_info = {
             "n_boot": int(n_boot),
             "paired": paired,
