@@ -690,8 +690,8 @@ def scatters_from_sums(
     return np.sqrt(var), np.sqrt(var_b), np.sqrt(var - var_b)
 
 
-#: Rows of a comparison report that a bootstrap over galaxies can put an interval on:
-#: (section key suffix, stat) -> which per-galaxy statistics and which scatter they give.
+#: The per-pixel scatters a bootstrap over galaxies can put an interval on: stat -> (pixels,
+#: index into :func:`scatters_from_sums`' (total, between, within)).
 _BOOT_PIXEL_STATS: dict[str, tuple[str, int]] = {
     "per_pixel_scatter": ("all", 0),
     "per_pixel_scatter_between_galaxies": ("all", 1),
@@ -754,14 +754,15 @@ def bootstrap_scatters(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Bootstrap intervals over galaxies for the map scatters of two reports, and their ratio.
+    """Bootstrap intervals over galaxies for the scatters of two reports, and their ratio.
 
     Galaxies are resampled with replacement; when ``paired`` (both reports read the same
     galaxies in the same order) A and B share each resample, so the interval on A / B holds only
     the models' difference, not the luck of which galaxies were drawn.
 
     Args:
-        stats_a, stats_b: :func:`per_galaxy_map_stats` of each report.
+        stats_a, stats_b: each report's per-galaxy statistics (:data:`PER_GALAXY_FILE`:
+            :func:`per_galaxy_map_stats` and the latents' ``params/<name>/pred_minus_true``).
         rows: (map key, aperture label or ``params/<name>``, stat) pairs, e.g.
             ``("log10_sfr_2rhalf", "scatter_dex")`` or ``("params/r_d_kpc", "scatter_mad")``.
         paired: share the resamples (requires the same number of galaxies).
