@@ -370,17 +370,12 @@ def evaluate(
     counts = {k: np.concatenate(v) for k, v in count_maps.items()}
     sd = {k: np.concatenate(v) for k, v in std_maps.items()}
     apm = {k: np.concatenate(v) for k, v in model_maps.items()}
-    metrics["maps"] = map_metrics(
-        tm,
-        pm,
-        tp,
-        info.image_shape,
-        info.pixel_scale_arcsec,
-        total,
-        counts=counts,
-        aperture_pm=apm,
-        pred_std=sd,
+    res = (
+        map_residuals(tm, pm, tp, info.image_shape, info.pixel_scale_arcsec, total, counts, apm)
+        if tm
+        else None
     )
+    metrics["maps"] = _map_metrics_of(res, tm, pm, sd) if res else {}
     if metrics["maps"]:
         metrics["map_estimators"] = {
             "per_pixel_and_radial": (
@@ -396,10 +391,7 @@ def evaluate(
         f"params/{name}/pred_minus_true": np.asarray(cat[f"pred/{name}"], np.float64) - tp[name]
         for name in metrics["params"]
     }
-    if tm:
-        res = map_residuals(
-            tm, pm, tp, info.image_shape, info.pixel_scale_arcsec, total, counts, apm
-        )
+    if res:
         per_galaxy.update(per_galaxy_map_stats(res))
     if per_galaxy:
         save_per_galaxy(out_dir, per_galaxy, tp, data)
@@ -500,10 +492,21 @@ def map_metrics(
         shape: (H, W); scale: pixel scale in arcsec; total: N.
         counts: {count map name of :data:`SAMPLING_MAPS`: (N, H, W)}, or None.
     """
-    out: dict[str, Any] = {}
     if not tm:
-        return out
-    res = map_residuals(tm, pm, tp, shape, scale, total, counts, aperture_pm)
+        return {}
+    return _map_metrics_of(
+        map_residuals(tm, pm, tp, shape, scale, total, counts, aperture_pm), tm, pm, pred_std
+    )
+
+
+def _map_metrics_of(
+    res: MapResiduals,
+    tm: dict[str, np.ndarray],
+    pm: dict[str, np.ndarray],
+    pred_std: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """:func:`map_metrics` from residuals already made (:func:`map_residuals`)."""
+    out: dict[str, Any] = {}
     rad, r_half_pix = res.radius_pix, res.r_half_pix
     pred_std = pred_std or {}
     for label, lr in res.aperture_log_true_over_pred.items():
@@ -844,6 +847,10 @@ def split_scatter(diff: np.ndarray, sel: np.ndarray) -> tuple[float, float]:
     ``between`` is the standard deviation, over the selected pixels, of each pixel's galaxy mean
     offset (so a galaxy counts by its number of pixels); ``within`` that of the pixels about
     their galaxy's mean.  Args: diff, sel: (N, H, W).  NaNs when nothing is selected.
+
+    :func:`scatters_from_sums` is the same split from per-galaxy sums, which a bootstrap can
+    reweight; this centred form is kept for the reports because it does not lose digits to
+    cancellation where the offsets are large against their spread (the age map: 1e-8 relative).
     """
     count = sel.sum((1, 2))
     if not count.any():
@@ -908,6 +915,11 @@ def evaluate_unet(
 
         steps = int(load_checkpoint(checkpoint)["step"])
     cmc = {k: np.concatenate(v) for k, v in cm.items()}
+    res = (
+        map_residuals(tmc, pmc, tpc, info.image_shape, info.pixel_scale_arcsec, total, cmc)
+        if tmc
+        else None
+    )
     metrics: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "data": str(data),
@@ -919,19 +931,10 @@ def evaluate_unet(
         "training_steps": steps,
         "versions": versions(),
         "machine": {"platform": platform.platform(), "device": device},
-        "maps": map_metrics(
-            tmc,
-            pmc,
-            tpc,
-            info.image_shape,
-            info.pixel_scale_arcsec,
-            total,
-            counts=cmc,
-        ),
+        "maps": _map_metrics_of(res, tmc, pmc) if res else {},
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
-    if tmc:
-        res = map_residuals(tmc, pmc, tpc, info.image_shape, info.pixel_scale_arcsec, total, cmc)
+    if res:
         save_per_galaxy(out_dir, per_galaxy_map_stats(res), tpc, data)
     if figures and tmc:
         from galae import plots

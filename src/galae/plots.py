@@ -1367,9 +1367,8 @@ def _row_label(row: str) -> str:
     return f"{key}: {_STAT_LABEL.get(stat, stat)}"
 
 
-def _interval(v: Mapping[str, Any], name: str, value: float) -> tuple[float, float]:
-    """(lower, upper) error-bar lengths from a row's 95% interval, 0 without one."""
-    ci = v.get(f"{name}_ci95")
+def _interval(ci: Sequence[float] | None, value: float) -> tuple[float, float]:
+    """(lower, upper) error-bar lengths of ``value`` from its interval ``ci``, 0 without one."""
     if not ci or not np.all(np.isfinite(ci)):
         return 0.0, 0.0
     return max(value - ci[0], 0.0), max(ci[1] - value, 0.0)
@@ -1398,7 +1397,9 @@ def comparison_figure(
     ax_v, ax_r = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.2, 1.0]})
     for name, off, color in (("A", 0.14, "tab:blue"), ("B", -0.14, "tab:orange")):
         vals = np.array([float(rows[r][name]) for r in names])
-        err = np.array([_interval(rows[r], name, vals[i]) for i, r in enumerate(names)]).T
+        err = np.array(
+            [_interval(rows[r].get(f"{name}_ci95"), v) for r, v in zip(names, vals, strict=True)]
+        ).T
         ax_v.errorbar(
             vals,
             y + off,
@@ -1410,7 +1411,9 @@ def comparison_figure(
             label=labels[0 if name == "A" else 1],
         )
     ratio = np.array([float(rows[r]["ratio_A_over_B"]) for r in names])
-    err = np.array([_interval(rows[r], "ratio", ratio[i]) for i, r in enumerate(names)]).T
+    err = np.array(
+        [_interval(rows[r].get("ratio_ci95"), v) for r, v in zip(names, ratio, strict=True)]
+    ).T
     ax_r.errorbar(ratio, y, xerr=err, fmt="s", ms=3, color="k", lw=0.9)
     ax_r.axvline(1.0, color="0.5", lw=0.8, ls="--")
     ax_v.set_yticks(y)
@@ -1504,7 +1507,7 @@ def shift_ratios_figure(
                 continue
             r = float(v["ratio"])
             ci = v.get("ci95")
-            lo, hi = (r - ci[0], ci[1] - r) if ci else (0.0, 0.0)
+            lo, hi = _interval(ci, r)
             ok = (ci[1] if ci else r) < goal
             bad = (ci[0] if ci else r) > goal
             color = "tab:green" if ok else ("tab:red" if bad else "0.35")
