@@ -19,6 +19,7 @@ import torch
 
 import galae
 from galae.checkpoint import CheckpointError, load_checkpoint
+from galae.data.conditions import median_psf_fwhm_arcsec
 from galae.data.hdf5 import read_h5
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.mock import MockConfig, run_mock
@@ -329,6 +330,12 @@ def test_nan_pixels_are_masked_with_a_warning(trained: Trained) -> None:
     images[1, 0, 0, 0] = np.inf
     with pytest.warns(RuntimeWarning, match="NaN/inf pixels masked"):
         p = _encode(trained, images=images)
+    # encode without a PSF assumes the median SDSS seeing and says so
+    with pytest.warns(RuntimeWarning, match="assuming the median SDSS seeing"):
+        q = trained.model.encode(
+            trained.data["images"][:2], trained.data["sigma"][:2], redshift=0.1, n_mc=8
+        )
+    assert bool(torch.isfinite(q.params["log10_mstar_msun"]).all())
     for name in ALL_NAMES:
         assert bool(torch.isfinite(p.params[name]).all()), name
     # the masked pixels' sigma may then be anything, even 0
@@ -428,6 +435,14 @@ def test_analogues(trained: Trained) -> None:
         d["images"][0], d["sigma"][0], n=3, seed=1, psf_fwhm_arcsec=d["psf_fwhm_arcsec"][0]
     )
     assert bool(((u.redshift > lo) & (u.redshift < hi)).all())
+    # no PSF given: the median SDSS seeing, with a warning that names the assumption
+    with pytest.warns(RuntimeWarning, match="psf_fwhm_arcsec not given") as record:
+        g = trained.model.analogues(d["images"][0], d["sigma"][0], n=2, redshift=0.1)
+    assert record[0].filename == __file__  # attributed to this call, not to galae or torch
+    torch.testing.assert_close(
+        g.psf_fwhm_arcsec,
+        torch.as_tensor(median_psf_fwhm_arcsec(), dtype=torch.float32).expand(2, 5),
+    )
     with pytest.raises(ValueError, match="one image"):
         trained.model.analogues(
             d["images"][:2],

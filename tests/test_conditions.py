@@ -18,6 +18,7 @@ from galae.data.conditions import (
     ConditionsConfig,
     ObservingConditions,
     add_noise,
+    median_psf_fwhm_arcsec,
     point_source_depth_mag,
     sample_redshifts,
     sample_sdss_conditions,
@@ -74,6 +75,19 @@ def test_seeing_matches_published_statistics(many: ObservingConditions) -> None:
     np.testing.assert_allclose(med / med[2], (lam / lam[2]) ** -0.2, rtol=0.01)
     corr = np.corrcoef(np.log(fwhm[:, 0]), np.log(r))[0, 1]
     assert corr > 0.85
+
+
+def test_median_psf_is_the_median_of_the_sampled_seeing(many: ObservingConditions) -> None:
+    # the PSF an encoder assumes when it is not told one: the sampled conditions' median per
+    # band, to the sampling error of 20000 draws (the band jitter and the clip are symmetric
+    # about it in ln FWHM, so the medians agree to ~1%)
+    np.testing.assert_allclose(
+        median_psf_fwhm_arcsec(), np.median(many.psf_fwhm_arcsec, axis=0), rtol=0.01
+    )
+    assert median_psf_fwhm_arcsec(("r",))[0] == pytest.approx(1.32)
+    assert median_psf_fwhm_arcsec(("z", "u")).shape == (2,)
+    with pytest.raises(ValueError, match=r"unknown SDSS bands \['y'\]"):
+        median_psf_fwhm_arcsec(("g", "y"))
 
 
 def test_sky_brightness_medians(many: ObservingConditions) -> None:

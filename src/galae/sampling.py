@@ -8,6 +8,7 @@ inside the package; ``galae.load(path)`` any checkpoint.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +21,12 @@ import torch
 from torch import Tensor
 
 from galae.checkpoint import load_checkpoint, modules_from_state
-from galae.data.conditions import ObservingConditions, add_noise, sample_sdss_conditions
+from galae.data.conditions import (
+    ObservingConditions,
+    add_noise,
+    median_psf_fwhm_arcsec,
+    sample_sdss_conditions,
+)
 from galae.encoder import EncoderOutput
 from galae.latent import REGISTRY
 from galae.model import Batch, GalaxyGuide, GalaxyModel
@@ -262,6 +268,18 @@ def default_model_path() -> Path:
     return Path(str(resources.files("galae") / "default_model" / DEFAULT_MODEL_FILE))
 
 
+def _warn_caller(message: str) -> None:
+    """A RuntimeWarning attributed to the first frame outside galae and torch: the user's call
+    of ``encode`` / ``analogues`` / ``make_batch``, not the no-grad decorator around it."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
+        "galae",
+        "torch",
+    ):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, RuntimeWarning, stacklevel=level)
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -431,7 +449,7 @@ class GalaeModel:
             m = m | mm.expand_as(x)
         bad = ~torch.isfinite(x)
         if bad.any():
-            warnings.warn(f"{int(bad.sum())} NaN/inf pixels masked", RuntimeWarning, stacklevel=3)
+            _warn_caller(f"{int(bad.sum())} NaN/inf pixels masked")
         m = m | bad | ~torch.isfinite(s)
         good_s = s[~m]
         if (good_s <= 0).any():
@@ -440,7 +458,19 @@ class GalaeModel:
         s = torch.where(m, torch.ones_like(s), s)
 
         if psf_fwhm_arcsec is None:
-            raise ValueError("psf_fwhm_arcsec is required: (N, C), (C,) or a scalar")
+            try:
+                psf_fwhm_arcsec = median_psf_fwhm_arcsec(self.bands)
+            except ValueError:
+                raise ValueError(
+                    f"psf_fwhm_arcsec is required for bands {self.bands}: (N, C), (C,) or a scalar"
+                ) from None
+            _warn_caller(
+                "psf_fwhm_arcsec not given: assuming the median SDSS seeing, FWHM "
+                + ", ".join(
+                    f"{b} {f:.2f}" for b, f in zip(self.bands, psf_fwhm_arcsec, strict=True)
+                )
+                + " arcsec; pass the PSF of these images for a fit that is not biased by it"
+            )
         p = as_tensor(psf_fwhm_arcsec, "psf_fwhm_arcsec", torch.float32, self.device)
         p = p.expand(n, c) if p.dim() <= 1 else p
         if p.shape != (n, c):
@@ -462,12 +492,10 @@ class GalaeModel:
         if not scale > 0:
             raise ValueError(f"pixel_scale_arcsec must be > 0, got {scale}")
         if abs(scale / self.pixel_scale_arcsec - 1) > 0.01:
-            warnings.warn(
+            _warn_caller(
                 f"pixel scale {scale} differs from the training pixel scale "
                 f"{self.pixel_scale_arcsec}; the renderer handles it but the encoder was not "
-                "trained for it",
-                RuntimeWarning,
-                stacklevel=3,
+                "trained for it"
             )
         return Batch(x, s, m, p, z, scale, self.bands, torch.arange(n, device=self.device))
 
@@ -495,6 +523,10 @@ class GalaeModel:
         is moved by that many Adam steps to the mode of -log p(image | u) - log q(u | image)
         (the likelihood through the renderer, with the encoder's posterior as the prior), and
         its covariance is the Laplace approximation there, with calibrated widths.
+
+        Without ``psf_fwhm_arcsec`` the PSF is taken to be the median SDSS seeing in every band
+        (:func:`galae.data.conditions.median_psf_fwhm_arcsec`), with a warning: the fitted sizes
+        and the maps then carry the error of that guess.
 
         With ``mask_neighbours`` other sources in the stamps (foreground stars, neighbouring
         galaxies) are found by segmentation (:func:`galae.data.segmentation.neighbour_mask`)
@@ -621,18 +653,14 @@ class GalaeModel:
 
         cal = self.state.get("refined_posterior_calibration")
         if cal is None:
-            warnings.warn(
+            _warn_caller(
                 "this checkpoint's refined posterior is not calibrated: its Laplace widths are "
-                "likely too narrow (python -m galae.calibrate --refine-steps N)",
-                RuntimeWarning,
-                stacklevel=4,
+                "likely too narrow (python -m galae.calibrate --refine-steps N)"
             )
         elif int(cal.get("refine_steps", steps)) != steps:
-            warnings.warn(
+            _warn_caller(
                 f"the refined posterior's widths were calibrated for "
-                f"{cal['refine_steps']} refine steps, not {steps}: they may be off",
-                RuntimeWarning,
-                stacklevel=4,
+                f"{cal['refine_steps']} refine steps, not {steps}: they may be off"
             )
         # unknown redshifts: the photo-z posterior's median (its logit-normal has no closed mean)
         z = b.redshift if b.redshift_known else _z_transform()(out.z_loc)
@@ -712,13 +740,11 @@ class GalaeModel:
         once; its head runs once per photo-z node, told that redshift (and, with
         ``refine_steps``, the refinement runs at each node)."""
         if not float(self.state["config"].get("sleep_photo_z_fraction", 0.0)) > 0:
-            warnings.warn(
+            _warn_caller(
                 "this checkpoint's photometric-redshift head was not trained on simulations "
                 "(sleep_photo_z_fraction = 0); unless its training data had unknown redshifts "
                 "(the ELBO then trains it), the photo-z of galaxies without a redshift is not "
-                "reliable",
-                RuntimeWarning,
-                stacklevel=4,
+                "reliable"
             )
         enc = self.guide.encoder
         feat, cond = enc.trunk(b.images, b.sigma, b.mask, b.psf_fwhm_arcsec, None)
@@ -895,7 +921,8 @@ class GalaeModel:
         batch_size: int = 256,
     ) -> Samples:
         """n galaxies drawn from the posterior of one observed image, rendered under its
-        conditions (same PSF, redshift and per-band noise level)."""
+        conditions (same PSF, redshift and per-band noise level).  Without ``psf_fwhm_arcsec``
+        the median SDSS seeing is assumed, with a warning, as in :meth:`encode`."""
         b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if b.size != 1:
             raise ValueError(f"analogues takes one image, got {b.size}")

@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_CONDITIONS_CONFIG",
     "ObservingConditions",
     "sample_sdss_conditions",
+    "median_psf_fwhm_arcsec",
     "sample_redshifts",
     "sky_sigma_nmgy_from_brightness",
     "point_source_depth_mag",
@@ -319,6 +320,34 @@ def sample_redshifts(
     return sampler(n, rng, config.redshift_min, config.redshift_max)
 
 
+def _seeing_band_ratio(bands: Sequence[str]) -> np.ndarray:
+    """PSF FWHM of each band relative to r for Kolmogorov seeing, FWHM ~ lambda^(-1/5)
+    (Roddier 1981, Progress in Optics 19, 281).  (C,)"""
+    lam = np.array([SDSS_BAND_MODELS[b].effective_wavelength_angstrom for b in bands])
+    return (lam / SDSS_BAND_MODELS["r"].effective_wavelength_angstrom) ** (-0.2)
+
+
+def median_psf_fwhm_arcsec(
+    bands: Sequence[str] = SDSS_BANDS, config: ConditionsConfig = DEFAULT_CONDITIONS_CONFIG
+) -> np.ndarray:
+    """The median PSF FWHM (arcsec) of each band under ``config``'s seeing, (C,).
+
+    The r-band median, scaled to each band as :func:`sample_sdss_conditions` scales it (the band
+    jitter has median 1).  It is what an encoder assumes when it is not told the PSF.
+
+    Raises:
+        ValueError: a band that is not one of "ugriz".
+    """
+    bands = tuple(bands)
+    unknown = [b for b in bands if b not in SDSS_BAND_MODELS]
+    if unknown or not bands:
+        raise ValueError(
+            f"unknown SDSS bands {unknown} in {bands}; known: {tuple(SDSS_BAND_MODELS)}"
+        )
+    fwhm = config.seeing_r_median_arcsec * _seeing_band_ratio(bands)
+    return np.clip(fwhm, config.seeing_min_arcsec, config.seeing_max_arcsec)
+
+
 def sample_sdss_conditions(
     n: int,
     rng: np.random.Generator,
@@ -357,10 +386,7 @@ def sample_sdss_conditions(
     if len(set(bands)) != len(bands):
         raise ValueError(f"duplicate bands in {bands}")
     models = [SDSS_BAND_MODELS[b] for b in bands]
-    lam = np.array([m.effective_wavelength_angstrom for m in models])
-    lam_r = SDSS_BAND_MODELS["r"].effective_wavelength_angstrom
-    # Kolmogorov seeing: FWHM ~ lambda^(-1/5) (Roddier 1981).
-    band_ratio = (lam / lam_r) ** (-0.2)
+    band_ratio = _seeing_band_ratio(bands)
 
     ln_median = math.log(config.seeing_r_median_arcsec)
     ln_fwhm_r = ln_median + config.seeing_sigma_ln * rng.standard_normal(n)
