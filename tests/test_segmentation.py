@@ -347,3 +347,72 @@ def test_real_sdss_stamp_masks_the_two_neighbours_and_not_the_galaxy() -> None:
         window = r_band[max(peak[0] - 2, 0) : peak[0] + 3, max(peak[1] - 2, 0) : peak[1] + 3]
         assert r_band[peak] == window.max()
         assert r_band[peak] > 5 * np.median(cut.sigma[2]) / (2 * np.sqrt(np.pi))
+
+
+# ------------------------------------------------------------------------------------------
+# a whole HDF5 data set
+# ------------------------------------------------------------------------------------------
+
+
+def _star_field_h5(path, n: int = 3):
+    from galae.data.hdf5 import H5Writer
+
+    images, sigma = _star_field(n=n)
+    mask = np.zeros(images.shape, dtype=bool)
+    mask[:, 1, 0:2, 0:2] = True  # a bad corner already masked in the data
+    with H5Writer(path, bands="ugriz", pixel_scale_arcsec=0.396) as w:
+        w.append(
+            {
+                "images": images,
+                "sigma": sigma,
+                "mask": mask,
+                "redshift": np.full(n, 0.1, dtype=np.float32),
+                "psf_fwhm_arcsec": np.full((n, 5), 1.3, dtype=np.float32),
+                "truth/params/log10_mstar_msun": np.full(n, 10.0, dtype=np.float32),
+            }
+        )
+    return images, sigma, mask
+
+
+def test_mask_neighbours_h5_ors_the_segmentation_into_a_copy(tmp_path) -> None:
+    import h5py
+
+    from galae.data.segmentation import main, mask_neighbours_h5
+
+    src, dst = tmp_path / "in.h5", tmp_path / "out.h5"
+    images, sigma, mask = _star_field_h5(src)
+    frac = mask_neighbours_h5(src, dst, chunk=2, progress=False)  # chunks of 2, 1 galaxies
+    expected = mask | neighbour_mask(images, sigma, mask)
+    with h5py.File(dst) as f, h5py.File(src) as g:
+        np.testing.assert_array_equal(f["mask"][:], expected)
+        assert f["mask"][:, :, 50, 14].all() and not f["mask"][:, :, 32, 32].any()
+        for key in (
+            "images",
+            "sigma",
+            "redshift",
+            "psf_fwhm_arcsec",
+            "truth/params/log10_mstar_msun",
+        ):
+            np.testing.assert_array_equal(f[key][:], g[key][:])
+        np.testing.assert_array_equal(g["mask"][:], mask)  # the source is untouched
+        assert "neighbours_masked" in f.attrs and "neighbours_masked" not in g.attrs
+    assert frac == pytest.approx((expected & ~mask).mean())
+    # refused: masking twice, overwriting without being asked, the source itself, bad chunk
+    with pytest.raises(ValueError, match="already masked"):
+        mask_neighbours_h5(dst, tmp_path / "again.h5", progress=False)
+    with pytest.raises(FileExistsError, match="out.h5 exists"):
+        mask_neighbours_h5(src, dst, progress=False)
+    with pytest.raises(ValueError, match="same file"):
+        mask_neighbours_h5(src, src, overwrite=True, progress=False)
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        mask_neighbours_h5(src, tmp_path / "c.h5", chunk=0, progress=False)
+    # a truncated source is an error naming it, and leaves no copy behind
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(src.read_bytes()[:2000])
+    with pytest.raises(OSError, match="bad.h5"):
+        mask_neighbours_h5(bad, tmp_path / "bad_out.h5", progress=False)
+    assert not (tmp_path / "bad_out.h5").exists()
+    # the command line
+    assert main([str(src), str(tmp_path / "cli.h5")]) == tmp_path / "cli.h5"
+    with pytest.raises(SystemExit):
+        main([str(src), str(tmp_path / "cli.h5")])

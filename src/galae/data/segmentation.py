@@ -58,19 +58,28 @@ above its surroundings, far from the centre, holding more than ``deblend_mincont
 light) is masked, as SExtractor would.
 
 The returned mask is the same in every band and is not combined with the input mask.
+
+A whole data set: :func:`mask_neighbours_h5` (``python -m galae.data.segmentation IN.h5
+OUT.h5``) writes a copy of a galae HDF5 file whose mask also covers the other sources, e.g. to
+train the autoencoder on survey images with neighbours (the simulations it learns from are
+masked alike, ``sleep_mask_fraction``).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
+import json
 import math
+import shutil
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["DEFAULT_SEGMENTATION", "SegmentationSettings", "neighbour_mask"]
+__all__ = ["DEFAULT_SEGMENTATION", "SegmentationSettings", "neighbour_mask", "mask_neighbours_h5"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 _SADDLE_BISECTIONS = 10  # saddle level to a factor (hi / lo) ** (1 / 1024)
@@ -621,3 +630,92 @@ def neighbour_mask(
             out2d[i0 + i] = _segment_one(f[i], s[i], ok[i], settings)
     out = np.repeat(out2d[:, None], c, axis=1)
     return out[0] if single else out
+
+
+def mask_neighbours_h5(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    settings: SegmentationSettings = DEFAULT_SEGMENTATION,
+    chunk: int = _CHUNK,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> float:
+    """Copy a galae HDF5 data set to ``dst`` with the other sources OR-ed into its mask.
+
+    Everything else (images, sigma, PSF, truth) is copied unchanged.  The copy records the
+    segmentation settings in its ``neighbours_masked`` attribute; a file that has one is refused
+    (masking twice would find nothing new but hide the provenance).
+
+    Args:
+        src: a galae HDF5 file (:func:`galae.data.hdf5.inspect_h5` validates it first, so a
+            truncated or incomplete file is an error naming it).
+        dst: the copy; an existing file is an error unless ``overwrite``.
+        settings: thresholds of :func:`neighbour_mask`.
+        chunk: galaxies read, segmented and written at a time.
+        progress: a progress bar.
+    Returns:
+        the fraction of all pixels newly masked.
+    Raises:
+        FileExistsError: ``dst`` exists and not ``overwrite``.
+        ValueError: ``src`` and ``dst`` are the same file; ``src`` already masked this way;
+            ``chunk`` < 1; and whatever :func:`galae.data.hdf5.inspect_h5` refuses.
+    """
+    import h5py
+    from tqdm.auto import tqdm
+
+    from galae.data.hdf5 import inspect_h5
+
+    src, dst = Path(src), Path(dst)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    info = inspect_h5(src)
+    if "neighbours_masked" in info.attrs:
+        raise ValueError(f"{src}: its neighbours are already masked (attribute neighbours_masked)")
+    if dst.exists():
+        if dst.resolve() == src.resolve():
+            raise ValueError(f"source and destination are the same file: {src}")
+        if not overwrite:
+            raise FileExistsError(f"{dst} exists (pass overwrite=True / --overwrite)")
+    shutil.copyfile(src, dst)
+    newly = 0
+    try:
+        with h5py.File(dst, "r+") as f:
+            n = info.n_galaxies
+            with tqdm(total=n, desc="mask neighbours", unit="gal", disable=not progress) as bar:
+                for i0 in range(0, n, chunk):
+                    i1 = min(i0 + chunk, n)
+                    mask = f["mask"][i0:i1]
+                    extra = neighbour_mask(
+                        f["images"][i0:i1], f["sigma"][i0:i1], mask, settings=settings
+                    )
+                    newly += int((extra & ~mask).sum())
+                    f["mask"][i0:i1] = mask | extra
+                    bar.update(i1 - i0)
+            f.attrs["neighbours_masked"] = json.dumps(asdict(settings))
+    except BaseException:
+        dst.unlink(missing_ok=True)  # no half-masked copy left behind
+        raise
+    c = len(info.bands)
+    return newly / max(1, info.n_galaxies * c * info.image_shape[0] * info.image_shape[1])
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(
+        prog="python -m galae.data.segmentation",
+        description="Copy a galae HDF5 data set with foreground stars and neighbours masked.",
+    )
+    ap.add_argument("src", help="galae HDF5 file")
+    ap.add_argument("dst", help="the masked copy")
+    ap.add_argument("--overwrite", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        frac = mask_neighbours_h5(a.src, a.dst, overwrite=a.overwrite)
+    except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        ap.error(str(e))
+    print(f"wrote {a.dst}: {100 * frac:.2f}% of the pixels newly masked")
+    return Path(a.dst)
+
+
+if __name__ == "__main__":
+    main()
