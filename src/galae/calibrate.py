@@ -45,7 +45,7 @@ from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
 from galae.prior import BroadPrior, PopulationPrior, with_broad
-from galae.runtime import tune_cpu_allocator
+from galae.runtime import cli_errors, tune_cpu_allocator
 
 __all__ = [
     "SIMULATION_PRIORS",
@@ -274,4 +274,5 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    with cli_errors("python -m galae.calibrate"):
+        main()

@@ -41,7 +41,7 @@ from galae.latent import REGISTRY
 from galae.likelihood import chi2_per_pixel
 from galae.physics.maps import MAP_NAMES
 from galae.physics.sfh import LEGACY_DISK_HISTORY
-from galae.runtime import tune_cpu_allocator
+from galae.runtime import cli_errors, tune_cpu_allocator
 
 __all__ = [
     "robust_stats",
@@ -1235,4 +1235,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with cli_errors("python -m galae.evaluate"):
+        main()

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from galae.config import config_to_dict, load_config, parse_overrides
 from galae.data.conditions import ConditionsConfig, add_noise, sample_sdss_conditions
 from galae.data.hdf5 import H5Writer
-from galae.runtime import tune_cpu_allocator
+from galae.runtime import cli_errors, tune_cpu_allocator
 
 __all__ = ["MockConfig", "GENERATORS", "generate_chunk", "run_mock", "main"]
 
@@ -269,4 +269,5 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    with cli_errors("python -m galae.mock"):
+        main()

@@ -10,6 +10,10 @@ heap trimming, so freed blocks are reused; the price is that the process keeps i
 Libraries should not change process-wide state on import, so galae only calls it from its own
 entry points (``python -m galae.train`` and friends); set ``GALAE_MALLOC_TUNING=0`` to keep
 glibc's defaults.
+
+:func:`cli_errors` gives those entry points argparse's manners for bad input: a missing or
+truncated file, a value out of range or a checkpoint of another config ends the command with
+one line naming the problem and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["tune_cpu_allocator"]
+__all__ = ["tune_cpu_allocator", "cli_errors"]
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -51,3 +57,22 @@ def tune_cpu_allocator(mmap_threshold_bytes: int = 1 << 30) -> bool:
     # a trim threshold beyond int range is refused; 2 GiB - 1 keeps the heap in practice
     ok = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
     return ok
+
+
+@contextmanager
+def cli_errors(prog: str) -> Iterator[None]:
+    """Report input errors of a command as ``<prog>: error: <message>`` and exit with status 2.
+
+    Input errors are :class:`ValueError` (bad values, unknown names, a checkpoint of another
+    config: galae's messages name the problem) and :class:`OSError` (a missing, unreadable or
+    truncated file).  Anything else is a bug and keeps its traceback, as does everything with
+    ``GALAE_TRACEBACK=1`` set.  Used around ``main()`` under ``if __name__ == "__main__"``, so
+    that ``main`` itself still raises for callers in Python.
+    """
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        if os.environ.get("GALAE_TRACEBACK", "0") not in ("", "0"):
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

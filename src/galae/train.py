@@ -43,7 +43,7 @@ from galae.encoder import EncoderOutput
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.likelihood import chi2_per_pixel, log_likelihood
 from galae.model import Batch, GalaxyGuide, GalaxyModel, redshift_transform
-from galae.runtime import tune_cpu_allocator
+from galae.runtime import cli_errors, tune_cpu_allocator
 
 __all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
 
@@ -819,4 +819,5 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    with cli_errors("python -m galae.train"):
+        main()
