@@ -173,3 +173,64 @@ def test_single_history_is_one_population_and_the_renderer_names_unknown_ones() 
     one = GalaxyRenderer(sps, disk_history="single").derived(params, obs)
     assert bool((tau["mag_r"] < one["mag_r"]).all())
     assert bool(((tau["mag_u"] - tau["mag_r"]) < (one["mag_u"] - one["mag_r"])).all())
+
+
+# ------------------------------------------------------------------------------------------
+# epoch-to-epoch variability, a simulation nuisance
+# ------------------------------------------------------------------------------------------
+
+
+def test_history_variability_steps_are_student_t_of_two_degrees() -> None:
+    """For Student-t(2), P(|T| < x) = x / sqrt(2 + x^2): the median of |T| is sqrt(2/3)."""
+    g = torch.Generator().manual_seed(0)
+    v = sfh.HistoryVariability.draw(40000, 0.3, n_bins=2, generator=g)
+    assert torch.equal(v.log10_offsets[:, 0], torch.zeros(40000))  # anchored at the youngest
+    steps = v.log10_offsets[:, 1]
+    assert steps.abs().median().item() == pytest.approx(0.3 * math.sqrt(2.0 / 3.0), rel=0.03)
+    assert steps.abs().max().item() <= sfh.HistoryVariability.STEP_CLIP_DEX
+    with pytest.raises(ValueError, match="scale_dex"):
+        sfh.HistoryVariability.draw(3, -0.1)
+
+
+def test_history_variability_keeps_the_mean_age_and_the_mass(sps64: SPSTable) -> None:
+    n = 64
+    ages = torch.linspace(0.5, 9.0, n, dtype=torch.float64)
+    t_max = cosmology.age_of_universe_gyr(torch.full((n,), 0.05, dtype=torch.float64))
+    history = sfh.tau_history(ages, t_max)
+    grid = sps64.lg_age_gyr_grid[sps64.age_index_of(-1.0) - 1 :].to(torch.float64)
+    w = sfh.age_grid_mass_fractions(history, grid)
+    v = sfh.HistoryVariability.draw(
+        n, 0.3, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
+    w2 = v.reweight(w, 10.0**grid, t_max)
+    assert not torch.allclose(w, w2)
+    torch.testing.assert_close(w2.sum(-1), w.sum(-1))
+    mean = (w * 10.0**grid).sum(-1) / w.sum(-1)
+    mean2 = (w2 * 10.0**grid).sum(-1) / w2.sum(-1)
+    torch.testing.assert_close(mean2, mean, rtol=1e-6, atol=0.0)
+    # no ups and downs: the smooth history
+    flat = sfh.HistoryVariability(torch.zeros(n, 8, dtype=torch.float64))
+    torch.testing.assert_close(flat.reweight(w, 10.0**grid, t_max), w)
+    with pytest.raises(ValueError, match="drawn for 64 galaxies, rendering 3"):
+        v.reweight(w[:3], 10.0**grid, t_max[:3])
+
+
+def test_history_variability_applies_inside_its_block_only(sps64: SPSTable) -> None:
+    n = 16
+    z = torch.full((n,), 0.08, dtype=torch.float64)
+    age = torch.full((n,), 4.0, dtype=torch.float64)
+    lg_z = torch.zeros(n, 3, dtype=torch.float64)  # three radii
+    smooth = sfh.tau_disk_flux_nmgy_per_msun(sps64, z, age, lg_z)
+    v = sfh.HistoryVariability.draw(
+        n, 0.3, generator=torch.Generator().manual_seed(2), dtype=torch.float64
+    )
+    with sfh.history_variability(v):
+        a = sfh.tau_disk_flux_nmgy_per_msun(sps64, z, age, lg_z)
+        b = sfh.tau_disk_flux_nmgy_per_msun(sps64, z, age, lg_z)
+    torch.testing.assert_close(a, b)  # one draw: every evaluation in a render agrees
+    assert not torch.allclose(a, smooth, rtol=1e-3, atol=0.0)
+    torch.testing.assert_close(sfh.tau_disk_flux_nmgy_per_msun(sps64, z, age, lg_z), smooth)
+    # the u - g colours spread, blue and red, about the smooth history's
+    ug = -2.5 * torch.log10(a[:, 0, 0] / a[:, 1, 0])
+    ug0 = -2.5 * torch.log10(smooth[0, 0, 0] / smooth[0, 1, 0])
+    assert (ug < ug0).any() and (ug > ug0).any()

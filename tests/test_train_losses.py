@@ -105,6 +105,7 @@ def test_sleep_loss_uses_the_given_prior() -> None:
         ("sleep_missing_band_fraction", 1.5, "sleep_missing_band_fraction"),
         ("sleep_photo_z_fraction", 1.2, "sleep_photo_z_fraction"),
         ("disk_history", "delayed", "disk_history"),
+        ("sleep_history_scale_dex", -0.1, "sleep_history_scale_dex"),
     ],
 )
 def test_bad_training_settings_are_named(key: str, value: object, match: str) -> None:
@@ -190,6 +191,25 @@ def test_sleep_with_missing_bands_masks_the_simulations() -> None:
         assert bool(torch.isfinite(loss)) and grad > 0
         out[fraction] = loss.item()
     assert out[0.0] != out[1.0]
+
+
+def test_sleep_with_history_variability_renders_other_disks() -> None:
+    """simulate_like with history_scale_dex > 0 draws the same galaxies (the latents) but
+    renders their disks with other histories; the sleep loss stays finite with gradients."""
+    from galae.train import simulate_like
+
+    model, guide = _modules(disk_history="tau")
+    u0, smooth = simulate_like(model, _batch(), torch.Generator().manual_seed(5))
+    u1, varied = simulate_like(model, _batch(), torch.Generator().manual_seed(5), None, 0.3)
+    torch.testing.assert_close(u0, u1)
+    assert not torch.allclose(smooth.images, varied.images)
+    guide.zero_grad()
+    loss = sleep_loss(
+        model, guide, _batch(), torch.Generator().manual_seed(2), None, 0.0, 0.0, 0.0, 0.3
+    )
+    loss.backward()
+    grad = sum(float(p.grad.abs().sum()) for p in guide.parameters() if p.grad is not None)
+    assert bool(torch.isfinite(loss)) and grad > 0
 
 
 def test_sleep_with_masks_trains_the_masked_channel() -> None:

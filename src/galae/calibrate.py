@@ -67,6 +67,7 @@ def posterior_scales(
     generator: torch.Generator | None = None,
     simulator: torch.nn.Module | None = None,
     refine_steps: int = 0,
+    history_scale_dex: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-latent scales of q's widths that calibrate its 68% intervals on simulated galaxies.
 
@@ -82,6 +83,8 @@ def posterior_scales(
             simulated galaxies take (their images are not used).
         generator: random generator for the draws and the noise.
         simulator: the prior the simulated galaxies are drawn from (default: the model's).
+        history_scale_dex: the disks' history variability in the simulations
+            (:func:`galae.train.simulate_like`), as the encoder was trained with.
 
     Returns:
         scales (D,) and a summary (number of galaxies, coverage before and after, per latent).
@@ -96,7 +99,7 @@ def posterior_scales(
     errors = []
     try:
         for batch in batches:
-            u, sim = simulate_like(model, batch, generator, simulator)
+            u, sim = simulate_like(model, batch, generator, simulator, history_scale_dex)
             out = guide.encode(sim)
             if refine_steps > 0:
                 out = refine_posterior(model, guide, out, sim, refine_steps, calibrated=False)
@@ -167,7 +170,8 @@ def calibrate_checkpoint(
     has fewer); the galaxies from ``prior`` (a name of :data:`SIMULATION_PRIORS`) mixed with
     ``broad_fraction`` of the broad prior.  Writes ``out`` (default:
     ``<checkpoint stem>_calibrated.pt`` beside it) with the encoder's ``posterior_scale`` set and
-    the summary under ``posterior_calibration``.
+    the summary under ``posterior_calibration``.  The simulations have the disk-history
+    variability the checkpoint was trained with (``sleep_history_scale_dex``).
     """
     from galae.model import Batch
 
@@ -205,11 +209,25 @@ def calibrate_checkpoint(
                 done += size
                 bar.update(size)
 
+    # the simulations the encoder was trained on: its disks' history variability too
+    history_scale = float(state["config"].get("sleep_history_scale_dex", 0.0))
     scales, summary = posterior_scales(
-        model, guide, batches(), generator, simulator, refine_steps=refine_steps
+        model,
+        guide,
+        batches(),
+        generator,
+        simulator,
+        refine_steps=refine_steps,
+        history_scale_dex=history_scale,
     )
     summary.update(
-        {"data": str(data), "seed": seed, "prior": prior, "broad_fraction": broad_fraction}
+        {
+            "data": str(data),
+            "seed": seed,
+            "prior": prior,
+            "broad_fraction": broad_fraction,
+            "history_scale_dex": history_scale,
+        }
     )
     if refine_steps > 0:
         state["encoder_state"]["refined_posterior_scale"] = scales.cpu()

@@ -43,6 +43,7 @@ from galae.encoder import EncoderOutput
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.likelihood import chi2_per_pixel, log_likelihood
 from galae.model import Batch, GalaxyGuide, GalaxyModel, redshift_transform
+from galae.physics import sfh
 from galae.runtime import cli_errors, tune_cpu_allocator
 
 __all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
@@ -103,6 +104,11 @@ class TrainConfig:
     # when a redshift is unknown) is also trained: -log q(z_true | x), on features that carry
     # no gradient, so the latent posterior is unchanged by it (sleep_loss)
     sleep_photo_z_fraction: float = 0.0
+    # epoch-to-epoch ups and downs of the simulated disks' histories (galae.physics.sfh.
+    # HistoryVariability: a random walk of this many dex per step in log SFR over 8 log-age
+    # bins, Student-t of 2 degrees of freedom, after Leja et al. 2019's 0.3), a nuisance the
+    # encoder learns to marginalise; 0 = smooth tau-model histories
+    sleep_history_scale_dex: float = 0.0
     supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
     # start from another run's encoder and population prior (same architecture), e.g. to add
     # the wake term to a simulation-trained model; the prior then is the ELBO's p(u)
@@ -173,6 +179,10 @@ class TrainConfig:
         if not 0.0 <= self.sleep_mask_fraction <= 1.0:
             raise ValueError(
                 f"sleep_mask_fraction must be in [0, 1], got {self.sleep_mask_fraction}"
+            )
+        if not self.sleep_history_scale_dex >= 0.0:
+            raise ValueError(
+                f"sleep_history_scale_dex must be >= 0, got {self.sleep_history_scale_dex}"
             )
         if not 0.0 <= self.sleep_missing_band_fraction <= 1.0:
             raise ValueError(
@@ -251,8 +261,12 @@ def simulate_like(
     batch: Batch,
     generator: torch.Generator | None = None,
     prior: torch.nn.Module | None = None,
+    history_scale_dex: float = 0.0,
 ) -> tuple[Tensor, Batch]:
     """Draw u from the prior (default the model's), render under the batch's conditions, add noise.
+
+    With ``history_scale_dex`` > 0 each disk's history gets random ups and downs of that scale
+    (:class:`galae.physics.sfh.HistoryVariability`), a nuisance that the latents do not hold.
 
     Returns the true unconstrained latents (B, D) and a :class:`Batch` of simulated stamps with the
     same sigma, mask, PSF and redshift as ``batch``.
@@ -264,7 +278,13 @@ def simulate_like(
         if not batch.redshift_known:
             lo_hi = model.redshift_prior_dist(z)
             z = lo_hi.sample()
-        clean = model.render_images(u, batch, z)
+        variability = None
+        if history_scale_dex > 0:
+            variability = sfh.HistoryVariability.draw(
+                batch.size, history_scale_dex, generator=generator, device=u.device, dtype=u.dtype
+            )
+        with sfh.history_variability(variability):
+            clean = model.render_images(u, batch, z)
         noise = torch.randn(clean.shape, generator=generator, device=clean.device)
         noisy = clean + batch.sigma * noise.to(clean)
     sim = Batch(
@@ -366,6 +386,7 @@ def sleep_loss(
     mask_fraction: float = 0.0,
     photo_z_fraction: float = 0.0,
     missing_band_fraction: float = 0.0,
+    history_scale_dex: float = 0.0,
 ) -> Tensor:
     """-log q(u_true | x_sim, z) / D, averaged over the simulated batch, plus a photo-z term.
 
@@ -381,9 +402,10 @@ def sleep_loss(
 
     With ``mask_fraction`` > 0 that fraction of the simulated stamps is masked at random on top
     of the batch's own masks, and with ``missing_band_fraction`` > 0 that fraction loses one
-    whole band (:func:`random_source_masks`).
+    whole band (:func:`random_source_masks`); ``history_scale_dex`` as in
+    :func:`simulate_like`.
     """
-    u, sim = simulate_like(model, batch, generator, prior)
+    u, sim = simulate_like(model, batch, generator, prior, history_scale_dex)
     if mask_fraction > 0 or missing_band_fraction > 0:
         shape = tuple(sim.images.shape)
         extra = random_source_masks(
@@ -635,6 +657,7 @@ def train(cfg: TrainConfig) -> Path:
                     cfg.sleep_mask_fraction,
                     cfg.sleep_photo_z_fraction,
                     cfg.sleep_missing_band_fraction,
+                    cfg.sleep_history_scale_dex,
                 )
             if cfg.supervised_weight > 0:
                 terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))

@@ -31,12 +31,24 @@ Mean ages outside the reachable range are clamped to u-means in [``MEAN_FRACTION
 The density is in current stellar mass (living stars and remnants), as are the population
 table's fluxes, so a composite's flux per unit mass is the p-weighted mean of the SSP fluxes
 (:func:`age_grid_mass_fractions` gives the weights on the table's age grid).
+
+Real histories are not smooth: their SFR goes up and down from one epoch to the next, by about
+0.3 dex between adjacent log-spaced bins in the "continuity" prior of Leja et al. (2019, ApJ
+876, 3; a Student-t of 2 degrees of freedom).  The ups and downs of the last Gyr put A-star light
+into the blue bands that no tau model makes, and an encoder trained on smooth histories reads it
+as current star formation.  :class:`HistoryVariability` draws such ups and downs, and
+:func:`history_variability` applies them to every tau-model history rendered inside it, as a
+nuisance of the simulations the encoder learns from (``sleep_history_scale_dex`` in
+:mod:`galae.train`): the latents keep their meaning (``age_disk_gyr`` is the mean age of the
+smooth trend) and inference renders the smooth model.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +69,8 @@ __all__ = [
     "age_grid_mass_fractions",
     "single_age_disk_flux_nmgy_per_msun",
     "tau_disk_flux_nmgy_per_msun",
+    "HistoryVariability",
+    "history_variability",
     "DISK_HISTORIES",
     "DEFAULT_DISK_HISTORY",
     "LEGACY_DISK_HISTORY",
@@ -221,6 +235,101 @@ def age_grid_mass_fractions(history: TauHistory, lg_age_grid_gyr: Tensor) -> Ten
     return (c[:, 1:] - c[:, :-1]).clamp_min(0.0)
 
 
+@dataclass(frozen=True)
+class HistoryVariability:
+    """Epoch-to-epoch ups and downs of B galaxies' older-disk histories.
+
+    The ages 0.1 Gyr ... T of each galaxy are cut into ``n_bins`` bins equal in log age; the SFR
+    of bin k is the smooth history's times 10^offset_k, a random walk from the youngest bin,
+    offset_k - offset_(k-1) ~ ``scale_dex`` x Student-t(2) (the continuity prior of Leja et al.
+    2019), each step clipped to +-``STEP_CLIP_DEX``.
+
+    Attributes:
+        log10_offsets: (B, n_bins) the offsets, dex; bin 0 holds the youngest ages.
+    """
+
+    log10_offsets: Tensor
+
+    #: a step's bound, dex (the Student-t of 2 degrees of freedom has no variance)
+    STEP_CLIP_DEX = 1.0
+    #: the tilt's power of age lies in +-this (per dex of age, in dex of SFR) ...
+    TILT_BOUND = 6.0
+    #: ... found by this many bisections
+    TILT_BISECTIONS = 40
+
+    @classmethod
+    def draw(
+        cls,
+        n: int,
+        scale_dex: float,
+        n_bins: int = 8,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> HistoryVariability:
+        """Offsets of ``n`` galaxies: Student-t(2) steps, N / sqrt(chi2_2 / 2), chi2_2 = -2 ln U."""
+        if scale_dex < 0 or n_bins < 1:
+            raise ValueError(f"need scale_dex >= 0 and n_bins >= 1, got {scale_dex}, {n_bins}")
+        shape = (n, n_bins)
+        normal = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        uniform = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+        steps = normal / torch.sqrt(-torch.log(uniform.clamp_min(1e-12)))
+        steps = (scale_dex * steps).clamp(-cls.STEP_CLIP_DEX, cls.STEP_CLIP_DEX)
+        steps[:, 0] = 0.0
+        return cls(torch.cumsum(steps, dim=1))
+
+    def reweight(self, weights: Tensor, ages_gyr: Tensor, max_age_gyr: Tensor) -> Tensor:
+        """Mass fractions (B, n_age) on the ages (n_age,) with the ups and downs applied.
+
+        The perturbed history is then tilted by a power of age, w_a -> w_a t_a^beta, with beta
+        found per galaxy by bisection so that its mass-weighted mean age is the smooth one's
+        (the latent ``age_disk_gyr`` keeps its meaning, as in the particle mocks), and each row
+        is renormalised to its original sum.  Without gradient (a simulation nuisance).
+        """
+        b, n_bins = self.log10_offsets.shape
+        if weights.shape[0] != b:
+            raise ValueError(f"variability drawn for {b} galaxies, rendering {weights.shape[0]}")
+        lo = math.log10(OLD_MIN_AGE_GYR)
+        lg_t = torch.log10(ages_gyr).to(weights).unsqueeze(0)  # (1, n_age)
+        span = (torch.log10(max_age_gyr) - lo).clamp_min(1e-6).unsqueeze(-1)  # (B, 1)
+        k = ((lg_t - lo) / span * n_bins).floor().clamp(0, n_bins - 1).long()
+        off = torch.gather(self.log10_offsets.to(weights).detach(), 1, k)
+        w0 = weights.detach()
+        t = 10.0**lg_t
+        total = w0.sum(-1, keepdim=True).clamp_min(1e-30)
+        target = (w0 * t).sum(-1, keepdim=True) / total
+        w = w0 * 10.0**off
+        beta_lo = torch.full_like(target, -self.TILT_BOUND)
+        beta_hi = torch.full_like(target, self.TILT_BOUND)
+        for _ in range(self.TILT_BISECTIONS):  # the mean age rises with beta
+            beta = 0.5 * (beta_lo + beta_hi)
+            wt = w * 10.0 ** (beta * lg_t)
+            older = (wt * t).sum(-1, keepdim=True) / wt.sum(-1, keepdim=True) > target
+            beta_hi = torch.where(older, beta, beta_hi)
+            beta_lo = torch.where(older, beta_lo, beta)
+        w = w * 10.0 ** (0.5 * (beta_lo + beta_hi) * lg_t)
+        return w * (total / w.sum(-1, keepdim=True).clamp_min(1e-30))
+
+
+_VARIABILITY: contextvars.ContextVar[HistoryVariability | None] = contextvars.ContextVar(
+    "galae_history_variability", default=None
+)
+
+
+@contextmanager
+def history_variability(variability: HistoryVariability | None) -> Iterator[None]:
+    """Render every tau-model disk inside the block with ``variability`` (None: smooth).
+
+    One draw serves every evaluation of the history within one render (the radial nodes and the
+    unresolved centre see the same history).
+    """
+    token = _VARIABILITY.set(variability)
+    try:
+        yield
+    finally:
+        _VARIABILITY.reset(token)
+
+
 # ------------------------------------------------------------------------------------------
 # The disk's older stars' light per unit mass, by history
 # ------------------------------------------------------------------------------------------
@@ -250,13 +359,16 @@ def tau_disk_flux_nmgy_per_msun(
     """Stars spread over 0.1 Gyr ... the age of the universe at ``redshift`` by the truncated
     tau model of mean age ``age_disk_gyr`` (:func:`tau_history`).  Arguments and result as
     :func:`single_age_disk_flux_nmgy_per_msun`."""
-    history = tau_history(age_disk_gyr, cosmology.age_of_universe_gyr(redshift))
+    t_max = cosmology.age_of_universe_gyr(redshift)
+    history = tau_history(age_disk_gyr, t_max)
     # only the table's ages from the node whose cell holds 0.1 Gyr (and one below) get mass
     first = max(sps.age_index_of(math.log10(OLD_MIN_AGE_GYR)) - 1, 0)
     grid = sps.lg_age_gyr_grid[first:].to(device=redshift.device, dtype=redshift.dtype)
-    return sps.composite_flux_nmgy_per_msun(
-        redshift, age_grid_mass_fractions(history, grid), lg_zstar_zsun
-    )
+    weights = age_grid_mass_fractions(history, grid)
+    variability = _VARIABILITY.get()
+    if variability is not None:  # a simulation nuisance (history_variability)
+        weights = variability.reweight(weights, 10.0**grid, t_max)
+    return sps.composite_flux_nmgy_per_msun(redshift, weights, lg_zstar_zsun)
 
 
 #: The disk's older-than-100 Myr population, by name -> its flux per unit mass
