@@ -37,8 +37,13 @@ $P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_ft9/mode
 $P -m galae.train --config configs/analytic_pop.yaml init_from=runs/gpu_ft9b/model.pt data=data/analytic_train.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2 lr=2e-4 warmup_steps=20 max_steps=6000 max_minutes=22 out_dir=runs/band_ft fit_prior=false
 $P -m galae.calibrate --checkpoint runs/band_ft/model.pt --data data/analytic_train.h5 --out runs/band_ft/model_cal.pt
 $P -m galae.calibrate --checkpoint runs/band_ft/model_cal.pt --data data/analytic_train.h5 --n 1024 --refine-steps 60 --out runs/band_ft/model_refcal.pt
+# ... then 6000 CPU steps with disk histories that go up and down (sleep_history_scale_dex, a
+# nuisance of the simulations), calibrated again under it (twelfth session; this release)
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/band_ft/model_refcal.pt data=data/analytic_train.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2 sleep_history_scale_dex=0.3 lr=2e-4 warmup_steps=20 max_steps=6000 max_minutes=22 out_dir=runs/hist_ft fit_prior=false
+$P -m galae.calibrate --checkpoint runs/hist_ft/model.pt --data data/analytic_train.h5 --out runs/hist_ft/model_cal.pt
+$P -m galae.calibrate --checkpoint runs/hist_ft/model_cal.pt --data data/analytic_train.h5 --n 1024 --refine-steps 60 --out runs/hist_ft/model_refcal.pt
 $P -m galae.train --config configs/unet.yaml max_minutes=50  # supervised, on the particle truth maps
-AE=runs/band_ft/model_refcal.pt  # = src/galae/default_model/model.pt
+AE=runs/hist_ft/model_refcal.pt  # = src/galae/default_model/model.pt
 # the README table: the masked autoencoder, amortized and refined, and the U-Net on all 512
 # galaxies of each set (about 45 minutes on 2 cores); each evaluation also writes per_galaxy.npz,
 # from which ae_vs_unet.py puts paired bootstrap intervals on every ratio
