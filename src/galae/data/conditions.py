@@ -320,6 +320,17 @@ def sample_redshifts(
     return sampler(n, rng, config.redshift_min, config.redshift_max)
 
 
+def _sdss_bands(bands: Sequence[str]) -> tuple[str, ...]:
+    """``bands`` as a tuple, or a ValueError naming those that are not SDSS's (or none given)."""
+    bands = tuple(bands)
+    unknown = [b for b in bands if b not in SDSS_BAND_MODELS]
+    if unknown or not bands:
+        raise ValueError(
+            f"unknown SDSS bands {unknown} in {bands}; known: {tuple(SDSS_BAND_MODELS)}"
+        )
+    return bands
+
+
 def _seeing_band_ratio(bands: Sequence[str]) -> np.ndarray:
     """PSF FWHM of each band relative to r for Kolmogorov seeing, FWHM ~ lambda^(-1/5)
     (Roddier 1981, Progress in Optics 19, 281).  (C,)"""
@@ -336,14 +347,9 @@ def median_psf_fwhm_arcsec(
     jitter has median 1).  It is what an encoder assumes when it is not told the PSF.
 
     Raises:
-        ValueError: a band that is not one of "ugriz".
+        ValueError: a band that is not one of "ugriz", or none.
     """
-    bands = tuple(bands)
-    unknown = [b for b in bands if b not in SDSS_BAND_MODELS]
-    if unknown or not bands:
-        raise ValueError(
-            f"unknown SDSS bands {unknown} in {bands}; known: {tuple(SDSS_BAND_MODELS)}"
-        )
+    bands = _sdss_bands(bands)
     fwhm = config.seeing_r_median_arcsec * _seeing_band_ratio(bands)
     return np.clip(fwhm, config.seeing_min_arcsec, config.seeing_max_arcsec)
 
@@ -377,12 +383,7 @@ def sample_sdss_conditions(
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    bands = tuple(bands)
-    unknown = [b for b in bands if b not in SDSS_BAND_MODELS]
-    if unknown or not bands:
-        raise ValueError(
-            f"unknown SDSS bands {unknown} in {bands}; known: {tuple(SDSS_BAND_MODELS)}"
-        )
+    bands = _sdss_bands(bands)
     if len(set(bands)) != len(bands):
         raise ValueError(f"duplicate bands in {bands}")
     models = [SDSS_BAND_MODELS[b] for b in bands]
