@@ -79,6 +79,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from galae.runtime import cli_errors
+
 __all__ = ["DEFAULT_SEGMENTATION", "SegmentationSettings", "neighbour_mask", "mask_neighbours_h5"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -709,10 +711,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("dst", help="the masked copy")
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args(argv)
-    try:
+    with cli_errors(ap.prog):
         frac = mask_neighbours_h5(a.src, a.dst, overwrite=a.overwrite)
-    except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
-        ap.error(str(e))
     print(f"wrote {a.dst}: {100 * frac:.2f}% of the pixels newly masked")
     return Path(a.dst)
 
