@@ -49,10 +49,14 @@ def _paths(root: Path, data: Path, v: str) -> tuple[Path, Path, Path]:
     return d / f"ae_masked_{v}", d / f"unet_{v}", data / "sfh_diagnostic" / f"particles_{v}.h5"
 
 
-def _groups(report: Path, data: Path) -> dict[str, dict[str, float]]:
-    """Error of log SFR inside 2 r_half by sSFR group, and the predicted sSFR's spread."""
+def _truth(data: Path) -> dict[str, np.ndarray]:
     with h5py.File(data) as f:
-        tp = {k: f["truth/params"][k][:] for k in f["truth/params"]}
+        return {k: f["truth/params"][k][:] for k in f["truth/params"]}
+
+
+def _groups(report: Path, tp: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Error of log SFR inside 2 r_half by sSFR group, and the predicted sSFR's spread
+    (``tp``: the data set's truth/params)."""
     d = np.load(report / PER_GALAXY_FILE)["log10_sfr_2rhalf/log_true_over_pred"]
     n = len(d)
     lg_m, lg_sfr = tp["log10_mstar_msun"][:n], tp["log10_sfr_msun_per_yr"][:n]
@@ -79,6 +83,7 @@ def main(root: str = "runs/eval", data: str = "data") -> None:
             print(f"skipping {v}: no reports under {ae} / {unet}")
             continue
         cmp = compare_reports(ae / "metrics.json", unet / "metrics.json", figure=False)
+        tp = _truth(h5)  # read once for both models
         rows = {}
         for key, row in ROWS.items():
             r = cmp["rows"][row]
@@ -91,7 +96,7 @@ def main(root: str = "runs/eval", data: str = "data") -> None:
         table[v] = {
             "variant": label,
             "scatters_dex": rows,
-            "log_sfr_2rhalf_by_ssfr": {"ae_masked": _groups(ae, h5), "unet": _groups(unet, h5)},
+            "log_sfr_2rhalf_by_ssfr": {"ae_masked": _groups(ae, tp), "unet": _groups(unet, tp)},
         }
     write_result(
         "sfh_diagnostic",
