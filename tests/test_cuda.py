@@ -154,3 +154,25 @@ def test_mixed_precision_training_on_cuda(tmp_path: Path) -> None:
     m = galae.load(ckpt)  # on the CPU
     s = m.sample(n=4, seed=0)
     assert torch.isfinite(s.images).all()
+
+
+def test_device_data_cache_trains_on_cuda(tmp_path: Path) -> None:
+    data = tmp_path / "train.h5"
+    run_mock(MockConfig(n=24, seed=6, shape=(32, 32), chunk=24, out=str(data)), progress=False)
+    cfg = TrainConfig(
+        data=str(data),
+        data_cache="device",
+        widths=(8, 16),
+        hidden=32,
+        batch_size=8,
+        max_steps=3,
+        warmup_steps=1,
+        prior_epochs=1,
+        val_fraction=0.25,
+        out_dir=str(tmp_path / "run"),
+        device="cuda",
+        tensorboard=False,
+        progress=False,
+    )
+    ckpt = train(cfg)
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["step"] == 3

@@ -62,6 +62,10 @@ class TrainConfig:
     mock_n: int | None = None  # ... with this many galaxies (default: the mock config's n)
     val_fraction: float = 0.05
     num_workers: int = 0
+    # where the training stamps live: "none" (read from the file each batch), "ram" or
+    # "device" (decompressed once and held whole; "device" = on the GPU: for large batches,
+    # where reading and copying each batch would starve the GPU; galae.data.loader.DATA_CACHES)
+    data_cache: str = "none"
     # ---- model ------------------------------------------------------------------------------
     model: str = "autoencoder"  # "autoencoder" or "unet" (the supervised baseline)
     widths: tuple[int, ...] = (32, 64, 96, 128)
@@ -192,6 +196,15 @@ class TrainConfig:
         if not 0.0 <= self.sleep_photo_z_fraction <= 1.0:
             raise ValueError(
                 f"sleep_photo_z_fraction must be in [0, 1], got {self.sleep_photo_z_fraction}"
+            )
+        from galae.data.loader import DATA_CACHES
+
+        if self.data_cache not in DATA_CACHES:
+            raise ValueError(f"data_cache must be one of {DATA_CACHES}, got {self.data_cache!r}")
+        if self.model == "unet" and self.data_cache != "none":
+            raise ValueError(
+                "data_cache is for the autoencoder; the U-Net reads its stamps and truth maps "
+                "from the file (set data_cache=none)"
             )
         if self.sleep_prior_refit_every < 0 or not 0.0 <= self.sleep_broad_fraction <= 1.0:
             raise ValueError("sleep_prior_refit_every must be >= 0, sleep_broad_fraction in [0, 1]")
@@ -435,6 +448,43 @@ def supervised_loss(guide: GalaxyGuide, batch: Batch, truth_u: Tensor) -> Tensor
     return -guide.posterior_dist(out).log_prob(truth_u).mean() / truth_u.shape[-1]
 
 
+def loss_terms(
+    cfg: TrainConfig,
+    model: GalaxyModel,
+    guide: GalaxyGuide,
+    batch: Batch,
+    step: int,
+    generator: torch.Generator | None = None,
+    sleep_prior: torch.nn.Module | None = None,
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """The loss terms of one training step on ``batch`` and their weights at ``step``.
+
+    Returns ``(terms, weights)``: each term a scalar tensor with its own graph ("wake": the data
+    term from ``step`` = ``wake_start_step`` on; "sleep": the simulation term; "supervised": the
+    optional truth term), each weight a float (the wake weight ramps in, :func:`_wake_weight`).
+    """
+    terms: dict[str, Tensor] = {}
+    wake_w = _wake_weight(cfg, step)
+    if wake_w > 0:
+        terms["wake"] = wake_loss(model, guide, batch, cfg.wake_estimator)
+    if cfg.sleep_weight > 0:
+        terms["sleep"] = sleep_loss(
+            model,
+            guide,
+            batch,
+            generator,
+            sleep_prior,
+            cfg.sleep_mask_fraction,
+            cfg.sleep_photo_z_fraction,
+            cfg.sleep_missing_band_fraction,
+            cfg.sleep_history_scale_dex,
+        )
+    if cfg.supervised_weight > 0:
+        terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
+    weights = {"wake": wake_w, "sleep": cfg.sleep_weight, "supervised": cfg.supervised_weight}
+    return terms, weights
+
+
 def _wake_weight(cfg: TrainConfig, step: int) -> float:
     """Weight of the ELBO term at ``step``: 0 before ``wake_start_step``, then a linear ramp."""
     if step < cfg.wake_start_step:
@@ -589,7 +639,7 @@ def train(cfg: TrainConfig) -> Path:
 
     torch.manual_seed(cfg.seed + rank)
     pyro.set_rng_seed(cfg.seed + rank)
-    train_loader, val_loader, data_info = make_loaders(cfg, rank=rank, world=world)
+    train_loader, val_loader, data_info = make_loaders(cfg, rank=rank, world=world, device=device)
 
     model, guide = build_modules(cfg, data_info)
     if cfg.init_from:
@@ -635,37 +685,16 @@ def train(cfg: TrainConfig) -> Path:
     epoch = 0
     bad_steps = 0  # consecutive steps with a non-finite gradient
     while step < cfg.max_steps and not stop:
-        if hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)
+        epoch_setter = getattr(train_loader, "sampler", train_loader)  # CachedBatches: itself
+        if hasattr(epoch_setter, "set_epoch"):
+            epoch_setter.set_epoch(epoch)
         for batch in train_loader:
             batch = batch.to(device)
             if _refit_due(cfg, step, sleep_flow is None):
                 sleep_flow, sleep_prior = _refit_sleep_prior(
                     cfg, model, guide, train_loader, device, sleep_flow, distributed
                 )
-            terms: dict[str, Tensor] = {}
-            wake_w = _wake_weight(cfg, step)
-            if wake_w > 0:
-                terms["wake"] = wake_loss(model, guide, batch, cfg.wake_estimator)
-            if cfg.sleep_weight > 0:
-                terms["sleep"] = sleep_loss(
-                    model,
-                    guide,
-                    batch,
-                    gen,
-                    sleep_prior,
-                    cfg.sleep_mask_fraction,
-                    cfg.sleep_photo_z_fraction,
-                    cfg.sleep_missing_band_fraction,
-                    cfg.sleep_history_scale_dex,
-                )
-            if cfg.supervised_weight > 0:
-                terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
-            weights = {
-                "wake": wake_w,
-                "sleep": cfg.sleep_weight,
-                "supervised": cfg.supervised_weight,
-            }
+            terms, weights = loss_terms(cfg, model, guide, batch, step, gen, sleep_prior)
             loss = sum(weights[k] * v for k, v in terms.items())
             if not torch.isfinite(loss):
                 raise FloatingPointError(

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
 
 from galae.data.hdf5 import GalaxyH5Dataset
 from galae.latent import REGISTRY
 from galae.model import Batch
 
-__all__ = ["collate_batch", "BatchCollator", "make_loaders", "ensure_data"]
+__all__ = [
+    "collate_batch",
+    "BatchCollator",
+    "CachedBatches",
+    "DATA_CACHES",
+    "make_loaders",
+    "ensure_data",
+]
+
+#: Where the training stamps are kept (TrainConfig.data_cache): "none" reads each batch from
+#: the HDF5 file through DataLoader workers; "ram" decompresses the training set into memory
+#: once and gathers batches in the main process; "device" keeps it on the training device
+#: (a GPU with room for it: no decompression nor host-to-device copy per step).
+DATA_CACHES: tuple[str, ...] = ("none", "ram", "device")
 
 
 class BatchCollator:
@@ -52,6 +67,130 @@ def collate_batch(
     )
 
 
+class CachedBatches:
+    """Shuffled batches of a data set held whole in memory (RAM or a device).
+
+    Built once from ``dataset`` (read in chunks of ``chunk`` stamps, through ``num_workers``
+    DataLoader workers, with a progress bar); then each pass draws a new permutation (seeded by
+    ``seed`` and the epoch) and yields :class:`Batch` objects of ``batch_size`` galaxies,
+    gathered with one indexing per tensor.  With ``world`` > 1 each process takes every
+    ``world``-th galaxy of the permutation (offset ``rank``), as ``DistributedSampler`` does.
+    Iterating it is what iterating the equivalent ``DataLoader`` gives, with the truth latents
+    kept when the data set has them.
+
+    Memory: images and sigma (float32) and mask (bool), 9 bytes per pixel and band; checked
+    against what is free on ``device`` before anything is read.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        collate: BatchCollator,
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        drop_last: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        num_workers: int = 0,
+        chunk: int = 256,
+        progress: bool = True,
+    ) -> None:
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
+        self.seed, self.rank, self.world = int(seed), int(rank), int(world)
+        self.epoch = 0
+        n = len(dataset)
+        if n == 0:
+            raise ValueError("CachedBatches: the data set is empty")
+        c = len(collate.bands)
+        h, w = dataset.image_shape
+        need = n * c * h * w * 9
+        free = _free_bytes(self.device)
+        if free is not None and need > 0.8 * free:
+            raise MemoryError(
+                f"data_cache: the {n} training stamps need {need / 2**30:.1f} GiB on "
+                f"{self.device}, more than 80% of the {free / 2**30:.1f} GiB free there; "
+                "use data_cache=ram or none"
+            )
+        self.bands = collate.bands
+        self.pixel_scale_arcsec = collate.pixel_scale_arcsec
+        loader = DataLoader(
+            dataset, batch_size=chunk, shuffle=False, num_workers=num_workers, collate_fn=collate
+        )
+        parts: dict[str, list[torch.Tensor]] = {}
+        bar = tqdm(
+            total=n, desc=f"caching stamps on {self.device}", unit="gal", disable=not progress
+        )
+        for b in loader:
+            fields = {
+                "images": b.images,
+                "sigma": b.sigma,
+                "mask": b.mask,
+                "psf_fwhm_arcsec": b.psf_fwhm_arcsec,
+                "redshift": b.redshift,
+                "index": b.index,
+            }
+            if b.truth_u is not None:
+                fields["truth_u"] = b.truth_u
+            for k, v in fields.items():
+                parts.setdefault(k, []).append(v.to(self.device))
+            bar.update(b.size)
+        bar.close()
+        self.tensors = {k: torch.cat(v) for k, v in parts.items()}
+        self.n = n
+
+    def set_epoch(self, epoch: int) -> None:
+        """The permutation of the next pass is drawn for ``epoch`` (as DistributedSampler's)."""
+        self.epoch = int(epoch)
+
+    def _order(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=g)
+        return perm[self.rank :: self.world]
+
+    def __len__(self) -> int:
+        m = len(range(self.rank, self.n, self.world))
+        return (
+            m // self.batch_size
+            if self.drop_last and m >= self.batch_size
+            else -(-m // self.batch_size)
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self._order().to(self.device)
+        self.epoch += 1  # a pass without set_epoch still gets a new permutation
+        m = len(order)
+        stop = m - m % self.batch_size if self.drop_last and m >= self.batch_size else m
+        for i in range(0, stop, self.batch_size):
+            idx = order[i : i + self.batch_size]
+            t = {k: v.index_select(0, idx) for k, v in self.tensors.items()}
+            yield Batch(
+                images=t["images"],
+                sigma=t["sigma"],
+                mask=t["mask"],
+                psf_fwhm_arcsec=t["psf_fwhm_arcsec"],
+                redshift=t["redshift"],
+                pixel_scale_arcsec=self.pixel_scale_arcsec,
+                bands=self.bands,
+                index=t["index"],
+                truth_u=t.get("truth_u"),
+            )
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device`` in bytes (None where it cannot be told)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        try:
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+            return None
+    return None
+
+
 def ensure_data(
     path: str | Path,
     mock_config: str | None,
@@ -78,9 +217,13 @@ def ensure_data(
 
 
 def make_loaders(
-    cfg: Any, rank: int = 0, world: int = 1
-) -> tuple[DataLoader, DataLoader | None, dict[str, Any]]:
-    """Train and validation loaders plus the data description saved in checkpoints."""
+    cfg: Any, rank: int = 0, world: int = 1, device: torch.device | str = "cpu"
+) -> tuple[DataLoader | CachedBatches, DataLoader | None, dict[str, Any]]:
+    """Train and validation loaders plus the data description saved in checkpoints.
+
+    ``cfg.data_cache`` (:data:`DATA_CACHES`) picks a ``DataLoader`` over the file or a
+    :class:`CachedBatches` in RAM or on ``device`` (the training device).
+    """
     if rank == 0:
         path = ensure_data(cfg.data, cfg.mock_config, cfg.mock_n, cfg.seed, cfg.disk_history)
     if world > 1:
@@ -92,21 +235,40 @@ def make_loaders(
     else:
         train_ds, val_ds = full, None
     collate = BatchCollator(full.bands, full.pixel_scale_arcsec)
-    sampler = (
-        DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
-        if world > 1
-        else None
-    )
-    train_loader = DataLoader(
-        train_ds,
-        batch_size=cfg.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        collate_fn=collate,
-        drop_last=len(train_ds) >= cfg.batch_size * max(world, 1),
-        persistent_workers=cfg.num_workers > 0,
-    )
+    cache = getattr(cfg, "data_cache", "none")
+    if cache not in DATA_CACHES:
+        raise ValueError(f"data_cache must be one of {DATA_CACHES}, got {cache!r}")
+    drop_last = len(train_ds) >= cfg.batch_size * max(world, 1)
+    train_loader: DataLoader | CachedBatches
+    if cache != "none":
+        train_loader = CachedBatches(
+            train_ds,
+            collate,
+            cfg.batch_size,
+            device=device if cache == "device" else "cpu",
+            drop_last=drop_last,
+            seed=cfg.seed,
+            rank=rank,
+            world=world,
+            num_workers=cfg.num_workers,
+            progress=rank == 0 and getattr(cfg, "progress", True),
+        )
+    else:
+        sampler = (
+            DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
+            if world > 1
+            else None
+        )
+        train_loader = DataLoader(
+            train_ds,
+            batch_size=cfg.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            num_workers=cfg.num_workers,
+            collate_fn=collate,
+            drop_last=drop_last,
+            persistent_workers=cfg.num_workers > 0,
+        )
     val_loader = None
     if val_ds is not None and len(val_ds) > 0:
         val_loader = DataLoader(
