@@ -24,7 +24,7 @@ from galae.data.hdf5 import read_h5
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.mock import MockConfig, run_mock
 from galae.physics.maps import MAP_NAMES
-from galae.sampling import GalaeModel, Posterior, Samples
+from galae.sampling import POOR_FIT_MESSAGE, GalaeModel, Posterior, Samples
 from galae.train import TrainConfig, train
 
 BANDS = ("u", "g", "r", "i", "z")
@@ -357,7 +357,8 @@ def test_bad_sigma_is_an_error(trained: Trained) -> None:
     mask = np.zeros(sigma.shape, dtype=bool)
     mask[2, 1, 10, 10] = True
     with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # nothing is NaN: no warning
+        warnings.simplefilter("error", RuntimeWarning)  # nothing is NaN: no warning ...
+        warnings.filterwarnings("ignore", message=f".*{POOR_FIT_MESSAGE}")  # tiny model, poor fits
         p = _encode(trained, sigma=sigma, mask=mask)
     assert bool(torch.isfinite(p.params["mag_r"]).all())
 
@@ -644,7 +645,8 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     with pytest.warns(RuntimeWarning, match="not calibrated"):
         plain = trained.model.encode(d["images"], d["sigma"], refine_steps=2, **kw)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # calibrated for these steps: no warning
+        warnings.simplefilter("error")  # calibrated for these steps: no warning ...
+        warnings.filterwarnings("ignore", message=f".*{POOR_FIT_MESSAGE}")  # tiny model, poor fits
         cal = galae.load(out).encode(d["images"], d["sigma"], refine_steps=2, **kw)
     with pytest.warns(RuntimeWarning, match="calibrated for 2 refine steps, not 3"):
         galae.load(out).encode(d["images"][:2], d["sigma"][:2], refine_steps=3, **kw_two(kw))
@@ -710,18 +712,22 @@ def test_smaller_stamps_are_padded_with_masked_pixels_and_larger_refused(
 def test_evaluate_with_hidden_redshifts_scores_the_photo_z(trained: Trained) -> None:
     from galae.evaluate import evaluate
 
-    m = evaluate(
-        trained.checkpoint,
-        trained.cfg.data,
-        trained.root / "ev_photoz",
-        n=8,
-        n_posterior=18,
-        n_mc_derived=2,
-        figures=False,
-        hide_redshift=True,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*chi2 per pixel")
+        m = evaluate(
+            trained.checkpoint,
+            trained.cfg.data,
+            trained.root / "ev_photoz",
+            n=8,
+            n_posterior=18,
+            n_mc_derived=2,
+            figures=False,
+            hide_redshift=True,
+        )
     pz = m["photo_z"]
     assert m["hide_redshift"] and pz["n"] == 8
+    fit = m["chi2_per_pixel"]  # the fraction of poor fits in place of encode's warnings
+    assert 0.0 <= fit["fraction_above_poor_fit"] <= 1.0 and fit["poor_fit_threshold"] == 3.0
     assert pz["nmad"] >= 0 and 0 <= pz["outlier_fraction"] <= 1
     assert 0 <= pz["coverage_68"] <= pz["coverage_95"] <= 1
 
@@ -756,3 +762,28 @@ def test_evaluate_reads_posterior_mean_maps_and_checks_their_uncertainties(
     assert res["bootstrap"]["paired"]
     row = res["rows"]["params/log10_mstar_msun/scatter_mad"]
     assert row["ratio_A_over_B"] == 1.0 and row["ratio_ci95"] == [1.0, 1.0]
+
+
+def test_chi2_per_pixel_and_the_poor_fit_warning(
+    trained: Trained, post: Posterior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posterior.chi2_per_pixel is the mean squared pull of model_images over each galaxy's
+    unmasked pixels; encode warns, at the caller's line, about galaxies above
+    POOR_FIT_CHI2_PER_PIXEL, pointing the amortized posterior to refine_steps."""
+    import galae.sampling as sampling
+
+    d = trained.data
+    x = torch.as_tensor(d["images"])
+    s = torch.as_tensor(d["sigma"])
+    pull2 = ((x - post.model_images) / s) ** 2
+    good = ~post.mask
+    want = (pull2 * good).sum((1, 2, 3)) / good.sum((1, 2, 3))
+    torch.testing.assert_close(post.chi2_per_pixel, want)
+    monkeypatch.setattr(sampling, "POOR_FIT_CHI2_PER_PIXEL", float("inf"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all when every fit passes
+        _encode(trained)
+    monkeypatch.setattr(sampling, "POOR_FIT_CHI2_PER_PIXEL", 0.0)
+    with pytest.warns(RuntimeWarning, match=f"{N_ENC} of {N_ENC} galaxies .*refine_steps=60") as w:
+        _encode(trained)
+    assert any(Path(r.filename).name == "test_api.py" for r in w)

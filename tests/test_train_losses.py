@@ -284,3 +284,48 @@ def test_trainable_prefixes_freeze_the_rest() -> None:
     assert len(_trainable_parameters(guide, ())) == len(list(guide.parameters()))
     with pytest.raises(ValueError, match="'encoder.no_such_head' names no parameter"):
         _trainable_parameters(guide, ("encoder.no_such_head",))
+
+
+def test_sleep_noise_scaling_draws_deeper_and_shallower_stamps() -> None:
+    """simulate_like with sigma_scale_fraction = 1 and a one-point range multiplies every
+    stamp's sigma by 10**dex and draws the noise at that sigma (same galaxies, same clean images
+    for the same seed); with fraction 0 nothing changes; a range scatters the factors in it."""
+    from galae.train import simulate_like
+
+    model, _ = _modules()
+    batch = _batch(64)
+    u0, base = simulate_like(model, batch, torch.Generator().manual_seed(5))
+    u1, deep = simulate_like(
+        model, batch, torch.Generator().manual_seed(5), None, 0.0, (-1.0, -1.0), 1.0
+    )
+    torch.testing.assert_close(u0, u1)
+    torch.testing.assert_close(deep.sigma, batch.sigma * 0.1)
+    clean = model.render_images(u0, batch, batch.redshift)
+    pulls = ((deep.images - clean) / deep.sigma)[~batch.mask]
+    assert abs(float(pulls.std()) - 1.0) < 0.01  # about 1e6 pixels
+    _, same = simulate_like(
+        model, batch, torch.Generator().manual_seed(5), None, 0.0, (-1.0, 0.5), 0.0
+    )
+    torch.testing.assert_close(same.images, base.images)
+    _, mixed = simulate_like(
+        model, batch, torch.Generator().manual_seed(5), None, 0.0, (-1.0, 0.5), 0.5
+    )
+    factor = (mixed.sigma / batch.sigma).flatten(1)
+    assert torch.allclose(factor, factor[:, :1])  # one factor per stamp
+    lg = torch.log10(factor[:, 0])
+    assert float(lg.min()) >= -1.0 - 1e-6 and float(lg.max()) <= 0.5 + 1e-6
+    scaled = (lg.abs() > 1e-6).float().mean()
+    assert 0.3 < float(scaled) < 0.7  # about half of 64
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sleep_sigma_scale_dex": (0.5, -1.0)},
+        {"sleep_sigma_scale_dex": (-3.0, 0.0)},
+        {"sleep_sigma_scale_fraction": 1.5},
+    ],
+)
+def test_bad_noise_scaling_is_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="sleep_sigma_scale"):
+        TrainConfig(**bad)  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ from galae.likelihood import chi2_per_pixel
 from galae.physics.maps import MAP_NAMES
 from galae.physics.sfh import LEGACY_DISK_HISTORY
 from galae.runtime import cli_errors, tune_cpu_allocator
+from galae.sampling import POOR_FIT_CHI2_PER_PIXEL, POOR_FIT_MESSAGE
 
 __all__ = [
     "robust_stats",
@@ -260,18 +261,24 @@ def evaluate(
     for start in tqdm(range(0, total, batch_size), desc="evaluate", unit="batch"):
         rows = np.arange(start, min(total, start + batch_size))
         d = read_h5(data, rows, with_maps=True, expected_bands=model.bands)
-        post = model.encode(
-            d["images"],
-            d["sigma"],
-            psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
-            redshift=None if hide_redshift else d["redshift"],
-            pixel_scale_arcsec=d["pixel_scale_arcsec"],
-            mask=d["mask"],
-            n_mc_derived=n_mc_derived,
-            seed=seed,
-            refine_steps=refine_steps,
-            mask_neighbours=mask_neighbours,
-        )
+        with warnings.catch_warnings():
+            # encode's poor-fit warning, batch after batch: the metrics hold the chi2
+            # distribution and the fraction of galaxies above its threshold instead
+            warnings.filterwarnings(
+                "ignore", message=f".*{POOR_FIT_MESSAGE}", category=RuntimeWarning
+            )
+            post = model.encode(
+                d["images"],
+                d["sigma"],
+                psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
+                redshift=None if hide_redshift else d["redshift"],
+                pixel_scale_arcsec=d["pixel_scale_arcsec"],
+                mask=d["mask"],
+                n_mc_derived=n_mc_derived,
+                seed=seed,
+                refine_steps=refine_steps,
+                mask_neighbours=mask_neighbours,
+            )
         img = torch.as_tensor(d["images"])
         sig = torch.as_tensor(d["sigma"])
         msk = post.mask.cpu()  # the data's mask and, with mask_neighbours, other sources
@@ -341,6 +348,8 @@ def evaluate(
             "median": float(np.median(chi2)),
             "p16": float(np.percentile(chi2, 16)),
             "p84": float(np.percentile(chi2, 84)),
+            "fraction_above_poor_fit": float(np.mean(chi2 > POOR_FIT_CHI2_PER_PIXEL)),
+            "poor_fit_threshold": POOR_FIT_CHI2_PER_PIXEL,
         },
         "params": {},
         "coverage": {},

@@ -29,6 +29,7 @@ from galae.data.conditions import (
 )
 from galae.encoder import EncoderOutput
 from galae.latent import REGISTRY
+from galae.likelihood import chi2_per_pixel
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.physics.maps import MAP_UNITS
 from galae.render.observation import Observation, as_tensor
@@ -40,6 +41,8 @@ __all__ = [
     "Samples",
     "PhotoZMixture",
     "PHOTO_Z_NODES",
+    "POOR_FIT_CHI2_PER_PIXEL",
+    "POOR_FIT_MESSAGE",
     "photo_z_nodes",
     "load",
     "sample",
@@ -123,6 +126,15 @@ class Posterior:
     _mixture_index: Tensor | None = None
     _crop: tuple[slice, slice] = (slice(None), slice(None))
 
+    @property
+    def chi2_per_pixel(self) -> Tensor:
+        """(N,) the fit of ``model_images`` to the images: the mean of
+        ((image - model) / sigma)^2 over each galaxy's unmasked pixels in all bands (about 1
+        for a model that describes the image to its noise)."""
+        x = self._batch.images[..., self._crop[0], self._crop[1]]
+        s = self._batch.sigma[..., self._crop[0], self._crop[1]]
+        return chi2_per_pixel(self.model_images, x, s, self.mask)
+
     def samples(self, k: int, seed: int | None = None, derived: bool = True) -> dict[str, Tensor]:
         """k draws from q: ``{name: (k, N)}`` (latents, redshift, and derived observables).
 
@@ -167,6 +179,15 @@ class Posterior:
 #: Redshift nodes of the joint posterior of a galaxy whose redshift is unknown (odd, so that
 #: the middle node is the photo-z median): see :class:`PhotoZMixture`.
 PHOTO_Z_NODES: int = 9
+
+#: ``encode`` warns about the galaxies whose posterior-mean model fits their image worse than
+#: this (:attr:`Posterior.chi2_per_pixel`).  The amortized encoder is only as good as the
+#: images it was trained on: on stamps much deeper or brighter than those (Stripe 82 coadds,
+#: bright nearby galaxies) its fits degrade, and refining them through the renderer repairs it.
+POOR_FIT_CHI2_PER_PIXEL: float = 3.0
+#: the words of that warning that identify it (``warnings.filterwarnings("ignore",
+#: message=f".*{POOR_FIT_MESSAGE}")`` silences it)
+POOR_FIT_MESSAGE: str = "are fitted with chi2 per pixel"
 
 
 @dataclass(frozen=True)
@@ -278,6 +299,30 @@ def _warn_caller(message: str) -> None:
     ):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, RuntimeWarning, stacklevel=level)
+
+
+def _warn_poor_fits(chi2: Tensor, refine_steps: int) -> None:
+    """Warn (at the caller's line) about galaxies with chi2 per pixel over
+    :data:`POOR_FIT_CHI2_PER_PIXEL`."""
+    bad = torch.nonzero(chi2 > POOR_FIT_CHI2_PER_PIXEL).flatten().tolist()
+    if not bad:
+        return
+    rows = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+    head = (
+        f"{len(bad)} of {chi2.numel()} galaxies {POOR_FIT_MESSAGE} > "
+        f"{POOR_FIT_CHI2_PER_PIXEL:g} (rows {rows}; Posterior.chi2_per_pixel has them all): "
+    )
+    if refine_steps > 0:
+        _warn_caller(
+            head + "the model does not describe them to their noise (structure it lacks, such "
+            "as spiral arms or bars, or other sources: try mask_neighbours=True)"
+        )
+    else:
+        _warn_caller(
+            head + "the amortized posterior is off for them, as for images deeper or brighter "
+            "than the encoder was trained on; encode(..., refine_steps=60) fits them through "
+            "the renderer"
+        )
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -580,7 +625,7 @@ class GalaeModel:
         if not bool(known.all()):
             mixture = PhotoZMixture.cat([p["mix"] for p in pieces if p["mix"] is not None])
             mixture_index = torch.nonzero(~known).flatten()
-        return Posterior(
+        post = Posterior(
             params=cat("mean"),
             std=cat("std"),
             maps={k: v[..., crop[0], crop[1]] for k, v in cat("maps").items()},
@@ -598,6 +643,8 @@ class GalaeModel:
             _mixture_index=mixture_index,
             _crop=crop,
         )
+        _warn_poor_fits(post.chi2_per_pixel, refine_steps)
+        return post
 
     def _pad_to_model_shape(self, b: Batch) -> tuple[Batch, tuple[slice, slice]]:
         """Stamps smaller than the model's training stamps, padded to them with masked pixels.

@@ -113,6 +113,12 @@ class TrainConfig:
     # bins, Student-t of 2 degrees of freedom, after Leja et al. 2019's 0.3), a nuisance the
     # encoder learns to marginalise; 0 = smooth tau-model histories
     sleep_history_scale_dex: float = 0.0
+    # noise of the simulated stamps: a fraction `sleep_sigma_scale_fraction` of them get their
+    # sigma map (from the data) times 10**U(low, high), so that the encoder also meets images
+    # deeper (or shallower) than the data set's: Stripe 82 coadds are ~2 mag deeper than SDSS,
+    # i.e. sigma x 0.16 (Annis et al. 2014).  (0, 0) = the data set's noise only
+    sleep_sigma_scale_dex: tuple[float, float] = (0.0, 0.0)
+    sleep_sigma_scale_fraction: float = 0.5
     supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
     # start from another run's encoder and population prior (same architecture), e.g. to add
     # the wake term to a simulation-trained model; the prior then is the ELBO's p(u)
@@ -183,6 +189,17 @@ class TrainConfig:
         if not 0.0 <= self.sleep_mask_fraction <= 1.0:
             raise ValueError(
                 f"sleep_mask_fraction must be in [0, 1], got {self.sleep_mask_fraction}"
+            )
+        lo, hi = (float(v) for v in self.sleep_sigma_scale_dex)
+        if not (len(self.sleep_sigma_scale_dex) == 2 and -2.0 <= lo <= hi <= 2.0):
+            raise ValueError(
+                "sleep_sigma_scale_dex must be (low, high) with -2 <= low <= high <= 2, "
+                f"got {self.sleep_sigma_scale_dex}"
+            )
+        if not 0.0 <= self.sleep_sigma_scale_fraction <= 1.0:
+            raise ValueError(
+                "sleep_sigma_scale_fraction must be in [0, 1], "
+                f"got {self.sleep_sigma_scale_fraction}"
             )
         if not self.sleep_history_scale_dex >= 0.0:
             raise ValueError(
@@ -275,14 +292,19 @@ def simulate_like(
     generator: torch.Generator | None = None,
     prior: torch.nn.Module | None = None,
     history_scale_dex: float = 0.0,
+    sigma_scale_dex: tuple[float, float] = (0.0, 0.0),
+    sigma_scale_fraction: float = 0.0,
 ) -> tuple[Tensor, Batch]:
     """Draw u from the prior (default the model's), render under the batch's conditions, add noise.
 
     With ``history_scale_dex`` > 0 each disk's history gets random ups and downs of that scale
     (:class:`galae.physics.sfh.HistoryVariability`), a nuisance that the latents do not hold.
+    With ``sigma_scale_fraction`` > 0 that fraction of the stamps (drawn at random) has its
+    sigma map multiplied by 10**s, s uniform in ``sigma_scale_dex`` (dex),
+    before the noise is drawn: deeper or shallower images than the batch's.
 
     Returns the true unconstrained latents (B, D) and a :class:`Batch` of simulated stamps with the
-    same sigma, mask, PSF and redshift as ``batch``.
+    same mask, PSF and redshift as ``batch``, and its sigma (times those factors).
     """
     prior = model.prior if prior is None else prior
     with torch.no_grad():
@@ -298,11 +320,20 @@ def simulate_like(
             )
         with sfh.history_variability(variability):
             clean = model.render_images(u, batch, z)
+        sigma = batch.sigma
+        lo, hi = sigma_scale_dex
+        if sigma_scale_fraction > 0 and (lo, hi) != (0.0, 0.0):
+            b = batch.size
+            dev = sigma.device
+            pick = torch.rand(b, generator=generator, device=dev) < sigma_scale_fraction
+            dex = lo + (hi - lo) * torch.rand(b, generator=generator, device=dev)
+            factor = torch.where(pick, 10.0**dex, torch.ones_like(dex)).to(sigma)
+            sigma = sigma * factor.view(b, 1, 1, 1)
         noise = torch.randn(clean.shape, generator=generator, device=clean.device)
-        noisy = clean + batch.sigma * noise.to(clean)
+        noisy = clean + sigma * noise.to(clean)
     sim = Batch(
         images=noisy,
-        sigma=batch.sigma,
+        sigma=sigma,
         mask=batch.mask,
         psf_fwhm_arcsec=batch.psf_fwhm_arcsec,
         redshift=z,
@@ -400,6 +431,8 @@ def sleep_loss(
     photo_z_fraction: float = 0.0,
     missing_band_fraction: float = 0.0,
     history_scale_dex: float = 0.0,
+    sigma_scale_dex: tuple[float, float] = (0.0, 0.0),
+    sigma_scale_fraction: float = 0.0,
 ) -> Tensor:
     """-log q(u_true | x_sim, z) / D, averaged over the simulated batch, plus a photo-z term.
 
@@ -415,10 +448,18 @@ def sleep_loss(
 
     With ``mask_fraction`` > 0 that fraction of the simulated stamps is masked at random on top
     of the batch's own masks, and with ``missing_band_fraction`` > 0 that fraction loses one
-    whole band (:func:`random_source_masks`); ``history_scale_dex`` as in
-    :func:`simulate_like`.
+    whole band (:func:`random_source_masks`); ``history_scale_dex``, ``sigma_scale_dex`` and
+    ``sigma_scale_fraction`` as in :func:`simulate_like`.
     """
-    u, sim = simulate_like(model, batch, generator, prior, history_scale_dex)
+    u, sim = simulate_like(
+        model,
+        batch,
+        generator,
+        prior,
+        history_scale_dex,
+        tuple(sigma_scale_dex),  # type: ignore[arg-type]
+        sigma_scale_fraction,
+    )
     if mask_fraction > 0 or missing_band_fraction > 0:
         shape = tuple(sim.images.shape)
         extra = random_source_masks(
@@ -478,6 +519,8 @@ def loss_terms(
             cfg.sleep_photo_z_fraction,
             cfg.sleep_missing_band_fraction,
             cfg.sleep_history_scale_dex,
+            cfg.sleep_sigma_scale_dex,
+            cfg.sleep_sigma_scale_fraction,
         )
     if cfg.supervised_weight > 0:
         terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
