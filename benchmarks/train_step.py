@@ -169,7 +169,14 @@ def main() -> None:
     base = load_config(
         TrainConfig,
         args.config,
-        {"data": args.data, "num_workers": 0, "val_fraction": 0.0, "device": str(device)},
+        # one batch is read per batch size: no cache of the whole set
+        {
+            "data": args.data,
+            "num_workers": 0,
+            "val_fraction": 0.0,
+            "device": str(device),
+            "data_cache": "none",
+        },
     )
     # a step after the ELBO's ramp when --wake, else one in the simulation-only phase
     step_at = base.wake_start_step + base.wake_ramp_steps if args.wake else 0

@@ -323,6 +323,7 @@ def test_sleep_noise_scaling_draws_deeper_and_shallower_stamps() -> None:
     [
         {"sleep_sigma_scale_dex": (0.5, -1.0)},
         {"sleep_sigma_scale_dex": (-3.0, 0.0)},
+        {"sleep_sigma_scale_dex": (-1.0, 0.0, 0.5)},
         {"sleep_sigma_scale_fraction": 1.5},
     ],
 )

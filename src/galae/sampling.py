@@ -589,6 +589,10 @@ class GalaeModel:
         encoder's photometric-redshift head and the encoder told each of
         :data:`PHOTO_Z_NODES` redshifts (:class:`PhotoZMixture`); their ``model_maps`` and
         ``model_images`` are rendered at the photo-z median.
+
+        A warning names the galaxies whose ``model_images`` fit them with a chi2 per pixel above
+        :data:`POOR_FIT_CHI2_PER_PIXEL` (:attr:`Posterior.chi2_per_pixel`); for an amortized
+        posterior it suggests ``refine_steps``.
         """
         full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if mask_neighbours:

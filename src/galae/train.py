@@ -190,8 +190,8 @@ class TrainConfig:
             raise ValueError(
                 f"sleep_mask_fraction must be in [0, 1], got {self.sleep_mask_fraction}"
             )
-        lo, hi = (float(v) for v in self.sleep_sigma_scale_dex)
-        if not (len(self.sleep_sigma_scale_dex) == 2 and -2.0 <= lo <= hi <= 2.0):
+        span = tuple(float(v) for v in self.sleep_sigma_scale_dex)
+        if not (len(span) == 2 and -2.0 <= span[0] <= span[1] <= 2.0):
             raise ValueError(
                 "sleep_sigma_scale_dex must be (low, high) with -2 <= low <= high <= 2, "
                 f"got {self.sleep_sigma_scale_dex}"

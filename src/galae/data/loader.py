@@ -79,7 +79,8 @@ class CachedBatches:
     kept when the data set has them.
 
     Memory: images and sigma (float32) and mask (bool), 9 bytes per pixel and band; checked
-    against what is free on ``device`` before anything is read.
+    against what is free on ``device`` before anything is read.  Under ``torchrun`` each
+    process holds the whole set (and uses its share of every permutation).
     """
 
     def __init__(
