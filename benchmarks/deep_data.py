@@ -9,7 +9,8 @@ exponential disks encoded at several depths.
 row each: median and 84th-percentile chi2 per pixel, the fraction of galaxies above
 :data:`galae.sampling.POOR_FIT_CHI2_PER_PIXEL`, log stellar mass scatter (1.4826 MAD) and median
 bias, r-band half-light radius median absolute fractional error, r-band magnitude bias, and the
-range of the latents' 68% coverage.
+range of the latents' 68% coverage; on particle mocks also the map scatters of issue 6 (log M*
+and log SFR within 2 r_half, per pixel over all and over well-sampled pixels).
 
 ``--grid LABEL=CHECKPOINT``: each model encodes (amortized) the same 16 exponential disks (r_half
 0.5-4 arcsec, r-band flux 5-500 nmgy, fixed colours, at z = 0.1) under SDSS-median sky noise per
@@ -59,7 +60,27 @@ def summarize(run_dir: Path) -> dict[str, float]:
         "mag_r_bias_median": p["mag_r"]["bias_median"],
         "coverage_68_min": min(cov),
         "coverage_68_max": max(cov),
-    }
+    } | _map_scatters(m.get("maps", {}))
+
+
+def _map_scatters(maps: dict[str, Any]) -> dict[str, float]:
+    """The particle mocks' map figures of issue 6, where the evaluation has them."""
+    out = {}
+    for short, name in (("mstar", "log10_mstar_2rhalf"), ("sfr", "log10_sfr_2rhalf")):
+        if name in maps:
+            out[f"log10_{short}_2rhalf_scatter_dex"] = maps[name]["scatter_dex"]
+    for short, name in (
+        ("mstar", "log10_sigma_mstar_msun_per_kpc2"),
+        ("sfr", "log10_sigma_sfr_msun_per_yr_per_kpc2"),
+    ):
+        entry = maps.get(name, {})
+        for key, label in (
+            ("per_pixel_scatter", "all"),
+            ("per_pixel_scatter_well_sampled", "well_sampled"),
+        ):
+            if key in entry:
+                out[f"{short}_map_per_pixel_scatter_{label}_dex"] = entry[key]
+    return out
 
 
 def grid_images(depth: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

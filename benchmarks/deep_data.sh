@@ -3,7 +3,7 @@
 # the packaged model and a fine-tune of it trained with deeper and shallower simulated noise
 # (TrainConfig.sleep_sigma_scale_dex), on analytic mocks at a fifth of the training sky noise, in
 # distribution, and on the particle mocks; then benchmarks/deep_data.py (results/deep_data.json).
-# About 75 minutes on 2 CPU cores.
+# About 90 minutes on 2 CPU cores.
 set -e
 P=python
 PKG=src/galae/default_model/model.pt
@@ -28,6 +28,14 @@ $E --checkpoint $PKG --data data/particles_test.h5 --mask-neighbours --out runs/
 $E --checkpoint $NEW --data data/particles_test.h5 --mask-neighbours --out runs/eval/new_masked_test
 $E --checkpoint $PKG --data data/particles_test.h5 --refine-steps 60 --mask-neighbours --out runs/eval/ae_refined_masked_test
 $E --checkpoint $NEW --data data/particles_test.h5 --refine-steps 60 --mask-neighbours --out runs/eval/new_refined_masked_test
+# issue 6's shifted particle sets (the seeds of benchmarks/ae_vs_unet.sh), the fine-tune amortized
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 203 --out data/particles_seeing.h5 seeing_r_median_arcsec=2.2
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 204 --out data/particles_lowsn.h5 sky_sigma_scale=3.0
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 205 --out data/particles_highz.h5 redshift_min=0.25 redshift_max=0.4
+$P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 206 --out data/particles_nou.h5 missing_band=u
+for s in seeing lowsn highz nou; do
+  $E --checkpoint $NEW --data data/particles_$s.h5 --mask-neighbours --out runs/eval/new_masked_$s
+done
 $P benchmarks/deep_data.py \
   --runs packaged_amortized=runs/eval/pkg_analytic_deep sigma_ft_amortized=runs/eval/new_analytic_deep \
   packaged_refined=runs/eval/pkg_analytic_deep_refined sigma_ft_refined=runs/eval/new_analytic_deep_refined \
@@ -37,4 +45,6 @@ $P benchmarks/deep_data.py \
   sigma_ft_particles_masked_refined=runs/eval/new_refined_masked_test \
   packaged_particles_masked_amortized=runs/eval/ae_masked_test \
   packaged_particles_masked_refined=runs/eval/ae_refined_masked_test \
+  sigma_ft_particles_seeing=runs/eval/new_masked_seeing sigma_ft_particles_lowsn=runs/eval/new_masked_lowsn \
+  sigma_ft_particles_highz=runs/eval/new_masked_highz sigma_ft_particles_nou=runs/eval/new_masked_nou \
   --grid packaged=$PKG sigma_ft=$NEW
