@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu_batch_check.sh          # from the repository root, galae importable
 #
-#   1. benchmarks/train_step.py: seconds per step at batch 256 (the config's) to 4096, the
+#   1. benchmarks/train_step.py: seconds per step at batch 256 (the former config's) to 4096, the
 #      simulation term alone, with one profiled step at 256 (kernel launches, GPU-busy fraction);
 #      then with the ELBO term at 256 and 2048;
 #   2. the CUDA test of the on-device data cache;
@@ -25,7 +25,8 @@ minutes=${GPU_TRAIN_MINUTES:-2}
 bs=${GPU_BATCH:-2048}
 cache=${GPU_CACHE:-device}     # TrainConfig.data_cache of the training run
 n_train=${GPU_N_TRAIN:-2304}   # analytic mocks to train on
-# the config's 60000 steps x 256 galaxies and its 1000 x 256 galaxies of warm-up, at batch $bs;
+# the 60000 steps x 256 galaxies and 1000 x 256 of warm-up of the former config, at batch $bs (at
+# 2048: configs/sdss.yaml's 7500 steps, warm-up 125, lr 2.83e-3);
 # the learning rate grows as the square root of the batch (from 1e-3 at 256)
 steps=$(( 60000 * 256 / bs )); warm=$(( 1000 * 256 / bs ))
 lr=$(python3 -c "print(f'{1e-3 * ($bs / 256) ** 0.5:.3g}')")
