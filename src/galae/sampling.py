@@ -187,7 +187,7 @@ PHOTO_Z_NODES: int = 9
 POOR_FIT_CHI2_PER_PIXEL: float = 3.0
 #: the words of that warning that identify it (``warnings.filterwarnings("ignore",
 #: message=f".*{POOR_FIT_MESSAGE}")`` silences it)
-POOR_FIT_MESSAGE: str = "are fitted with chi2 per pixel"
+POOR_FIT_MESSAGE: str = "model fit with chi2 per pixel above"
 
 
 @dataclass(frozen=True)
@@ -309,8 +309,8 @@ def _warn_poor_fits(chi2: Tensor, refine_steps: int) -> None:
         return
     rows = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
     head = (
-        f"{len(bad)} of {chi2.numel()} galaxies {POOR_FIT_MESSAGE} > "
-        f"{POOR_FIT_CHI2_PER_PIXEL:g} (rows {rows}; Posterior.chi2_per_pixel has them all): "
+        f"{POOR_FIT_MESSAGE} {POOR_FIT_CHI2_PER_PIXEL:g} for {len(bad)} of {chi2.numel()} "
+        f"galaxies (rows {rows}; Posterior.chi2_per_pixel has them all): "
     )
     if refine_steps > 0:
         _warn_caller(
