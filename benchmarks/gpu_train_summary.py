@@ -32,13 +32,12 @@ def summarize(
     if not rows:
         raise SystemExit(f"{log_csv}: no logged steps")
     sleep = [float(r["loss_sleep"]) for r in rows if r.get("loss_sleep")]
-    cfg_line = next(
-        (ln for ln in train_log.read_text().splitlines() if ln.startswith("config: ")), None
-    )
+    lines = train_log.read_text().splitlines()
+    cfg_line = next((ln for ln in lines if ln.startswith("config: ")), None)
     if cfg_line is None:
         raise SystemExit(f"{train_log}: no 'config: ' line")
     cfg = ast.literal_eval(cfg_line[len("config: ") :])
-    saved = [ln for ln in train_log.read_text().splitlines() if ln.startswith("saved ")]
+    saved = [ln for ln in lines if ln.startswith("saved ")]
     steps = int(saved[-1].split("(step ")[1].split(",")[0]) if saved else int(rows[-1]["step"])
     m = json.loads(metrics.read_text())
     p = m["params"]

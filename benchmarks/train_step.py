@@ -38,6 +38,7 @@ from galae.train import (
     TrainConfig,
     _balanced_backward,
     _initial_sleep_prior,
+    _trainable_parameters,
     loss_terms,
     resolve_device,
 )
@@ -59,7 +60,7 @@ def _setup(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
     guide.to(device)
     use_amp = cfg.amp and device.type == "cuda"
     guide.encoder.autocast_dtype = torch.bfloat16 if use_amp else None
-    params = [p for p in guide.parameters() if p.requires_grad]
+    params = _trainable_parameters(guide, cfg.trainable)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     prior = _initial_sleep_prior(cfg, device)

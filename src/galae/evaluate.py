@@ -32,13 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from galae.checkpoint import versions
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
-from galae.likelihood import chi2_per_pixel
 from galae.physics.maps import MAP_NAMES
 from galae.physics.sfh import LEGACY_DISK_HISTORY
 from galae.runtime import cli_errors, tune_cpu_allocator
@@ -279,10 +277,8 @@ def evaluate(
                 refine_steps=refine_steps,
                 mask_neighbours=mask_neighbours,
             )
-        img = torch.as_tensor(d["images"])
-        sig = torch.as_tensor(d["sigma"])
         msk = post.mask.cpu()  # the data's mask and, with mask_neighbours, other sources
-        chi2 = chi2_per_pixel(post.model_images.cpu(), img, sig, msk).numpy()
+        chi2 = post.chi2_per_pixel.cpu().numpy()  # over the unmasked pixels of msk
         push("chi2", chi2)
         for k, v in post.params.items():
             push(f"pred/{k}", v.cpu().numpy())

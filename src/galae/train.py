@@ -214,10 +214,9 @@ class TrainConfig:
             raise ValueError(
                 f"sleep_photo_z_fraction must be in [0, 1], got {self.sleep_photo_z_fraction}"
             )
-        from galae.data.loader import DATA_CACHES
+        from galae.data.loader import check_data_cache
 
-        if self.data_cache not in DATA_CACHES:
-            raise ValueError(f"data_cache must be one of {DATA_CACHES}, got {self.data_cache!r}")
+        check_data_cache(self.data_cache)
         if self.model == "unet" and self.data_cache != "none":
             raise ValueError(
                 "data_cache is for the autoencoder; the U-Net reads its stamps and truth maps "
@@ -457,7 +456,7 @@ def sleep_loss(
         generator,
         prior,
         history_scale_dex,
-        tuple(sigma_scale_dex),  # type: ignore[arg-type]
+        sigma_scale_dex,
         sigma_scale_fraction,
     )
     if mask_fraction > 0 or missing_band_fraction > 0:

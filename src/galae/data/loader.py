@@ -20,6 +20,7 @@ __all__ = [
     "BatchCollator",
     "CachedBatches",
     "DATA_CACHES",
+    "check_data_cache",
     "make_loaders",
     "ensure_data",
 ]
@@ -29,6 +30,13 @@ __all__ = [
 #: once and gathers batches in the main process; "device" keeps it on the training device
 #: (a GPU with room for it: no decompression nor host-to-device copy per step).
 DATA_CACHES: tuple[str, ...] = ("none", "ram", "device")
+
+
+def check_data_cache(name: str) -> str:
+    """``name`` if it is one of :data:`DATA_CACHES`, else a ValueError naming them."""
+    if name not in DATA_CACHES:
+        raise ValueError(f"data_cache must be one of {DATA_CACHES}, got {name!r}")
+    return name
 
 
 class BatchCollator:
@@ -236,9 +244,7 @@ def make_loaders(
     else:
         train_ds, val_ds = full, None
     collate = BatchCollator(full.bands, full.pixel_scale_arcsec)
-    cache = getattr(cfg, "data_cache", "none")
-    if cache not in DATA_CACHES:
-        raise ValueError(f"data_cache must be one of {DATA_CACHES}, got {cache!r}")
+    cache = check_data_cache(getattr(cfg, "data_cache", "none"))
     drop_last = len(train_ds) >= cfg.batch_size * max(world, 1)
     train_loader: DataLoader | CachedBatches
     if cache != "none":

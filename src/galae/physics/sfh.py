@@ -278,8 +278,9 @@ class HistoryVariability:
         steps[:, 0] = 0.0
         return cls(torch.cumsum(steps, dim=1))
 
-    def reweight(self, weights: Tensor, ages_gyr: Tensor, max_age_gyr: Tensor) -> Tensor:
-        """Mass fractions (B, n_age) on the ages (n_age,) with the ups and downs applied.
+    def reweight(self, weights: Tensor, lg_ages_gyr: Tensor, max_age_gyr: Tensor) -> Tensor:
+        """Mass fractions (B, n_age) on the ages (n_age,), given as log10 Gyr, with the ups and
+        downs applied.
 
         The perturbed history is then tilted by a power of age, w_a -> w_a t_a^beta, with beta
         found per galaxy by bisection so that its mass-weighted mean age is the smooth one's
@@ -290,7 +291,7 @@ class HistoryVariability:
         if weights.shape[0] != b:
             raise ValueError(f"variability drawn for {b} galaxies, rendering {weights.shape[0]}")
         lo = math.log10(OLD_MIN_AGE_GYR)
-        lg_t = torch.log10(ages_gyr).to(weights).unsqueeze(0)  # (1, n_age)
+        lg_t = lg_ages_gyr.to(weights).unsqueeze(0)  # (1, n_age)
         span = (torch.log10(max_age_gyr) - lo).clamp_min(1e-6).unsqueeze(-1)  # (B, 1)
         k = ((lg_t - lo) / span * n_bins).floor().clamp(0, n_bins - 1).long()
         off = torch.gather(self.log10_offsets.to(weights).detach(), 1, k)
@@ -367,7 +368,7 @@ def tau_disk_flux_nmgy_per_msun(
     weights = age_grid_mass_fractions(history, grid)
     variability = _VARIABILITY.get()
     if variability is not None:  # a simulation nuisance (history_variability)
-        weights = variability.reweight(weights, 10.0**grid, t_max)
+        weights = variability.reweight(weights, grid, t_max)
     return sps.composite_flux_nmgy_per_msun(redshift, weights, lg_zstar_zsun)
 
 
