@@ -42,8 +42,17 @@ $P -m galae.calibrate --checkpoint runs/band_ft/model_cal.pt --data data/analyti
 $P -m galae.train --config configs/analytic_pop.yaml init_from=runs/band_ft/model_refcal.pt data=data/analytic_train.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2 sleep_history_scale_dex=0.3 lr=2e-4 warmup_steps=20 max_steps=6000 max_minutes=22 out_dir=runs/hist_ft fit_prior=false
 $P -m galae.calibrate --checkpoint runs/hist_ft/model.pt --data data/analytic_train.h5 --out runs/hist_ft/model_cal.pt
 $P -m galae.calibrate --checkpoint runs/hist_ft/model_cal.pt --data data/analytic_train.h5 --n 1024 --refine-steps 60 --out runs/hist_ft/model_refcal.pt
-$P -m galae.train --config configs/unet.yaml max_minutes=50  # supervised, on the particle truth maps
-AE=runs/hist_ft/model_refcal.pt  # = src/galae/default_model/model.pt
+# ... then 6000 CPU steps with half the simulated stamps at 10**U(-1, 0.5) times their sigma
+# (sleep_sigma_scale_dex: images deeper and shallower than the data), calibrated again
+# (fourteenth session; this release)
+$P -m galae.train --config configs/analytic_pop.yaml init_from=runs/hist_ft/model_refcal.pt data=data/analytic_train.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2 sleep_history_scale_dex=0.3 "sleep_sigma_scale_dex=[-1.0,0.5]" sleep_sigma_scale_fraction=0.5 lr=2e-4 warmup_steps=20 max_steps=6000 max_minutes=22 out_dir=runs/sigma_ft fit_prior=false
+$P -m galae.calibrate --checkpoint runs/sigma_ft/model.pt --data data/analytic_train.h5 --out runs/sigma_ft/model_cal.pt
+$P -m galae.calibrate --checkpoint runs/sigma_ft/model_cal.pt --data data/analytic_train.h5 --n 1024 --refine-steps 60 --out runs/sigma_ft/model_refcal.pt
+# supervised, on the particle truth maps; the README's U-Net is a second training of this recipe
+# (seed 0, 1750 steps: benchmarks/ae_vs_unet_candidate.sh), the first one's figures are in
+# results/ae_vs_unet_hist_ft.json
+$P -m galae.train --config configs/unet.yaml max_steps=1750 max_minutes=100
+AE=runs/sigma_ft/model_refcal.pt  # = src/galae/default_model/model.pt
 # the README table: the masked autoencoder, amortized and refined, and the U-Net on all 512
 # galaxies of each set (about 45 minutes on 2 cores); each evaluation also writes per_galaxy.npz,
 # from which ae_vs_unet.py puts paired bootstrap intervals on every ratio
@@ -52,7 +61,8 @@ for s in test seeing lowsn highz nou; do
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --mask-neighbours --out runs/eval/ae_masked_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --refine-steps 60 --mask-neighbours --out runs/eval/ae_refined_masked_particles_$s --no-figures
 done
-# the four-variant table of the README (unmasked too): the first 128 galaxies of each set
+# the four-variant table of the README (unmasked too): the first 128 galaxies of each set (the
+# README's was measured on an earlier release, as it says; this measures the current one)
 for s in test seeing lowsn highz nou; do
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --out runs/eval128/ae_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --out runs/eval128/ae_refined_particles_$s --no-figures
@@ -63,7 +73,8 @@ done
 $P benchmarks/ae_vs_unet.py runs/eval docs/ae_vs_unet.png   # results/ae_vs_unet.json and the figure
 $P benchmarks/ae_vs_unet_table.py > ae_vs_unet_table.md   # the README's issue-6 table
 $P benchmarks/ae_vs_unet.py runs/eval128 "" ae_vs_unet_128   # results/ae_vs_unet_128.json
-# which summary of the map posterior to report (README, issue 6): four estimators, 32 draws
+# which summary of the map posterior to report (README, issue 6): four estimators, 32 draws (the
+# README's figures are an earlier release's, as for the four-variant table)
 for s in test seeing lowsn highz nou; do
   $P benchmarks/map_estimators.py --data data/particles_$s.h5 --n 128 --name amortized_$s
 done

@@ -48,19 +48,24 @@ def summarize(run_dir: Path) -> dict[str, float]:
     m = json.loads((run_dir / "metrics.json").read_text())
     p, chi2 = m["params"], m["chi2_per_pixel"]
     cov = [v["68"] for v in m["coverage"].values() if isinstance(v, dict) and "68" in v]
-    return {
-        "n": p["log10_mstar_msun"]["n"],
-        "refine_steps": m.get("refine_steps", 0),
-        "chi2_per_pixel_median": chi2["median"],
-        "chi2_per_pixel_p84": chi2["p84"],
-        "fraction_chi2_above_poor_fit": chi2.get("fraction_above_poor_fit"),
-        "log10_mstar_scatter_mad_dex": p["log10_mstar_msun"]["scatter_mad"],
-        "log10_mstar_bias_median_dex": p["log10_mstar_msun"]["bias_median"],
-        "r_half_r_median_abs_frac_error": p["r_half_arcsec_r"]["median_abs_frac_error"],
-        "mag_r_bias_median": p["mag_r"]["bias_median"],
-        "coverage_68_min": min(cov),
-        "coverage_68_max": max(cov),
-    } | _map_scatters(m.get("maps", {}))
+    return (
+        {
+            "n": p["log10_mstar_msun"]["n"],
+            "refine_steps": m.get("refine_steps", 0),
+            "chi2_per_pixel_median": chi2["median"],
+            "chi2_per_pixel_p84": chi2["p84"],
+            "fraction_chi2_above_poor_fit": chi2.get("fraction_above_poor_fit"),
+            "log10_mstar_scatter_mad_dex": p["log10_mstar_msun"]["scatter_mad"],
+            "log10_mstar_bias_median_dex": p["log10_mstar_msun"]["bias_median"],
+            "r_half_r_median_abs_frac_error": p["r_half_arcsec_r"]["median_abs_frac_error"],
+            "mag_r_bias_median": p["mag_r"]["bias_median"],
+            "coverage_68_min": min(cov),
+            "coverage_68_max": max(cov),
+            "fraction_refined": m.get("fraction_refined"),
+        }
+        | _map_scatters(m.get("maps", {}))
+        | ({"photo_z": m["photo_z"]} if "photo_z" in m else {})
+    )
 
 
 def _map_scatters(maps: dict[str, Any]) -> dict[str, float]:

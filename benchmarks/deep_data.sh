@@ -6,7 +6,9 @@
 # About 90 minutes on 2 CPU cores.
 set -e
 P=python
-PKG=src/galae/default_model/model.pt
+# the release before the fourteenth (made by benchmarks/ae_vs_unet.sh); the fine-tune below is the
+# packaged model since then (src/galae/default_model/README.md, with its refined widths too)
+PKG=${PKG:-runs/hist_ft/model_refcal.pt}
 NEW=runs/sigma_ft/model_cal.pt
 $P -m galae.mock --config configs/mock_analytic.yaml --n 2000 --seed 1 --out data/analytic_train.h5
 $P -m galae.mock --config configs/mock_analytic.yaml --n 400 --seed 101 --out data/analytic_test.h5
@@ -14,7 +16,8 @@ $P -m galae.mock --config configs/mock_analytic.yaml --n 400 --seed 101 --out da
 $P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 202 --out data/particles_test.h5
 # the fine-tune: the packaged model's last recipe (src/galae/default_model/README.md) plus half
 # the simulated stamps at 10**U(-1, 0.5) times their sigma; 6000 steps, then the amortized widths
-# calibrated again (the refined ones are the packaged model's)
+# calibrated again (the refined ones the previous release's; the packaged model's were calibrated
+# again, src/galae/default_model/README.md)
 $P -m galae.train --config configs/analytic_pop.yaml init_from=$PKG data=data/analytic_train.h5 disk_history=tau sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2 sleep_history_scale_dex=0.3 "sleep_sigma_scale_dex=[-1.0,0.5]" sleep_sigma_scale_fraction=0.5 lr=2e-4 warmup_steps=20 max_steps=6000 max_minutes=22 out_dir=runs/sigma_ft fit_prior=false
 $P -m galae.calibrate --checkpoint runs/sigma_ft/model.pt --data data/analytic_train.h5 --out $NEW
 E="$P -m galae.evaluate --no-figures"

@@ -787,3 +787,99 @@ def test_chi2_per_pixel_and_the_poor_fit_warning(
     with pytest.warns(RuntimeWarning, match=f"{N_ENC} of {N_ENC} galaxies .*refine_steps=60") as w:
         _encode(trained)
     assert any(Path(r.filename).name == "test_api.py" for r in w)
+
+
+def test_refine_above_chi2_refines_only_the_poor_fits(trained: Trained) -> None:
+    """encode(refine_steps=k, refine_above_chi2=t): the galaxies the amortized posterior fits
+    with chi2 per pixel above t are refined (as encode(refine_steps=k) refines them), the others
+    keep the amortized posterior exactly; Posterior.refined says which.  Half the redshifts are
+    withheld, so the photo-z mixtures of both kinds are put together in the galaxies' order."""
+    z = np.asarray(trained.data["redshift"], np.float32).copy()
+    z[1::2] = np.nan
+    quiet = {"category": RuntimeWarning}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", **quiet)
+        amortized = _encode(trained, redshift=z)
+        t = float(torch.quantile(amortized.chi2_per_pixel, 0.5))
+        mixed = _encode(trained, redshift=z, refine_steps=3, refine_above_chi2=t)
+        everyone = _encode(trained, redshift=z, refine_steps=3)
+    poor = amortized.chi2_per_pixel > t
+    assert 0 < int(poor.sum()) < N_ENC
+    torch.testing.assert_close(mixed.refined, poor, rtol=0, atol=0)
+    assert not bool(amortized.refined.any()) and bool(everyone.refined.all())
+    keep = ~poor
+    for name in ("log10_mstar_msun", "r_half_arcsec_r", "redshift", "mag_r"):
+        torch.testing.assert_close(mixed.params[name][keep], amortized.params[name][keep])
+        torch.testing.assert_close(mixed.std[name][keep], amortized.std[name][keep])
+    torch.testing.assert_close(mixed.model_images[keep], amortized.model_images[keep])
+    # the refined rows: the refinement of those galaxies (encoded in other batches, so up to
+    # float noise), not the amortized posterior
+    torch.testing.assert_close(mixed._loc[poor], everyone._loc[poor], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(mixed._loc[poor], amortized._loc[poor])
+    torch.testing.assert_close(
+        mixed.chi2_per_pixel[poor], everyone.chi2_per_pixel[poor], rtol=1e-3, atol=1e-3
+    )
+    # the joint photo-z draws come from each galaxy's own mixture, in the galaxies' order
+    draws = mixed.samples(16, seed=1, derived=False)
+    assert draws["redshift"].shape == (16, N_ENC)
+    known = np.isfinite(z)
+    torch.testing.assert_close(
+        draws["redshift"][:, torch.as_tensor(known)],
+        torch.as_tensor(z[known]).expand(16, -1),
+    )
+    ref = everyone.samples(16, seed=1, derived=False)["redshift"]
+    unknown_poor = torch.as_tensor(~known) & poor
+    torch.testing.assert_close(
+        draws["redshift"][:, unknown_poor], ref[:, unknown_poor], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_refine_above_chi2_bad_values(trained: Trained) -> None:
+    with pytest.raises(ValueError, match="needs refine_steps > 0"):
+        _encode(trained, refine_above_chi2=3.0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="refine_above_chi2 must be a positive"):
+            _encode(trained, refine_steps=2, refine_above_chi2=bad)
+
+
+def test_evaluate_refines_only_the_poor_fits(trained: Trained) -> None:
+    """galae.evaluate(refine_steps=k, refine_above_chi2=t) reports the fraction it refined and
+    what encoding cost; without refine_steps the option is an error."""
+    from galae.evaluate import evaluate
+
+    kw = {"n": 8, "n_posterior": 8, "n_mc_derived": 2, "figures": False}
+    amortized = evaluate(trained.checkpoint, trained.cfg.data, trained.root / "ev_a", **kw)
+    d = read_h5(trained.cfg.data, np.arange(8), with_maps=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{POOR_FIT_MESSAGE}")
+        post = trained.model.encode(
+            d["images"],
+            d["sigma"],
+            psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
+            redshift=d["redshift"],
+            mask=d["mask"],
+            n_mc=8,
+            n_mc_derived=0,
+        )
+    chi2 = post.chi2_per_pixel.numpy()  # of the posterior mean: no Monte Carlo in it
+    t = float(np.median(chi2))
+    m = evaluate(
+        trained.checkpoint,
+        trained.cfg.data,
+        trained.root / "ev_above",
+        refine_steps=2,
+        refine_above_chi2=t,
+        **kw,
+    )
+    assert amortized["fraction_refined"] == 0.0 and amortized["refine_above_chi2"] is None
+    assert m["refine_above_chi2"] == t
+    assert m["fraction_refined"] == pytest.approx(float(np.mean(chi2 > t)))
+    assert m["seconds_per_galaxy"] > 0.0
+    with pytest.raises(ValueError, match="needs refine_steps > 0"):
+        evaluate(
+            trained.checkpoint,
+            trained.cfg.data,
+            trained.root / "ev_bad",
+            **kw,
+            refine_above_chi2=3.0,
+        )

@@ -473,6 +473,6 @@ def test_evaluate_refuses_autoencoder_options_for_a_unet(trained_run: Path, h5_m
     they are an error, not silently ignored."""
     from galae.evaluate import evaluate
 
-    for kw in ({"refine_steps": 5}, {"mask_neighbours": True}):
+    for kw in ({"refine_steps": 5}, {"mask_neighbours": True}, {"refine_above_chi2": 3.0}):
         with pytest.raises(ValueError, match="U-Net, which reads the raw stamps"):
             evaluate(trained_run / "model.pt", h5_maps, trained_run / "ev", figures=False, **kw)

@@ -125,6 +125,15 @@ class Posterior:
     _mixture: PhotoZMixture | None = None
     _mixture_index: Tensor | None = None
     _crop: tuple[slice, slice] = (slice(None), slice(None))
+    _refined: Tensor | None = None
+
+    @property
+    def refined(self) -> Tensor:
+        """(N,) bool: the galaxies whose posterior was refined through the renderer
+        (``encode``'s ``refine_steps``; with ``refine_above_chi2``, only the poor fits)."""
+        if self._refined is None:
+            return torch.zeros(self._loc.shape[0], dtype=torch.bool, device=self._loc.device)
+        return self._refined
 
     @property
     def chi2_per_pixel(self) -> Tensor:
@@ -257,16 +266,33 @@ class PhotoZMixture:
         zz = torch.where(self.z_scale > 0, zz, self.z[perm].unsqueeze(0))
         return u.reshape(reps * nk, b, d), zz.reshape(reps * nk, b)
 
+    def take(self, rows: Tensor) -> PhotoZMixture:
+        """The galaxies ``rows`` (indices along the galaxy axis), in that order."""
+        return PhotoZMixture(
+            self.z[:, rows],
+            self.loc[:, rows],
+            self.cov_factor[:, rows],
+            self.cov_diag[:, rows],
+            self.z_loc[rows],
+            self.z_scale[rows],
+        )
+
     @staticmethod
     def cat(parts: list[PhotoZMixture]) -> PhotoZMixture:
-        """Concatenate along the galaxy axis."""
-        fields = [
-            torch.cat([getattr(p, f) for p in parts], 1)
-            for f in ("z", "loc", "cov_factor", "cov_diag")
-        ]
+        """Concatenate along the galaxy axis (covariance factors of another rank are padded
+        with zero columns)."""
+        fields = [torch.cat([getattr(p, f) for p in parts], 1) for f in ("z", "loc", "cov_diag")]
+        fields.insert(2, torch.cat(_same_rank([p.cov_factor for p in parts]), 1))
         zl = torch.cat([p.z_loc for p in parts])
         zs = torch.cat([p.z_scale for p in parts])
         return PhotoZMixture(*fields, zl, zs)
+
+
+def _same_rank(factors: list[Tensor]) -> list[Tensor]:
+    """Covariance factors (..., D, r_i) padded with zero columns to the largest r_i (F F^T is
+    unchanged)."""
+    r = max(int(f.shape[-1]) for f in factors)
+    return [torch.nn.functional.pad(f, (0, r - int(f.shape[-1]))) for f in factors]
 
 
 @dataclass(frozen=True)
@@ -301,28 +327,32 @@ def _warn_caller(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=level)
 
 
-def _warn_poor_fits(chi2: Tensor, refine_steps: int) -> None:
+def _warn_poor_fits(chi2: Tensor, refined: Tensor) -> None:
     """Warn (at the caller's line) about galaxies with chi2 per pixel over
-    :data:`POOR_FIT_CHI2_PER_PIXEL`."""
-    bad = torch.nonzero(chi2 > POOR_FIT_CHI2_PER_PIXEL).flatten().tolist()
-    if not bad:
-        return
-    rows = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
-    head = (
-        f"{POOR_FIT_MESSAGE} {POOR_FIT_CHI2_PER_PIXEL:g} for {len(bad)} of {chi2.numel()} "
-        f"galaxies (rows {rows}; Posterior.chi2_per_pixel has them all): "
-    )
-    if refine_steps > 0:
-        _warn_caller(
-            head + "the model does not describe them to their noise (structure it lacks, such "
-            "as spiral arms or bars, or other sources: try mask_neighbours=True)"
+    :data:`POOR_FIT_CHI2_PER_PIXEL`: one warning for the refined ones, one for the amortized."""
+    poor = chi2.cpu() > POOR_FIT_CHI2_PER_PIXEL
+    refined = refined.cpu()
+    for was_refined in (True, False):
+        bad = torch.nonzero(poor & (refined == was_refined)).flatten().tolist()
+        if not bad:
+            continue
+        rows = ", ".join(str(i) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        head = (
+            f"{POOR_FIT_MESSAGE} {POOR_FIT_CHI2_PER_PIXEL:g} for {len(bad)} of {chi2.numel()} "
+            f"galaxies ({'refined; ' if was_refined and not refined.all() else ''}rows {rows}; "
+            "Posterior.chi2_per_pixel has them all): "
         )
-    else:
-        _warn_caller(
-            head + "the amortized posterior is off for them, as for images deeper or brighter "
-            "than the encoder was trained on; encode(..., refine_steps=60) fits them through "
-            "the renderer"
-        )
+        if was_refined:
+            _warn_caller(
+                head + "the model does not describe them to their noise (structure it lacks, "
+                "such as spiral arms or bars, or other sources: try mask_neighbours=True)"
+            )
+        else:
+            _warn_caller(
+                head + "the amortized posterior is off for them, as for images deeper or "
+                "brighter than the encoder was trained on; encode(..., refine_steps=60) fits "
+                "them through the renderer (refine_above_chi2=3 refines only such galaxies)"
+            )
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -561,6 +591,7 @@ class GalaeModel:
         refine_steps: int = 0,
         refine_lr: float = 0.05,
         mask_neighbours: bool = False,
+        refine_above_chi2: float | None = None,
     ) -> Posterior:
         """Amortized posterior for N images (see DESIGN.md's contract).
 
@@ -593,43 +624,105 @@ class GalaeModel:
         A warning names the galaxies whose ``model_images`` fit them with a chi2 per pixel above
         :data:`POOR_FIT_CHI2_PER_PIXEL` (:attr:`Posterior.chi2_per_pixel`); for an amortized
         posterior it suggests ``refine_steps``.
+
+        With ``refine_above_chi2`` (and ``refine_steps > 0``) only the galaxies that the
+        amortized posterior fits with a chi2 per pixel above it are refined; the others keep the
+        amortized posterior, exactly as ``encode`` without ``refine_steps`` gives it.  Refining
+        costs about 20 times an amortized encode per galaxy, and at SDSS depth about one galaxy
+        in ten needs it (README, issue 4).  :attr:`Posterior.refined` says which were refined.
         """
+        if refine_above_chi2 is not None:
+            if not (math.isfinite(float(refine_above_chi2)) and float(refine_above_chi2) > 0):
+                raise ValueError(
+                    f"refine_above_chi2 must be a positive chi2 per pixel, got {refine_above_chi2}"
+                )
+            if refine_steps <= 0:
+                raise ValueError(
+                    "refine_above_chi2 chooses which galaxies to refine: it needs refine_steps > 0"
+                )
         full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if mask_neighbours:
             full = self._mask_neighbours(full)
         full, crop = self._pad_to_model_shape(full)
         known = torch.isfinite(full.redshift)
-        parts = []
-        # split into runs of known / unknown redshift, then into chunks
-        for flag in (True, False):
-            idx = torch.nonzero(known == flag).flatten()
-            for sl in _chunks(idx.numel(), batch_size):
-                parts.append(idx[sl])
-        pieces = [
-            self._encode_part(full, ix, n_mc, n_mc_derived, seed, refine_steps, refine_lr)
-            for ix in parts
-        ]
-        order = torch.cat(parts)
-        inv = torch.empty_like(order)
-        inv[order] = torch.arange(order.numel(), device=order.device)
+        everyone = torch.ones_like(known)
+
+        def encode_rows(rows: Tensor, steps: int) -> tuple[list[Tensor], list[dict[str, Any]]]:
+            # split into runs of known / unknown redshift, then into chunks
+            parts = []
+            for flag in (True, False):
+                idx = torch.nonzero(rows & (known == flag)).flatten()
+                for sl in _chunks(idx.numel(), batch_size):
+                    parts.append(idx[sl])
+            pieces = [
+                self._encode_part(full, ix, n_mc, n_mc_derived, seed, steps, refine_lr)
+                for ix in parts
+            ]
+            return parts, pieces
+
+        if refine_above_chi2 is None:
+            parts, pieces = encode_rows(everyone, refine_steps)
+            post = self._assemble(full, crop, known, parts, pieces, [refine_steps] * len(parts))
+        else:
+            parts, pieces = encode_rows(everyone, 0)
+            post = self._assemble(full, crop, known, parts, pieces, [0] * len(parts))
+            poor = post.chi2_per_pixel.to(known.device) > float(refine_above_chi2)
+            if bool(poor.any()):
+                more, refined = encode_rows(poor, refine_steps)
+                steps = [0] * len(parts) + [refine_steps] * len(more)
+                post = self._assemble(full, crop, known, parts + more, pieces + refined, steps)
+        _warn_poor_fits(post.chi2_per_pixel, post.refined)
+        return post
+
+    def _assemble(
+        self,
+        full: Batch,
+        crop: tuple[slice, slice],
+        known: Tensor,
+        parts: list[Tensor],
+        pieces: list[dict[str, Any]],
+        steps: list[int],
+    ) -> Posterior:
+        """One :class:`Posterior` from the encoded parts (``parts[i]``: the galaxy indices of
+        ``pieces[i]``, encoded with ``steps[i]`` refine steps).  Every galaxy is in at least one
+        part; where it is in several, the last one counts."""
+        n = known.numel()
+        dev = known.device
+        pos = torch.full((n,), -1, dtype=torch.long, device=dev)
+        refined = torch.zeros(n, dtype=torch.bool, device=dev)
+        offset = 0
+        # the rows of the galaxies of unknown redshift in the concatenated photo-z mixtures
+        mix_pos = torch.full((n,), -1, dtype=torch.long, device=dev)
+        mix_offset = 0
+        for ix, piece, k in zip(parts, pieces, steps, strict=True):
+            pos[ix] = offset + torch.arange(ix.numel(), device=dev)
+            refined[ix] = k > 0
+            offset += ix.numel()
+            if piece["mix"] is not None:
+                mix_pos[ix] = mix_offset + torch.arange(ix.numel(), device=dev)
+                mix_offset += ix.numel()
+        if bool((pos < 0).any()):  # pragma: no cover - the callers cover every galaxy
+            raise RuntimeError("internal error: a galaxy was not encoded")
 
         def cat(key: str) -> dict[str, Tensor]:
             names = pieces[0][key].keys()
-            return {nm: torch.cat([p[key][nm] for p in pieces])[inv] for nm in names}
+            return {nm: torch.cat([p[key][nm] for p in pieces])[pos] for nm in names}
 
-        loc = torch.cat([p["loc"] for p in pieces])[inv]
-        fac = torch.cat([p["fac"] for p in pieces])[inv]
-        diag = torch.cat([p["diag"] for p in pieces])[inv]
-        zl = torch.cat([p["zloc"] for p in pieces])[inv]
-        zs = torch.cat([p["zscale"] for p in pieces])[inv]
-        rec = torch.cat([p["rec"] for p in pieces])[inv][..., crop[0], crop[1]]
+        loc = torch.cat([p["loc"] for p in pieces])[pos]
+        # the refined posterior's covariance factor may have another rank than the amortized
+        # one's: zero columns, which leave the covariance as it is, make them one shape
+        fac = torch.cat(_same_rank([p["fac"] for p in pieces]))[pos]
+        diag = torch.cat([p["diag"] for p in pieces])[pos]
+        zl = torch.cat([p["zloc"] for p in pieces])[pos]
+        zs = torch.cat([p["zscale"] for p in pieces])[pos]
+        rec = torch.cat([p["rec"] for p in pieces])[pos][..., crop[0], crop[1]]
         # the joint photo-z posteriors of the galaxies of unknown redshift, in their order
-        # (the unknown-redshift parts are chunks of torch.nonzero(~known), in order)
         mixture, mixture_index = None, None
         if not bool(known.all()):
-            mixture = PhotoZMixture.cat([p["mix"] for p in pieces if p["mix"] is not None])
             mixture_index = torch.nonzero(~known).flatten()
-        post = Posterior(
+            mixture = PhotoZMixture.cat([p["mix"] for p in pieces if p["mix"] is not None])
+            mixture = mixture.take(mix_pos[mixture_index])
+        return Posterior(
             params=cat("mean"),
             std=cat("std"),
             maps={k: v[..., crop[0], crop[1]] for k, v in cat("maps").items()},
@@ -646,9 +739,8 @@ class GalaeModel:
             _mixture=mixture,
             _mixture_index=mixture_index,
             _crop=crop,
+            _refined=refined,
         )
-        _warn_poor_fits(post.chi2_per_pixel, refine_steps)
-        return post
 
     def _pad_to_model_shape(self, b: Batch) -> tuple[Batch, tuple[slice, slice]]:
         """Stamps smaller than the model's training stamps, padded to them with masked pixels.
