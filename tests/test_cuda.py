@@ -9,6 +9,7 @@ short mixed-precision training run work end to end and give checkpoints the CPU 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,27 @@ def test_encode_with_unknown_redshift_on_cuda() -> None:
         assert bool(torch.isfinite(v).all()), name
     d1, d2 = gpu.samples(9, seed=1, derived=False), gpu.samples(9, seed=1, derived=False)
     torch.testing.assert_close(d1["redshift"], d2["redshift"])
+
+
+def test_refine_above_chi2_on_cuda() -> None:
+    """Refining only the poor fits on the GPU, half the redshifts unknown: the galaxies refined
+    are those the amortized GPU posterior fits above the threshold, the others keep it."""
+    s = galae.sample(n=6, seed=5)
+    images, sigma = s.images.numpy(), s.sigma.numpy()
+    z = s.redshift.numpy().copy()
+    z[::2] = float("nan")
+    kw = {"psf_fwhm_arcsec": s.psf_fwhm_arcsec.numpy(), "redshift": z, "n_mc": 18}
+    m = galae.load(device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        amortized = m.encode(images, sigma, n_mc_derived=2, **kw)
+        t = float(amortized.chi2_per_pixel.median())
+        mixed = m.encode(images, sigma, n_mc_derived=2, refine_steps=3, refine_above_chi2=t, **kw)
+    poor = amortized.chi2_per_pixel > t
+    assert mixed.refined.device.type == "cuda"
+    torch.testing.assert_close(mixed.refined, poor, rtol=0, atol=0)
+    torch.testing.assert_close(mixed._loc[~poor], amortized._loc[~poor])
+    assert bool(torch.isfinite(mixed.samples(9, seed=1, derived=False)["redshift"]).all())
 
 
 def test_mixed_precision_training_on_cuda(tmp_path: Path) -> None:
