@@ -627,9 +627,11 @@ class GalaeModel:
 
         With ``refine_above_chi2`` (and ``refine_steps > 0``) only the galaxies that the
         amortized posterior fits with a chi2 per pixel above it are refined; the others keep the
-        amortized posterior, exactly as ``encode`` without ``refine_steps`` gives it.  Refining
-        costs about 20 times an amortized encode per galaxy, and at SDSS depth about one galaxy
-        in ten needs it (README, issue 4).  :attr:`Posterior.refined` says which were refined.
+        amortized posterior, exactly as ``encode`` without ``refine_steps`` gives it.  With
+        ``encode``'s defaults refining 60 steps costs about 6 times an amortized encode per
+        galaxy, and at SDSS depth about one galaxy in ten is refined, so this runs at a third
+        of the cost of refining every galaxy (``benchmarks/refine_poor_fits.py``; README, issue
+        4).  :attr:`Posterior.refined` says which were refined.
         """
         if refine_above_chi2 is not None:
             if not (math.isfinite(float(refine_above_chi2)) and float(refine_above_chi2) > 0):
