@@ -30,6 +30,7 @@ _LAZY: dict[str, str] = {
     "Samples": "galae.sampling",
     "load": "galae.sampling",
     "sample": "galae.sampling",
+    "write_posterior_fits": "galae.export",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -34,6 +34,9 @@ __all__ = [
     "PARAMS",
     "REDSHIFT_FALLBACK_RANGE",
     "GROUPS",
+    "DERIVED_UNITS",
+    "BAND_DERIVED_UNITS",
+    "unit_of",
 ]
 
 #: Redshift range assumed when an image comes without a redshift.
@@ -311,6 +314,40 @@ PARAMS: tuple[Param, ...] = (
 )
 
 GROUPS: tuple[str, ...] = ("geometry", "bulge", "disk", "dust")
+
+#: Units of the posterior's derived observables that are not latents (``Posterior.params``
+#: holds them beside the registry's parameters).
+DERIVED_UNITS: dict[str, str] = {
+    "log10_mstar_msun": "dex(Msun)",
+    "log10_sfr_msun_per_yr": "dex(Msun/yr)",
+    "redshift": "",
+}
+#: Units of the per-band derived observables, by name prefix (the band follows it).
+BAND_DERIVED_UNITS: dict[str, str] = {
+    "mag_": "AB mag",
+    "r_half_arcsec_": "arcsec",
+    "bulge_to_total_": "",
+}
+
+
+def unit_of(name: str) -> str:
+    """The unit of a latent or a derived observable of ``Posterior.params`` ("" if none).
+
+    Raises:
+        KeyError: an unknown name (listing the latents).
+    """
+    if name in REGISTRY:
+        return REGISTRY[name].unit
+    if name in DERIVED_UNITS:
+        return DERIVED_UNITS[name]
+    for prefix, unit in BAND_DERIVED_UNITS.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return unit
+    derived = [*DERIVED_UNITS, *(f"{p}<band>" for p in BAND_DERIVED_UNITS)]
+    raise KeyError(
+        f"unknown parameter {name!r}: not a latent ({', '.join(REGISTRY.names)}) nor a derived "
+        f"observable ({', '.join(derived)})"
+    )
 
 
 class LatentRegistry:

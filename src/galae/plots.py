@@ -40,7 +40,7 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure, SubFigure
 from scipy.ndimage import gaussian_filter
 
-from galae.latent import REGISTRY
+from galae.latent import REGISTRY, unit_of
 from galae.physics.maps import MAP_UNITS
 
 if TYPE_CHECKING:
@@ -115,17 +115,17 @@ _DEFAULT_MAP_CMAP = "viridis"
 #: Maps with this prefix are log10 of a surface density clipped at a floor (physics/maps.py).
 _FLOORED_MAP_PREFIX = "log10_sigma_"
 
-#: Labels and units of derived observables that are not latents.
-_DERIVED_LABELS: dict[str, tuple[str, str]] = {
-    "log10_mstar_msun": (r"$\log\,M_*$", "dex(Msun)"),
-    "log10_sfr_msun_per_yr": (r"$\log\,{\rm SFR}$", "dex(Msun/yr)"),
-    "redshift": (r"$z$", ""),
+#: Labels of derived observables that are not latents (their units: galae.latent.unit_of).
+_DERIVED_LABELS: dict[str, str] = {
+    "log10_mstar_msun": r"$\log\,M_*$",
+    "log10_sfr_msun_per_yr": r"$\log\,{\rm SFR}$",
+    "redshift": r"$z$",
 }
-#: Per-band derived observables: name prefix -> (label template with {band}, unit).
-_BAND_LABELS: dict[str, tuple[str, str]] = {
-    "mag_": (r"$m_{{{band}}}$", "AB mag"),
-    "r_half_arcsec_": (r"$r_{{1/2,{band}}}$", "arcsec"),
-    "bulge_to_total_": (r"$B/T_{{{band}}}$", ""),
+#: Per-band derived observables: name prefix -> label template with {band}.
+_BAND_LABELS: dict[str, str] = {
+    "mag_": r"$m_{{{band}}}$",
+    "r_half_arcsec_": r"$r_{{1/2,{band}}}$",
+    "bulge_to_total_": r"$B/T_{{{band}}}$",
 }
 #: Plain-text unit fragments -> mathtext (order matters: "kpc2" before "pc2").
 _UNIT_TEX: dict[str, str] = {
@@ -235,13 +235,12 @@ def param_label(name: str, with_unit: bool = True) -> str:
         p = REGISTRY[name]
         label, unit = p.label, p.unit
     elif name in _DERIVED_LABELS:
-        label, unit = _DERIVED_LABELS[name]
+        label, unit = _DERIVED_LABELS[name], unit_of(name)
     else:
         prefix = next((k for k in _BAND_LABELS if name.startswith(k)), None)
         if prefix is None:
             return name
-        template, unit = _BAND_LABELS[prefix]
-        label = template.format(band=name[len(prefix) :])
+        label, unit = _BAND_LABELS[prefix].format(band=name[len(prefix) :]), unit_of(name)
     return _with_unit(label, unit) if with_unit else label
 
 
