@@ -41,3 +41,6 @@ $P benchmarks/deep_data.py --out-name packaged_release --runs \
 $P benchmarks/ae_vs_unet.py $O docs/ae_vs_unet.png          # results/ae_vs_unet.json
 $P benchmarks/ae_vs_unet_table.py > ae_vs_unet_table.md    # the README's issue-6 table
 $P benchmarks/real_sdss.py
+# what limits the particle stellar masses (README, issue 4)
+$P benchmarks/particle_mass_diagnostic.py $O/ae_masked_particles_test --data data/particles_test.h5
+$P benchmarks/particle_mass_diagnostic.py $O/ae_refined_masked_particles_test --data data/particles_test.h5 --name refined
