@@ -44,3 +44,15 @@ $P benchmarks/real_sdss.py
 # what limits the particle stellar masses (README, issue 4)
 $P benchmarks/particle_mass_diagnostic.py $O/ae_masked_particles_test --data data/particles_test.h5
 $P benchmarks/particle_mass_diagnostic.py $O/ae_refined_masked_particles_test --data data/particles_test.h5 --name refined
+# the encoder averaged over mirrored stamps (encode's flips; README, issue 4), against the U-Net
+$E --checkpoint $AE --data data/analytic_test.h5 --n 400 --flips --out $O/analytic_flips_400
+mkdir -p runs/eval_flips
+for s in test seeing lowsn highz nou; do
+  $E --checkpoint $AE --data data/particles_$s.h5 --mask-neighbours --flips --out $O/flips_masked_particles_$s
+  ln -sfn ../eval_new/flips_masked_particles_$s runs/eval_flips/ae_masked_particles_$s
+  ln -sfn ../eval_new/unet_particles_$s runs/eval_flips/unet_particles_$s
+done
+$E --checkpoint $AE --data data/particles_test.h5 --mask-neighbours --flips --refine-steps 60 --out $O/flips_refined_masked_particles_test
+$P benchmarks/ae_vs_unet.py runs/eval_flips "" ae_vs_unet_flips
+$P benchmarks/mirror_consistency.py --data data/particles_test.h5 --n 256 --mask-neighbours
+$P benchmarks/mirror_consistency.py --data data/analytic_test.h5 --n 256 --name analytic

@@ -883,3 +883,58 @@ def test_evaluate_refines_only_the_poor_fits(trained: Trained) -> None:
             **kw,
             refine_above_chi2=3.0,
         )
+
+
+def test_flips_make_encode_mirror_equivariant(trained: Trained) -> None:
+    """encode(flips=True) averages the encoder over the stamps mirrored in x, y and both: the
+    posterior of a mirrored image is then the mirror of the posterior (dx -> -dx for a column
+    flip, dy -> -dy for a row flip, PA -> 180 - PA for either alone; every other latent and the
+    photo-z unchanged), for known and unknown redshifts.  Without it the CNN is not equivariant."""
+    from galae.latent import REGISTRY
+
+    z = np.asarray(trained.data["redshift"], np.float32).copy()
+    z[::2] = np.nan
+    x, s = trained.data["images"], trained.data["sigma"]
+    ix, iy, ipa = (REGISTRY.index(k) for k in ("dx_arcsec", "dy_arcsec", "pa_deg"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        base = _encode(trained, redshift=z, flips=True)
+        plain = _encode(trained, redshift=z)
+        for dims, negated in (((-1,), (ix, ipa)), ((-2,), (iy, ipa)), ((-1, -2), (ix, iy))):
+            m = _encode(
+                trained,
+                images=np.ascontiguousarray(np.flip(x, dims)),
+                sigma=np.ascontiguousarray(np.flip(s, dims)),
+                redshift=z,
+                flips=True,
+            )
+            want = base._loc.clone()
+            want[:, list(negated)] = -want[:, list(negated)]
+            torch.testing.assert_close(m._loc, want, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(m._z_dist[0], base._z_dist[0], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(m._mixture.z, base._mixture.z, rtol=1e-4, atol=1e-4)
+            same = [i for i in range(REGISTRY.dim) if i not in (ix, iy, ipa)]
+            mirrored = _encode(
+                trained,
+                images=np.ascontiguousarray(np.flip(x, dims)),
+                sigma=np.ascontiguousarray(np.flip(s, dims)),
+                redshift=z,
+            )
+            assert not torch.allclose(mirrored._loc[:, same], plain._loc[:, same], atol=1e-4)
+
+
+def test_flip_average_of_position_angles_is_axial() -> None:
+    """PA is an axis (period 180 degrees): 1 and 179 degrees average to 0, not 90."""
+    from galae.latent import REGISTRY
+    from galae.sampling import _average_locs
+
+    pa = REGISTRY["pa_deg"]
+    ipa = REGISTRY.index("pa_deg")
+    locs = torch.zeros(2, 1, REGISTRY.dim)
+    locs[:, 0, ipa] = pa.to_unconstrained(torch.tensor([1.0, 179.0]))
+    got = float(pa.from_unconstrained(_average_locs(locs)[0, ipa]))
+    assert min(got, 180.0 - got) < 1e-3
+    locs[:, 0, ipa] = pa.to_unconstrained(torch.tensor([40.0, 60.0]))
+    assert float(pa.from_unconstrained(_average_locs(locs)[0, ipa])) == pytest.approx(
+        50.0, abs=1e-3
+    )

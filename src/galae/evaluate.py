@@ -205,6 +205,7 @@ def evaluate(
     mask_neighbours: bool = False,
     hide_redshift: bool = False,
     refine_above_chi2: float | None = None,
+    flips: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the mock data set ``data``; returns the metrics dict.
 
@@ -218,17 +219,18 @@ def evaluate(
 
     With ``refine_above_chi2`` only the galaxies that the amortized posterior fits worse than
     that chi2 per pixel are refined (``GalaeModel.encode``); ``metrics["fraction_refined"]``
-    says how many, and ``seconds_per_galaxy`` what the encoding cost.
+    says how many, and ``seconds_per_galaxy`` what the encoding cost.  With ``flips`` the
+    encoder's output is averaged over the mirrored stamps (``GalaeModel.encode``).
     """
     from galae.checkpoint import load_checkpoint, modules_from_state
     from galae.sampling import GalaeModel
 
     state = load_checkpoint(checkpoint)  # read once; checks format and registry
     if state["kind"] == "galae-unet":
-        if refine_steps or mask_neighbours or hide_redshift or refine_above_chi2 is not None:
+        if refine_steps or mask_neighbours or hide_redshift or flips or refine_above_chi2:
             raise ValueError(
-                "refine_steps, refine_above_chi2, mask_neighbours and hide_redshift apply to "
-                "autoencoder checkpoints; "
+                "refine_steps, refine_above_chi2, flips, mask_neighbours and hide_redshift apply "
+                "to autoencoder checkpoints; "
                 f"{checkpoint} is a U-Net, which reads the raw stamps"
             )
         return evaluate_unet(
@@ -290,6 +292,7 @@ def evaluate(
                 refine_steps=refine_steps,
                 mask_neighbours=mask_neighbours,
                 refine_above_chi2=refine_above_chi2,
+                flips=flips,
             )
         encode_seconds += time.perf_counter() - t_encode
         push("refined", post.refined.cpu().numpy())
@@ -347,6 +350,7 @@ def evaluate(
         "refine_steps": int(refine_steps),
         "refine_above_chi2": None if refine_above_chi2 is None else float(refine_above_chi2),
         "fraction_refined": float(np.mean(cat["refined"])),
+        "flips": bool(flips),
         "seconds_per_galaxy": encode_seconds / max(int(total), 1),
         "n_mc_derived": int(n_mc_derived),
         "mask_neighbours": bool(mask_neighbours),
@@ -1202,6 +1206,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "than this chi2 per pixel (3 is encode's poor-fit threshold)",
     )
     ap.add_argument(
+        "--flips",
+        action="store_true",
+        help="average the encoder over the stamps mirrored in x, y and both",
+    )
+    ap.add_argument(
         "--n-mc-derived",
         type=int,
         default=64,
@@ -1252,6 +1261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         mask_neighbours=a.mask_neighbours,
         hide_redshift=a.hide_redshift,
         refine_above_chi2=a.refine_above_chi2,
+        flips=a.flips,
     )
     print(
         json.dumps(
