@@ -130,6 +130,17 @@ def test_fit_command_writes_the_galaxy(tmp_path: Path, capsys: pytest.CaptureFix
     swapped = [files[1], files[0], *files[2:]]
     with pytest.raises(ValueError, match="band"):
         fit_main([*swapped, "--ivar-hdu", "1", "--out", str(tmp_path / "y.fits")])
+    # a crop about the centre: 41 x 41 pixels, the WCS following the cut
+    cropped = tmp_path / "crop.fits"
+    fit_main([*files, "--ivar-hdu", "1", "--crop", "41", "--out", str(cropped), *fast])
+    with fits.open(cropped) as h, fits.open(out) as full:
+        assert h["AV_MAG"].data.shape == (41, 41)
+        w, wf = WCS(h["AV_MAG"].header), WCS(full["AV_MAG"].header)
+        np.testing.assert_allclose(
+            w.pixel_to_world_values(20, 20), wf.pixel_to_world_values(25, 25), atol=1e-12
+        )
+    with pytest.raises(ValueError, match="does not fit"):
+        fit_main([*files, "--ivar-hdu", "1", "--crop", "80", "--out", str(tmp_path / "c.fits")])
     with pytest.raises(ValueError, match="--redshift must be a positive"):
         fit_main([*files, "--ivar-hdu", "1", "--redshift", "-1", "--out", str(tmp_path / "z.fits")])
 
@@ -142,3 +153,24 @@ def test_unit_of_latents_and_derived_observables() -> None:
         unit_of("r_half_kpc")
     with pytest.raises(KeyError, match="unknown parameter 'mag_'"):
         unit_of("mag_")
+
+
+def test_fit_command_refuses_stamps_larger_than_the_models(tmp_path: Path) -> None:
+    """72 x 72 stamps against a model of 64 x 64: an error that says how to cut them, and with
+    --crop 64 the fit runs."""
+    rng = np.random.default_rng(0)
+    files = []
+    for band in BANDS:
+        img = fits.PrimaryHDU(rng.normal(0.0, 0.05, (72, 72)).astype(np.float32))
+        img.header["BUNIT"] = "nanomaggy"
+        img.header["BAND"] = band
+        ivar = fits.ImageHDU(np.full((72, 72), 400.0, np.float32))
+        path = tmp_path / f"{band}.fits"
+        fits.HDUList([img, ivar]).writeto(path)
+        files.append(f"{band}={path}")
+    common = [*files, "--ivar-hdu", "1", "--pixel-scale", "0.396", "--psf-fwhm", "1.4"]
+    fast = ["--refine-steps", "0", "--n-mc-derived", "2", "--redshift", "0.1"]
+    with pytest.raises(ValueError, match=r"larger than the 64x64 .*--crop 64"):
+        fit_main([*common, "--out", str(tmp_path / "big.fits"), *fast])
+    res = fit_main([*common, "--crop", "64", "--out", str(tmp_path / "ok.fits"), *fast])
+    assert Path(res["out"]).is_file()

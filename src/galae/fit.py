@@ -4,7 +4,8 @@
         z=stamp-z.fits --ivar-hdu 1 --out galaxy.fits [--redshift 0.08] [--refine-steps 60]
 
 The cutouts are read by :func:`galae.data.fits.load_fits_cutouts` (nanomaggies, noise, mask,
-PSF and WCS from the headers, or from the options), encoded by the model (the packaged one by
+PSF and WCS from the headers, or from the options), cut about their centre with ``--crop N``
+(the WCS follows), encoded by the model (the packaged one by
 default) with other sources masked by segmentation, refined through the renderer, and written
 by :func:`galae.export.write_posterior_fits`: every map's posterior mean and standard deviation
 on the stamp's pixels with its WCS, the model image, the fit's mask and a table of every
@@ -111,6 +112,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="do not mask other sources (stars, neighbouring galaxies)",
     )
     ap.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cut N x N pixels about the stamp's centre first (at most the model's stamp size)",
+    )
+    ap.add_argument(
         "--n-mc-derived",
         type=int,
         default=64,
@@ -126,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise FileExistsError(f"{out} exists (pass --overwrite to replace it)")
 
     import galae
-    from galae.data.fits import load_fits_cutouts
+    from galae.data.fits import crop_cutout, load_fits_cutouts
     from galae.export import write_posterior_fits
 
     paths = _band_files(a.images, "images")
@@ -141,6 +149,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         pixel_scale_arcsec=a.pixel_scale,
     )
     model = galae.load(a.checkpoint)
+    if a.crop is not None:
+        cut = crop_cutout(cut, (a.crop, a.crop))
+    h, w = cut.images.shape[-2:]
+    if h > model.shape[0] or w > model.shape[1]:
+        raise ValueError(
+            f"the stamps are {h}x{w} pixels, larger than the {model.shape[0]}x{model.shape[1]} "
+            f"this model was trained on: cut them about the galaxy (--crop {min(model.shape)})"
+        )
     if cut.psf_fwhm_arcsec is None:
         raise ValueError("no PSF FWHM in the headers: give it with --psf-fwhm")
     with warnings.catch_warnings(record=True) as caught:
