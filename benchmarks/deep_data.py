@@ -33,6 +33,7 @@ import torch
 from _common import write_result
 
 import galae
+from galae.render.profile_api import noisy_disk_grid
 from galae.sampling import POOR_FIT_CHI2_PER_PIXEL
 
 #: Median per-pixel sky noise of the analytic mocks per band u, g, r, i, z (nmgy), measured on
@@ -90,28 +91,7 @@ def _map_scatters(maps: dict[str, Any]) -> dict[str, float]:
 
 def grid_images(depth: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The grid's 16 disks (16, 5, 64, 64) with noise, and their sigma, at ``depth`` x the sky."""
-    rng = np.random.default_rng(seed)
-    imgs = []
-    for rh in R_HALF_ARCSEC:
-        for flux in R_FLUX_NMGY:
-            bands = [
-                galae.render_profile(
-                    "exponential",
-                    flux=flux * c,
-                    r_half_major_arcsec=rh,
-                    q=0.7,
-                    pa_deg=20.0,
-                    shape=(64, 64),
-                    pixel_scale_arcsec=0.396,
-                    psf_fwhm_arcsec=1.4,
-                ).numpy()
-                for c in COLOURS
-            ]
-            imgs.append(np.stack(bands))
-    x = np.stack(imgs).astype(np.float32)
-    sky = np.asarray(SKY_SIGMA_NMGY, np.float32)[None, :, None, None] * depth
-    sigma = np.broadcast_to(sky, x.shape).copy()
-    return x + sigma * rng.standard_normal(x.shape).astype(np.float32), sigma
+    return noisy_disk_grid(R_HALF_ARCSEC, R_FLUX_NMGY, COLOURS, SKY_SIGMA_NMGY, depth, seed)
 
 
 def grid(checkpoint: str, depths: list[float]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import galae
+from galae.render.profile_api import noisy_disk_grid
 from galae.sampling import POOR_FIT_CHI2_PER_PIXEL, POOR_FIT_MESSAGE
 
 #: median per-pixel sky noise of the packaged model's training data set, u g r i z (nmgy)
@@ -21,30 +22,7 @@ COLOURS = np.array([0.15, 0.5, 1.0, 1.4, 1.7], np.float32)  # flux ratios to the
 
 def _disks(depth: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Four exponential disks (r_half 1 and 2", r flux 100 and 500 nmgy) at depth x the sky."""
-    rng = np.random.default_rng(seed)
-    imgs = []
-    for rh in (1.0, 2.0):
-        for flux in (100.0, 500.0):
-            imgs.append(
-                np.stack(
-                    [
-                        galae.render_profile(
-                            "exponential",
-                            flux=float(flux * c),
-                            r_half_major_arcsec=rh,
-                            q=0.7,
-                            pa_deg=20.0,
-                            shape=(64, 64),
-                            pixel_scale_arcsec=0.396,
-                            psf_fwhm_arcsec=1.4,
-                        ).numpy()
-                        for c in COLOURS
-                    ]
-                )
-            )
-    x = np.stack(imgs).astype(np.float32)
-    sigma = np.broadcast_to(SKY_SIGMA_NMGY[None, :, None, None] * depth, x.shape).copy()
-    return x + sigma * rng.standard_normal(x.shape).astype(np.float32), sigma
+    return noisy_disk_grid((1.0, 2.0), (100.0, 500.0), COLOURS, SKY_SIGMA_NMGY, depth, seed)
 
 
 def test_deep_images_are_flagged_and_refining_repairs_them() -> None:
