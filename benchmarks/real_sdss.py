@@ -22,6 +22,7 @@ from _common import write_result
 
 import galae
 from galae.data.fits import load_fits_cutouts
+from galae.likelihood import chi2_per_pixel
 
 STAMPS = Path(__file__).resolve().parents[1] / "tests" / "data" / "celeste_sdss"
 BANDS = ("u", "g", "r", "i", "z")
@@ -44,10 +45,13 @@ def _summary(post: Any, images: np.ndarray, sigma: np.ndarray) -> dict[str, Any]
             mean = float(post.params[name][0])
             std = float(post.std[name][0]) if name in post.std else float("nan")
             out[name] = {"mean": round(mean, 4), "std": round(std, 4)}
-    x, s = torch.as_tensor(images[0]), torch.as_tensor(sigma[0])
-    resid = ((post.model_images[0].cpu() - x) / s) ** 2
-    keep = ~post.mask[0].cpu()
-    per_band = (resid * keep).sum(dim=(-1, -2)) / keep.sum(dim=(-1, -2)).clamp(min=1)
+    # the bands as the batch axis of galae.likelihood.chi2_per_pixel: one value per band
+    per_band = chi2_per_pixel(
+        post.model_images[0].cpu(),
+        torch.as_tensor(images[0]),
+        torch.as_tensor(sigma[0]),
+        post.mask[0].cpu(),
+    )
     out["chi2_per_pixel_by_band"] = dict(
         zip(BANDS, (round(float(v), 3) for v in per_band), strict=True)
     )

@@ -227,7 +227,8 @@ def evaluate(
 
     state = load_checkpoint(checkpoint)  # read once; checks format and registry
     if state["kind"] == "galae-unet":
-        if refine_steps or mask_neighbours or hide_redshift or flips or refine_above_chi2:
+        refining = refine_steps or refine_above_chi2 is not None
+        if refining or mask_neighbours or hide_redshift or flips:
             raise ValueError(
                 "refine_steps, refine_above_chi2, flips, mask_neighbours and hide_redshift apply "
                 "to autoencoder checkpoints; "

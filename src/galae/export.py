@@ -29,6 +29,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from galae import __version__
 from galae.latent import unit_of
 from galae.physics.maps import MAP_UNITS
 
@@ -70,8 +71,6 @@ def posterior_hdus(
     primary = fits.PrimaryHDU()
     h = primary.header
     h["ORIGIN"] = ("galae", "galaxy posterior maps and parameters")
-    from galae import __version__
-
     h["GALAEVER"] = (__version__, "galae version")
     h["TRAINSTP"] = (int(owner.state.get("step", 0)), "training steps of the model")
     h["TRAINED"] = (str(owner.state.get("loss_terms", "unknown"))[:68], "how it learned")

@@ -50,7 +50,7 @@ def _band_files(items: Sequence[str], what: str) -> dict[str, str]:
     return out
 
 
-def _floats(values: Sequence[float] | None, name: str) -> float | list[float] | None:
+def _floats(values: Sequence[float] | None) -> float | list[float] | None:
     if values is None:
         return None
     if len(values) == 1:
@@ -143,9 +143,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         _band_files(a.ivar, "--ivar") if a.ivar else None,
         hdu=a.hdu,
         ivar_hdu=a.ivar_hdu,
-        zero_point_mag=_floats(a.zero_point, "--zero-point"),
+        zero_point_mag=_floats(a.zero_point),
         image_unit=a.image_unit,
-        psf_fwhm_arcsec=_floats(a.psf_fwhm, "--psf-fwhm"),
+        psf_fwhm_arcsec=_floats(a.psf_fwhm),
         pixel_scale_arcsec=a.pixel_scale,
     )
     model = galae.load(a.checkpoint)

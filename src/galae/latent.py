@@ -319,7 +319,6 @@ GROUPS: tuple[str, ...] = ("geometry", "bulge", "disk", "dust")
 #: holds them beside the registry's parameters).
 DERIVED_UNITS: dict[str, str] = {
     "log10_mstar_msun": "dex(Msun)",
-    "log10_sfr_msun_per_yr": "dex(Msun/yr)",
     "redshift": "",
 }
 #: Units of the per-band derived observables, by name prefix (the band follows it).

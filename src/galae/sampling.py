@@ -345,6 +345,23 @@ def _average_locs(locs: Tensor) -> Tensor:
     return mean
 
 
+def _flip_average(
+    outs: Sequence[EncoderOutput], frames: Sequence[tuple[bool, bool]]
+) -> EncoderOutput:
+    """One encoder output from those of the mirrored stamps ``frames`` (the first as given):
+    the posterior means mapped back to the stamp's frame and averaged (:func:`_average_locs`),
+    the photo-z posterior's mean and width averaged, the latents' covariance the first's.  A
+    single output is returned as it is."""
+    if len(outs) == 1:
+        return outs[0]
+    return replace(
+        outs[0],
+        loc=_average_locs(_unflip_locs(torch.stack([o.loc for o in outs]), frames)),
+        z_loc=torch.stack([o.z_loc for o in outs]).mean(0),
+        z_scale=torch.stack([o.z_scale for o in outs]).mean(0),
+    )
+
+
 @dataclass(frozen=True)
 class _Gaussian:
     """A low-rank Gaussian's parameters, for :func:`_draw`."""
@@ -939,14 +956,9 @@ class GalaeModel:
         }
 
     def _flip_averaged(self, b: Batch) -> EncoderOutput:
-        """The encoder's output averaged over the mirrored stamps (:data:`FLIPS`): the posterior
-        means (mapped back to the stamp's frame) and the photo-z posterior's mean and width
-        averaged; the latents' covariance is that of the stamp as given."""
-        outs = [self.guide.encode(_flipped(b, fx, fy)) for fx, fy in FLIPS]
-        loc = _average_locs(_unflip_locs(torch.stack([o.loc for o in outs]), FLIPS))
-        z_loc = torch.stack([o.z_loc for o in outs]).mean(0)
-        z_scale = torch.stack([o.z_scale for o in outs]).mean(0)
-        return replace(outs[0], loc=loc, z_loc=z_loc, z_scale=z_scale)
+        """The encoder's output averaged over the mirrored stamps (:data:`FLIPS`,
+        :func:`_flip_average`)."""
+        return _flip_average([self.guide.encode(_flipped(b, fx, fy)) for fx, fy in FLIPS], FLIPS)
 
     def _photo_z_mixture(
         self, b: Batch, refine_steps: int = 0, refine_lr: float = 0.05, flips: bool = False
@@ -969,15 +981,7 @@ class GalaeModel:
         for fx, fy in frames:
             bf = _flipped(b, fx, fy)
             trunks.append(enc.trunk(bf.images, bf.sigma, bf.mask, bf.psf_fwhm_arcsec, None))
-        photos = [enc.head_outputs(feat, cond) for feat, cond in trunks]
-        photo = photos[0]
-        if flips:
-            photo = replace(
-                photo,
-                loc=_average_locs(_unflip_locs(torch.stack([p.loc for p in photos]), frames)),
-                z_loc=torch.stack([p.z_loc for p in photos]).mean(0),
-                z_scale=torch.stack([p.z_scale for p in photos]).mean(0),
-            )
+        photo = _flip_average([enc.head_outputs(feat, cond) for feat, cond in trunks], frames)
         nodes = photo_z_nodes(photo.z_loc, photo.z_scale, PHOTO_Z_NODES)  # (K, B)
         k, n = nodes.shape
         # node-major rows j*n + i: galaxy i told redshift z_j
@@ -987,11 +991,7 @@ class GalaeModel:
             )
             for feat, cond in trunks
         ]
-        out = outs[0]
-        if flips:
-            out = replace(
-                out, loc=_average_locs(_unflip_locs(torch.stack([o.loc for o in outs]), frames))
-            )
+        out = _flip_average(outs, frames)  # (its photo-z fields are not used: photo's are)
         if refine_steps > 0:
             rep = torch.arange(n, device=nodes.device).repeat(k)
             bk = replace(self._sub(b, rep), redshift=nodes.reshape(-1))
