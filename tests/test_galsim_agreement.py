@@ -17,8 +17,9 @@ Conventions mapped onto GalSim:
 
 Tolerances: the issue asks for max |galae - galsim| < 1% of the peak pixel and total flux
 within 0.5%.  Measured (float64, 72 profiles without PSF): <= 1.1e-4 of the peak and 1.5e-5
-in flux.  With a Gaussian PSF of FWHM 2-3.5 px through ``render_profile`` (intra-pixel moments
-on 2 x 2 sub-pixels): <= 1.2e-3 of the peak; without sub-pixels (psf_supersample = 1) the
+in flux for n >= 0.5; 1.2e-3 of the peak for n = 0.3 on a sub-pixel minor axis.  With a
+Gaussian PSF of FWHM 2-3.5 px through ``render_profile`` (intra-pixel moments on 2 x 2
+sub-pixels): <= 1.2e-3 of the peak; without sub-pixels (psf_supersample = 1) the
 third-order residual of the intra-pixel expansion reaches 2% at FWHM 2 px, 1.2% at 2.5 px,
 0.25% at 3.5 px.
 """
@@ -93,12 +94,18 @@ def compare_no_psf(case, shape=(32, 32)):
 NO_PSF = random_cases(11, 12, fixed_n=(0.5, 1.0, 2.0, 4.0, 6.0, 0.5, 1.0, 4.0, 6.0))
 NO_PSF[5] = (0.5, 0.5, 0.3, 0.4, 15.2, 15.9)  # narrowest Gaussian ridge
 NO_PSF[8] = (6.0, 0.5, 0.45, 2.1, 16.0, 15.5)  # strongest cusp, centre on a pixel edge
+# the flat-topped end of the range (settings.sersic_n_min = 0.3, GalSim's own lower limit)
+NO_PSF += [(0.3, 0.5, 0.35, 1.1, 15.3, 15.6), (0.3, 3.0, 0.7, 2.5, 15.5, 15.0)]
+NO_PSF += [(0.4, 1.5, 0.3, 0.2, 15.9, 15.4)]
 
 
 @pytest.mark.parametrize("case", NO_PSF, ids=_ids(NO_PSF))
 def test_sersic_matches_galsim_without_psf(case):
     max_err, flux_err = compare_no_psf(case)
-    assert max_err < 5e-4  # issue: < 1e-2 (measured worst 1.1e-4)
+    # issue: < 1e-2.  Measured worst 1.1e-4 for n >= 0.5; 1.2e-3 for n = 0.3 at r_half 0.5 px,
+    # q 0.35 (a minor-axis half-light radius of 0.18 px, the profile's steep edge falling
+    # inside one pixel)
+    assert max_err < (5e-4 if case[0] >= 0.5 else 2.5e-3)
     assert flux_err < 1e-4  # issue: < 5e-3 (measured worst 1.5e-5)
 
 
@@ -110,6 +117,7 @@ PSF_CASES = [
     (4.0, 1.0, 0.6, 40.0, 15.3, 15.8, 3.5),
     (4.0, 6.0, 0.4, 160.0, 15.6, 15.4, 5.0),
     (6.0, 0.5, 0.4, 10.0, 15.7, 15.2, 2.5),
+    (0.3, 0.8, 0.4, 65.0, 15.2, 15.5, 2.0),  # settings.sersic_n_min
 ]
 PSF_IDS = [f"n{c[0]}-r{c[1]}-fwhm{c[6]}" for c in PSF_CASES]
 

@@ -65,7 +65,8 @@ class RenderSettings:
             ``psf_moments_central``, the only pixels whose moments are taken.
         fft_pad_factor: the FFT grid is at least this many times the stamp size, so that
             PSF convolution never wraps light from one edge onto the other.
-        sersic_n_min, sersic_n_max: range of Sersic index the profile code is accurate for.
+        sersic_n_min, sersic_n_max: range of Sersic index the profile code is accurate for
+            (checked against GalSim, whose own Sersic class starts at n = 0.3).
         disk_thickness_q0: intrinsic axis ratio of an edge-on disk (Hubble 1926 oblate
             spheroid: q^2 = cos^2 i + q0^2 sin^2 i).  Physics, but a fixed model choice, so
             not a latent.
@@ -94,7 +95,7 @@ class RenderSettings:
     cusp_table_nodes: int = 0
     moment_radius_pix: int = 1
     fft_pad_factor: float = 1.5
-    sersic_n_min: float = 0.5
+    sersic_n_min: float = 0.3
     sersic_n_max: float = 6.5
     disk_thickness_q0: float = 0.2
     psf_kernel_fwhm_extent: float = 6.0
