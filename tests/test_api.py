@@ -318,7 +318,10 @@ def test_posterior_samples_with_mixed_redshifts(trained: Trained) -> None:
     lo, hi = REDSHIFT_FALLBACK_RANGE
     zin = trained.data["redshift"].astype(np.float64).copy()
     zin[1] = np.nan
-    s = _encode(trained, redshift=zin).samples(2, seed=0, derived=False)
+    post = _encode(trained, redshift=zin)
+    assert post.redshift_given.tolist() == [i != 1 for i in range(N_ENC)]
+    assert post.model is trained.model
+    s = post.samples(2, seed=0, derived=False)
     assert s["redshift"].shape == (2, N_ENC)
     torch.testing.assert_close(s["redshift"][:, 0], torch.full((2,), float(zin[0])))
     assert bool(((s["redshift"][:, 1] > lo) & (s["redshift"][:, 1] < hi)).all())
@@ -372,6 +375,29 @@ def test_wrong_band_count_names_the_bands(trained: Trained) -> None:
             sigma=d["sigma"][:, :4],
             psf_fwhm_arcsec=d["psf_fwhm_arcsec"][:, :4],
         )
+
+
+def test_bad_shapes_and_counts_name_the_problem(trained: Trained) -> None:
+    d = trained.data
+    n = 3
+    images, sigma = d["images"][:n], d["sigma"][:n]
+    few = {"images": images, "sigma": sigma, "redshift": d["redshift"][:n]}
+    # a PSF per galaxy only is ambiguous with one per band: refused, with the accepted shapes
+    with pytest.raises(ValueError, match=r"psf_fwhm_arcsec must be a scalar, per band \(C,\)"):
+        _encode(trained, **few, psf_fwhm_arcsec=np.full(n, 1.3))
+    # the accepted ones agree: scalar, (1,), (C,) and (N, C)
+    ref = _encode(trained, **few, psf_fwhm_arcsec=1.3)
+    for psf in (np.array([1.3]), np.full(5, 1.3), np.full((n, 5), 1.3)):
+        p = _encode(trained, **few, psf_fwhm_arcsec=psf)
+        torch.testing.assert_close(p.params["mag_r"], ref.params["mag_r"])
+    with pytest.raises(ValueError, match="no galaxies"):
+        _encode(trained, images=images[:0], sigma=sigma[:0], redshift=None, psf_fwhm_arcsec=1.3)
+    for bad in (0, -2, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="n must be"):
+            trained.model.sample(n=bad)
+        with pytest.raises(ValueError, match="n must be"):
+            trained.model.analogues(images[0], sigma[0], n=bad, psf_fwhm_arcsec=1.3, redshift=0.1)
+    assert len(trained.model.sample(n=np.int64(2), seed=0, with_derived=False)) == 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -819,6 +845,8 @@ def test_refine_above_chi2_refines_only_the_poor_fits(trained: Trained) -> None:
     torch.testing.assert_close(
         mixed.chi2_per_pixel[poor], everyone.chi2_per_pixel[poor], rtol=1e-3, atol=1e-3
     )
+    for post in (mixed, everyone):
+        assert post.redshift_given.tolist() == np.isfinite(z).tolist()
     # the joint photo-z draws come from each galaxy's own mixture, in the galaxies' order
     draws = mixed.samples(16, seed=1, derived=False)
     assert draws["redshift"].shape == (16, N_ENC)

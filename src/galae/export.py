@@ -67,7 +67,7 @@ def posterior_hdus(
         raise IndexError(f"galaxy index {index} outside the posterior's {n} galaxies")
     if wcs is not None and (wcs.naxis != 2 or not wcs.has_celestial):
         raise ValueError(f"wcs must be a 2-d celestial WCS, got naxis={wcs.naxis}")
-    owner = post._owner
+    owner = post.model
     primary = fits.PrimaryHDU()
     h = primary.header
     h["ORIGIN"] = ("galae", "galaxy posterior maps and parameters")
@@ -75,8 +75,7 @@ def posterior_hdus(
     h["TRAINSTP"] = (int(owner.state.get("step", 0)), "training steps of the model")
     h["TRAINED"] = (str(owner.state.get("loss_terms", "unknown"))[:68], "how it learned")
     h["REFINED"] = (bool(post.refined[index]), "posterior refined through the renderer")
-    z_given = post._mixture_index is None or index not in set(post._mixture_index.tolist())
-    h["ZGIVEN"] = (bool(z_given), "redshift given (else the photo-z posterior)")
+    h["ZGIVEN"] = (bool(post.redshift_given[index]), "redshift given (else the photo-z posterior)")
     h["REDSHIFT"] = (float(post.params["redshift"][index]), "posterior mean redshift")
     h["CHI2PIX"] = (float(post.chi2_per_pixel[index]), "chi2 per unmasked pixel of MODEL")
     h["PIXSCALE"] = (float(owner.pixel_scale_arcsec), "model pixel scale [arcsec]")

@@ -108,6 +108,8 @@ class Posterior:
         mask: (N, C, H, W) bool, the pixels left out of the fit (True): the input mask, NaN/inf
             pixels and, with ``mask_neighbours``, the other sources.
         refined: (N,) bool (a property), the galaxies refined through the renderer.
+        redshift_given: (N,) bool (a property), the galaxies whose redshift was given.
+        model: (a property) the :class:`GalaeModel` that made this posterior.
         chi2_per_pixel: (N,) (a property), the fit of ``model_images``.
     """
 
@@ -136,6 +138,17 @@ class Posterior:
         if self._refined is None:
             return torch.zeros(self._loc.shape[0], dtype=torch.bool, device=self._loc.device)
         return self._refined
+
+    @property
+    def redshift_given(self) -> Tensor:
+        """(N,) bool: the galaxies whose redshift was given to ``encode`` (the others have the
+        joint posterior of latents and photometric redshift)."""
+        return torch.isfinite(self._batch.redshift)
+
+    @property
+    def model(self) -> GalaeModel:
+        """The model that made this posterior."""
+        return self._owner
 
     @property
     def chi2_per_pixel(self) -> Tensor:
@@ -382,6 +395,15 @@ def default_model_path() -> Path:
     return Path(str(resources.files("galae") / "default_model" / DEFAULT_MODEL_FILE))
 
 
+def _count(value: Any, name: str) -> int:
+    """``value`` as a count of galaxies (an integer >= 1), or a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
 def _warn_caller(message: str) -> None:
     """A RuntimeWarning attributed to the first frame outside galae and torch: the user's call
     of ``encode`` / ``analogues`` / ``make_batch``, not the no-grad decorator around it."""
@@ -563,10 +585,14 @@ class GalaeModel:
         if x.dim() != 4:
             raise ValueError(f"images must be (N, C, H, W) or (C, H, W), got {tuple(x.shape)}")
         n, c, h, w = x.shape
+        if n == 0:
+            raise ValueError("images hold no galaxies (N = 0)")
         if c != len(self.bands):
             raise ValueError(
                 f"images have {c} bands; this model expects {len(self.bands)} bands "
-                f"in the order {','.join(self.bands)}"
+                f"in the order {','.join(self.bands)} (for a band you do not have, pass a plane "
+                "of NaN or an infinite sigma there: it is masked, and the model was trained "
+                "with missing bands)"
             )
         if sigma is None:
             raise ValueError("sigma is required (per-pixel or per-band noise in nanomaggies)")
@@ -614,9 +640,18 @@ class GalaeModel:
                 + " arcsec; pass the PSF of these images for a fit that is not biased by it"
             )
         p = as_tensor(psf_fwhm_arcsec, "psf_fwhm_arcsec", torch.float32, self.device)
-        p = p.expand(n, c) if p.dim() <= 1 else p
-        if p.shape != (n, c):
-            raise ValueError(f"psf_fwhm_arcsec must be (N, C) = ({n}, {c}), got {tuple(p.shape)}")
+        if p.dim() == 1 and p.shape[0] == 1:
+            p = p.reshape(())
+        if (
+            p.dim() > 2
+            or (p.dim() == 1 and p.shape[0] != c)
+            or (p.dim() == 2 and p.shape != (n, c))
+        ):
+            raise ValueError(
+                f"psf_fwhm_arcsec must be a scalar, per band (C,) = ({c},) or per galaxy and band "
+                f"(N, C) = ({n}, {c}), got {tuple(p.shape)}"
+            )
+        p = p.expand(n, c)
         if not torch.isfinite(p).all() or (p <= 0).any():
             raise ValueError("psf_fwhm_arcsec must be finite and > 0")
 
@@ -1113,8 +1148,7 @@ class GalaeModel:
         not given is drawn from SDSS-like conditions with the same seed.  Work is done in chunks
         of ``batch_size`` so memory stays constant in n.
         """
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        n = _count(n, "n")
         cond = self.conditions(n, seed)
         dev, f32 = self.device, torch.float32
         c = len(self.bands)
@@ -1160,6 +1194,7 @@ class GalaeModel:
         """n galaxies drawn from the posterior of one observed image, rendered under its
         conditions (same PSF, redshift and per-band noise level).  Without ``psf_fwhm_arcsec``
         the median SDSS seeing is assumed, with a warning, as in :meth:`encode`."""
+        n = _count(n, "n")
         b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if b.size != 1:
             raise ValueError(f"analogues takes one image, got {b.size}")
