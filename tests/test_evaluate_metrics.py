@@ -312,3 +312,19 @@ def test_sfr_pixels_without_young_particles_are_empty_for_the_sfr_map() -> None:
     # without count maps (analytic mocks) the stellar-mass rule alone applies
     plain = map_metrics(tm, pm, tp, (h, w), 0.4, n)
     assert plain[SFR]["per_pixel_scatter"] == pytest.approx(np.std(d[nonempty]), rel=1e-12)
+
+
+def test_evaluate_cli_defaults_to_the_packaged_model(tmp_path, monkeypatch) -> None:
+    """``python -m galae.evaluate --data D`` evaluates the packaged model and writes its report
+    into the working folder (never beside the installed checkpoint); --n < 1 is an error."""
+    from galae.evaluate import main
+    from galae.mock import MockConfig, run_mock
+
+    data = tmp_path / "few.h5"
+    run_mock(MockConfig(n=3, seed=5, chunk=3, out=str(data)), progress=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["--data", str(data), "--n", "0"])
+    m = main(["--data", str(data), "--n", "2", "--no-figures", "--n-mc-derived", "4"])
+    assert (tmp_path / "eval_default_model_few" / "metrics.json").is_file()
+    assert m["n_galaxies"] == 2 and np.isfinite(m["chi2_per_pixel"]["median"])

@@ -225,6 +225,8 @@ def evaluate(
     from galae.checkpoint import load_checkpoint, modules_from_state
     from galae.sampling import GalaeModel
 
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1 (or None for every galaxy), got {n}")
     state = load_checkpoint(checkpoint)  # read once; checks format and registry
     if state["kind"] == "galae-unet":
         refining = refine_steps or refine_above_chi2 is not None
@@ -1186,7 +1188,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(
         prog="python -m galae.evaluate", description=__doc__.split("\n")[0]
     )
-    ap.add_argument("--checkpoint", help="model checkpoint (.pt)")
+    ap.add_argument(
+        "--checkpoint", help="model checkpoint (.pt); default: the packaged model (galae.load())"
+    )
     ap.add_argument("--data", help="HDF5 mock data set with truth")
     ap.add_argument("--out", help="output folder")
     ap.add_argument("--n", type=int, help="evaluate only the first n galaxies")
@@ -1247,8 +1251,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(compare_markdown(res))
         print(f"wrote {out}")
         return res
-    if not (a.checkpoint and a.data):
-        ap.error("--checkpoint and --data are required (or --compare A B)")
+    if not a.data:
+        ap.error("--data is required (or --compare A B)")
+    if a.n is not None and a.n < 1:
+        ap.error(f"--n must be >= 1, got {a.n}")
+    if not a.checkpoint:
+        from galae.sampling import default_model_path
+
+        a.checkpoint = str(default_model_path())
+        a.out = a.out or f"eval_default_model_{Path(a.data).stem}"
+        print(f"--checkpoint not given: evaluating the packaged default model into {a.out}")
     m = evaluate(
         a.checkpoint,
         a.data,
