@@ -709,11 +709,12 @@ def test_encode_masks_neighbours_on_request(trained: Trained) -> None:
     assert not bool(plain.mask[0, :, 4, 27].any())
 
 
-def test_smaller_stamps_are_padded_with_masked_pixels_and_larger_refused(
-    trained: Trained,
-) -> None:
-    """The encoder sees the stamp size it was trained on: a smaller stamp is centred in a frame
-    of masked pixels and its outputs are cut back; a larger one is an error that says so."""
+def test_stamps_of_other_sizes_are_framed_for_the_encoder(trained: Trained) -> None:
+    """The encoder sees the stamp size it was trained on.  A smaller stamp is centred in a frame
+    of masked pixels; of a larger one the encoder reads the centre cut while the renderer covers
+    it all.  Outputs have the stamp's size, and the centre offsets are from the stamp's centre,
+    also when frame and stamp differ by an odd number of pixels (their centres then half a
+    pixel apart)."""
     d = trained.data
     kw = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"][:2], "redshift": d["redshift"][:2], "n_mc": 16}
     small = trained.model.encode(
@@ -730,9 +731,69 @@ def test_smaller_stamps_are_padded_with_masked_pixels_and_larger_refused(
     assert not bool(frame[..., 2:30, 3:29].any())
     assert small.mask.shape == (2, 5, 28, 26) and not bool(small.mask.any())
     assert all(bool(torch.isfinite(v).all()) for v in small.params.values())
-    big = np.zeros((1, 5, SIZE + 8, SIZE + 8), np.float32)
-    with pytest.raises(ValueError, match=f"larger than the {SIZE}x{SIZE} stamps"):
-        trained.model.encode(big, np.ones_like(big), psf_fwhm_arcsec=d["psf_fwhm_arcsec"][:1])
+
+    # a larger stamp: the same galaxies with a border of sky (noise drawn at their sigma)
+    rng = np.random.default_rng(0)
+    pad = 6
+    big_sigma = np.pad(d["sigma"][:2], ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="edge")
+    big = np.pad(d["images"][:2], ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    border = np.ones(big.shape[-2:], bool)
+    border[pad:-pad, pad:-pad] = False
+    big = np.where(border, rng.normal(0.0, 1.0, big.shape) * big_sigma, big).astype(np.float32)
+    same = trained.model.encode(d["images"][:2], d["sigma"][:2], **kw)
+    large = trained.model.encode(big, big_sigma, **kw)
+    n = SIZE + 2 * pad
+    assert large.model_images.shape == (2, 5, n, n) and large.mask.shape == (2, 5, n, n)
+    assert all(v.shape == (2, n, n) for v in large.maps.values())
+    assert large.map_samples(2, names="age_gyr")["age_gyr"].shape == (2, 2, n, n)
+    # the encoder read the centre cut, which is the original stamp: the same posterior
+    torch.testing.assert_close(large._loc, same._loc)
+    for name in ("dx_arcsec", "dy_arcsec", "log10_mstar_disk_msun"):
+        torch.testing.assert_close(large.params[name], same.params[name])
+    # and the renderer drew the galaxy where it is in the larger stamp
+    torch.testing.assert_close(
+        large.model_images[..., pad:-pad, pad:-pad], same.model_images, rtol=1e-3, atol=1e-4
+    )
+    # one more row at the top and column on the left: the frame gets a masked row and column at
+    # the bottom and right, its centre cut is the original stamp again, and the stamp's centre
+    # lies half a pixel above and left of the frame's, so the offsets from it are half a pixel
+    # larger
+    odd = trained.model.encode(
+        np.pad(big, ((0, 0), (0, 0), (1, 0), (1, 0))),
+        np.pad(big_sigma, ((0, 0), (0, 0), (1, 0), (1, 0)), mode="edge"),
+        **kw,
+    )
+    half = 0.5 * trained.model.pixel_scale_arcsec
+    assert odd.model_images.shape == (2, 5, n + 1, n + 1)
+    torch.testing.assert_close(odd._loc, same._loc)
+    for name in ("dx_arcsec", "dy_arcsec"):
+        torch.testing.assert_close(odd.params[name], same.params[name] + half)
+        drawn = odd.samples(4, seed=1, derived=False)[name]
+        torch.testing.assert_close(drawn, same.samples(4, seed=1, derived=False)[name] + half)
+    torch.testing.assert_close(
+        odd.model_images[..., pad + 1 : -pad, pad + 1 : -pad],
+        same.model_images,
+        rtol=1e-3,
+        atol=1e-4,
+    )
+    # a smaller stamp one pixel short: in the frame's first rows and columns, whose centre lies
+    # half a pixel right of and below the stamp's
+    b = trained.model.make_batch(d["images"][:2, :, 1:, 1:], d["sigma"][:2, :, 1:, 1:], 1.3)
+    framed, (rows, cols), shift = trained.model._frame(b)
+    assert framed.images.shape[-2:] == (SIZE, SIZE) and (rows, cols) == (
+        slice(0, SIZE - 1),
+        slice(0, SIZE - 1),
+    )
+    assert shift == (half, half) and bool(framed.mask[..., -1, :].all())
+    # analogues render on the stamp
+    a = trained.model.analogues(
+        big[0],
+        big_sigma[0],
+        n=3,
+        psf_fwhm_arcsec=kw["psf_fwhm_arcsec"][0],
+        redshift=kw["redshift"][0],
+    )
+    assert a.images.shape == (3, 5, n, n) and a.maps["age_gyr"].shape == (3, n, n)
 
 
 def test_evaluate_with_hidden_redshifts_scores_the_photo_z(trained: Trained) -> None:

@@ -155,22 +155,25 @@ def test_unit_of_latents_and_derived_observables() -> None:
         unit_of("mag_")
 
 
-def test_fit_command_refuses_stamps_larger_than_the_models(tmp_path: Path) -> None:
-    """72 x 72 stamps against a model of 64 x 64: an error that says how to cut them, and with
-    --crop 64 the fit runs."""
+def test_fit_command_fits_stamps_larger_than_the_models(tmp_path: Path) -> None:
+    """73 x 73 stamps against a model of 64 x 64: the encoder reads the centre, the maps cover
+    the whole stamp; --crop 64 still cuts them first."""
     rng = np.random.default_rng(0)
     files = []
     for band in BANDS:
-        img = fits.PrimaryHDU(rng.normal(0.0, 0.05, (72, 72)).astype(np.float32))
+        img = fits.PrimaryHDU(rng.normal(0.0, 0.05, (73, 73)).astype(np.float32))
         img.header["BUNIT"] = "nanomaggy"
         img.header["BAND"] = band
-        ivar = fits.ImageHDU(np.full((72, 72), 400.0, np.float32))
+        ivar = fits.ImageHDU(np.full((73, 73), 400.0, np.float32))
         path = tmp_path / f"{band}.fits"
         fits.HDUList([img, ivar]).writeto(path)
         files.append(f"{band}={path}")
     common = [*files, "--ivar-hdu", "1", "--pixel-scale", "0.396", "--psf-fwhm", "1.4"]
     fast = ["--refine-steps", "0", "--n-mc-derived", "2", "--redshift", "0.1"]
-    with pytest.raises(ValueError, match=r"larger than the 64x64 .*--crop 64"):
-        fit_main([*common, "--out", str(tmp_path / "big.fits"), *fast])
+    res = fit_main([*common, "--out", str(tmp_path / "big.fits"), *fast])
+    with fits.open(res["out"]) as h:
+        assert h["AV_MAG"].data.shape == (73, 73)
+        assert h["MODEL_R"].data.shape == (73, 73) and h["MASK_R"].data.shape == (73, 73)
     res = fit_main([*common, "--crop", "64", "--out", str(tmp_path / "ok.fits"), *fast])
-    assert Path(res["out"]).is_file()
+    with fits.open(res["out"]) as h:
+        assert h["AV_MAG"].data.shape == (64, 64)

@@ -4,8 +4,9 @@
         z=stamp-z.fits --ivar-hdu 1 --out galaxy.fits [--redshift 0.08] [--refine-steps 60]
 
 The cutouts are read by :func:`galae.data.fits.load_fits_cutouts` (nanomaggies, noise, mask,
-PSF and WCS from the headers, or from the options), cut about their centre with ``--crop N``
-(the WCS follows), encoded by the model (the packaged one by
+PSF and WCS from the headers, or from the options), optionally cut about their centre with
+``--crop N`` (the WCS follows; stamps larger than the model's are fitted whole, the encoder
+reading their centre), encoded by the model (the packaged one by
 default) with other sources masked by segmentation, refined through the renderer, and written
 by :func:`galae.export.write_posterior_fits`: every map's posterior mean and standard deviation
 on the stamp's pixels with its WCS, the model image, the fit's mask and a table of every
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         type=int,
         default=None,
         metavar="N",
-        help="cut N x N pixels about the stamp's centre first (at most the model's stamp size)",
+        help="cut N x N pixels about the stamp's centre first",
     )
     ap.add_argument(
         "--n-mc-derived",
@@ -151,12 +152,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model = galae.load(a.checkpoint)
     if a.crop is not None:
         cut = crop_cutout(cut, (a.crop, a.crop))
-    h, w = cut.images.shape[-2:]
-    if h > model.shape[0] or w > model.shape[1]:
-        raise ValueError(
-            f"the stamps are {h}x{w} pixels, larger than the {model.shape[0]}x{model.shape[1]} "
-            f"this model was trained on: cut them about the galaxy (--crop {min(model.shape)})"
-        )
     if cut.psf_fwhm_arcsec is None:
         raise ValueError("no PSF FWHM in the headers: give it with --psf-fwhm")
     with warnings.catch_warnings(record=True) as caught:

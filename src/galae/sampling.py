@@ -129,6 +129,7 @@ class Posterior:
     _mixture: PhotoZMixture | None = None
     _mixture_index: Tensor | None = None
     _crop: tuple[slice, slice] = (slice(None), slice(None))
+    _shift_arcsec: tuple[float, float] = (0.0, 0.0)
     _refined: Tensor | None = None
 
     @property
@@ -393,6 +394,19 @@ def photo_z_nodes(z_loc: Tensor, z_scale: Tensor, n_nodes: int = PHOTO_Z_NODES) 
 
 def default_model_path() -> Path:
     return Path(str(resources.files("galae") / "default_model" / DEFAULT_MODEL_FILE))
+
+
+def _shift_centre(params: dict[str, Tensor], shift: tuple[float, float]) -> dict[str, Tensor]:
+    """``params`` with ``dx_arcsec``/``dy_arcsec`` moved from the frame's centre to the stamps'
+    (``shift``: the frame centre's offset from the stamps' centre, arcsec; see
+    :meth:`GalaeModel._frame`)."""
+    if shift == (0.0, 0.0):
+        return params
+    out = dict(params)
+    for name, offset in (("dx_arcsec", shift[0]), ("dy_arcsec", shift[1])):
+        if name in out:
+            out[name] = out[name] + offset
+    return out
 
 
 def _count(value: Any, name: str) -> int:
@@ -711,9 +725,12 @@ class GalaeModel:
         galaxies) are found by segmentation (:func:`galae.data.segmentation.neighbour_mask`)
         and masked on top of ``mask``.
 
-        Stamps smaller than the model's training stamps (``self.shape``) are centred in a frame
-        of masked pixels of that size and ``model_images`` and ``maps`` are cut back to them;
-        larger ones are an error.
+        Stamps of another size than the model's training stamps (``self.shape``) are put in a
+        frame (:meth:`_frame`): a smaller one is centred in masked pixels of the model's size; of
+        a larger one the encoder reads the centre cut of the model's size, while the renderer
+        (the refinement's likelihood, ``model_images`` and the maps) covers the whole stamp.
+        ``model_images``, ``maps`` and ``mask`` have the stamps' size, and ``dx_arcsec`` and
+        ``dy_arcsec`` are offsets from the stamps' centre ((W - 1) / 2, (H - 1) / 2).
 
         Posterior means and standard deviations of the latents come from ``n_mc`` draws pushed
         through the bijection; those of the derived observables, and the per-pixel ones of the
@@ -757,7 +774,7 @@ class GalaeModel:
         full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if mask_neighbours:
             full = self._mask_neighbours(full)
-        full, crop = self._pad_to_model_shape(full)
+        full, crop, shift = self._frame(full)
         known = torch.isfinite(full.redshift)
         everyone = torch.ones_like(known)
 
@@ -776,15 +793,19 @@ class GalaeModel:
 
         if refine_above_chi2 is None:
             parts, pieces = encode_rows(everyone, refine_steps)
-            post = self._assemble(full, crop, known, parts, pieces, [refine_steps] * len(parts))
+            post = self._assemble(
+                full, crop, shift, known, parts, pieces, [refine_steps] * len(parts)
+            )
         else:
             parts, pieces = encode_rows(everyone, 0)
-            post = self._assemble(full, crop, known, parts, pieces, [0] * len(parts))
+            post = self._assemble(full, crop, shift, known, parts, pieces, [0] * len(parts))
             poor = post.chi2_per_pixel.to(known.device) > float(refine_above_chi2)
             if bool(poor.any()):
                 more, refined = encode_rows(poor, refine_steps)
                 steps = [0] * len(parts) + [refine_steps] * len(more)
-                post = self._assemble(full, crop, known, parts + more, pieces + refined, steps)
+                post = self._assemble(
+                    full, crop, shift, known, parts + more, pieces + refined, steps
+                )
         _warn_poor_fits(post.chi2_per_pixel, post.refined)
         return post
 
@@ -792,6 +813,7 @@ class GalaeModel:
         self,
         full: Batch,
         crop: tuple[slice, slice],
+        shift: tuple[float, float],
         known: Tensor,
         parts: list[Tensor],
         pieces: list[dict[str, Any]],
@@ -837,7 +859,7 @@ class GalaeModel:
             mixture = PhotoZMixture.cat([p["mix"] for p in pieces if p["mix"] is not None])
             mixture = mixture.take(mix_pos[mixture_index])
         return Posterior(
-            params=cat("mean"),
+            params=_shift_centre(cat("mean"), shift),
             std=cat("std"),
             maps={k: v[..., crop[0], crop[1]] for k, v in cat("maps").items()},
             maps_std={k: v[..., crop[0], crop[1]] for k, v in cat("maps_std").items()},
@@ -853,36 +875,69 @@ class GalaeModel:
             _mixture=mixture,
             _mixture_index=mixture_index,
             _crop=crop,
+            _shift_arcsec=shift,
             _refined=refined,
         )
 
-    def _pad_to_model_shape(self, b: Batch) -> tuple[Batch, tuple[slice, slice]]:
-        """Stamps smaller than the model's training stamps, padded to them with masked pixels.
+    def _frame(self, b: Batch) -> tuple[Batch, tuple[slice, slice], tuple[float, float]]:
+        """The stamps in the frame the model works on, and where they lie in it.
 
         The encoder was trained on stamps of ``self.shape``; at another size its pooled features
-        mean something else (a 51 x 51 SDSS stamp came out 5 magnitudes off), so smaller stamps
-        are centred in a frame of masked pixels (no data: the likelihood ignores them) and the
-        outputs are cut back.  Larger stamps are an error: cut them about the galaxy first.
-        Returns the batch and the (rows, columns) slices of the original stamp.
+        mean something else (a 51 x 51 SDSS stamp came out 5 magnitudes off).  So along each
+        axis a smaller stamp is centred in a frame of the model's size, and a larger one gets
+        one masked row (column) when the difference is odd, so that the model's stamp is an
+        exact centre cut of the frame (:meth:`_encoder_view`: the encoder reads that cut).
+        The padding is masked (no data: the likelihood ignores it).  The renderer draws the
+        whole frame, and the outputs are cut back to the stamps.
+
+        Returns:
+            the framed batch; the (rows, columns) slices of the stamps in it; and the (x, y)
+            offset in arcsec of the frame's centre from the stamps' centre (0 or half a
+            pixel), which turns the frame's ``dx_arcsec``/``dy_arcsec`` into the stamps'.
         """
         h, w = b.images.shape[-2:]
         mh, mw = self.shape
-        if (h, w) == (mh, mw):
-            return b, (slice(None), slice(None))
-        if h > mh or w > mw:
-            raise ValueError(
-                f"stamps of {h}x{w} pixels are larger than the {mh}x{mw} stamps this model was "
-                f"trained on: cut them to at most {mh}x{mw} about the galaxy"
-            )
-        top, left = (mh - h) // 2, (mw - w) // 2
-        pads = (left, mw - w - left, top, mh - h - top)
-        padded = replace(
+
+        def axis(size: int, model: int) -> tuple[int, int, float]:
+            """(padding before, padding after, frame centre - stamp centre in pixels)."""
+            before = (model - size) // 2 if size <= model else 0
+            after = model - size - before if size <= model else (size - model) % 2
+            frame = size + before + after
+            return before, after, (frame - 1) / 2 - before - (size - 1) / 2
+
+        top, bottom, sy = axis(h, mh)
+        left, right, sx = axis(w, mw)
+        scale = b.pixel_scale_arcsec
+        shift = (sx * scale, sy * scale)
+        crop = (slice(top, top + h), slice(left, left + w))
+        if top == bottom == left == right == 0:
+            return b, crop, shift
+        pads = (left, right, top, bottom)
+        framed = replace(
             b,
             images=torch.nn.functional.pad(b.images, pads, value=0.0),
             sigma=torch.nn.functional.pad(b.sigma, pads, value=1.0),
             mask=torch.nn.functional.pad(b.mask, pads, value=True),
         )
-        return padded, (slice(top, top + h), slice(left, left + w))
+        return framed, crop, shift
+
+    def _encoder_view(self, b: Batch) -> Batch:
+        """The centre cut of a framed batch (:meth:`_frame`) that the encoder reads: the model's
+        stamp size, with the frame's centre."""
+        h, w = b.images.shape[-2:]
+        mh, mw = self.shape
+        if (h, w) == (mh, mw):
+            return b
+        if h < mh or w < mw or (h - mh) % 2 or (w - mw) % 2:  # pragma: no cover - _frame's job
+            raise RuntimeError(f"internal error: a {h}x{w} frame for a {mh}x{mw} encoder")
+        top, left = (h - mh) // 2, (w - mw) // 2
+        rows, cols = slice(top, top + mh), slice(left, left + mw)
+        return replace(
+            b,
+            images=b.images[..., rows, cols],
+            sigma=b.sigma[..., rows, cols],
+            mask=b.mask[..., rows, cols],
+        )
 
     @staticmethod
     def _mask_neighbours(b: Batch) -> Batch:
@@ -938,7 +993,9 @@ class GalaeModel:
         g = torch.Generator(device=self.device).manual_seed(seed)
         mix = None
         if b.redshift_known:
-            out = photo = self._flip_averaged(b) if flips else self.guide.encode(b)
+            out = photo = (
+                self._flip_averaged(b) if flips else self.guide.encode(self._encoder_view(b))
+            )
             if refine_steps > 0:
                 out = self._refine(out, b, refine_steps, refine_lr)
             u = _draw(out, max(n_mc, n_mc_derived), g, antithetic=True)  # (k, B, D)
@@ -993,7 +1050,8 @@ class GalaeModel:
     def _flip_averaged(self, b: Batch) -> EncoderOutput:
         """The encoder's output averaged over the mirrored stamps (:data:`FLIPS`,
         :func:`_flip_average`)."""
-        return _flip_average([self.guide.encode(_flipped(b, fx, fy)) for fx, fy in FLIPS], FLIPS)
+        view = self._encoder_view(b)
+        return _flip_average([self.guide.encode(_flipped(view, fx, fy)) for fx, fy in FLIPS], FLIPS)
 
     def _photo_z_mixture(
         self, b: Batch, refine_steps: int = 0, refine_lr: float = 0.05, flips: bool = False
@@ -1013,8 +1071,9 @@ class GalaeModel:
         enc = self.guide.encoder
         frames = FLIPS if flips else FLIPS[:1]
         trunks = []
+        view = self._encoder_view(b)
         for fx, fy in frames:
-            bf = _flipped(b, fx, fy)
+            bf = _flipped(view, fx, fy)
             trunks.append(enc.trunk(bf.images, bf.sigma, bf.mask, bf.psf_fwhm_arcsec, None))
         photo = _flip_average([enc.head_outputs(feat, cond) for feat, cond in trunks], frames)
         nodes = photo_z_nodes(photo.z_loc, photo.z_scale, PHOTO_Z_NODES)  # (K, B)
@@ -1053,7 +1112,7 @@ class GalaeModel:
         out["redshift"] = z
         if derived:
             out.update(_derived_flat(self.model.renderer, phys, z, b))
-        return out
+        return _shift_centre(out, post._shift_arcsec)
 
     @torch.no_grad()
     def _map_draws(
@@ -1198,13 +1257,6 @@ class GalaeModel:
         b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if b.size != 1:
             raise ValueError(f"analogues takes one image, got {b.size}")
-        g = torch.Generator(device=self.device).manual_seed(seed)
-        if b.redshift_known:
-            u = _draw(self.guide.encode(b), n, g)[:, 0]  # (n, D)
-            z = b.redshift.expand(n)
-        else:  # joint draws of latents and redshift (PhotoZMixture)
-            uu, zz = self._photo_z_mixture(b)[1].draw(n, g)
-            u, z = uu[:n, 0], zz[:n, 0]
         sky = torch.stack(
             [
                 torch.median(b.sigma[0, i][~b.mask[0, i]])
@@ -1213,6 +1265,14 @@ class GalaeModel:
                 for i in range(b.images.shape[1])
             ]
         )
+        b, crop, shift = self._frame(b)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        if b.redshift_known:
+            u = _draw(self.guide.encode(self._encoder_view(b)), n, g)[:, 0]  # (n, D)
+            z = b.redshift.expand(n)
+        else:  # joint draws of latents and redshift (PhotoZMixture)
+            uu, zz = self._photo_z_mixture(b)[1].draw(n, g)
+            u, z = uu[:n, 0], zz[:n, 0]
         psf = b.psf_fwhm_arcsec.expand(n, -1)
         h, w = b.images.shape[-2:]
         parts = []
@@ -1221,7 +1281,16 @@ class GalaeModel:
             parts.append(
                 self.render_samples(u[sl], z[sl], psf[sl], sky.expand(k, -1), None, g, (h, w))
             )
-        return _cat_samples(parts)
+        out = _cat_samples(parts)
+        rows, cols = crop
+        return replace(
+            out,
+            images=out.images[..., rows, cols],
+            model_images=out.model_images[..., rows, cols],
+            sigma=out.sigma[..., rows, cols],
+            params=_shift_centre(out.params, shift),
+            maps={k: v[..., rows, cols] for k, v in out.maps.items()},
+        )
 
 
 def _draw(q: Any, k: int, g: torch.Generator, antithetic: bool = False) -> Tensor:
