@@ -470,6 +470,21 @@ def test_analogues(trained: Trained) -> None:
         g.psf_fwhm_arcsec,
         torch.as_tensor(median_psf_fwhm_arcsec(), dtype=torch.float32).expand(2, 5),
     )
+    # the analogues are draws of encode's posterior, refined and masked as encode's is
+    kw = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"][:1], "redshift": d["redshift"][:1]}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        post = trained.model.encode(
+            d["images"][:1], d["sigma"][:1], refine_steps=2, mask_neighbours=True, n_mc=256, **kw
+        )
+        many = trained.model.analogues(
+            d["images"][0], d["sigma"][0], n=256, refine_steps=2, mask_neighbours=True, **kw
+        )
+    for name in ("log10_mstar_disk_msun", "r_d_kpc", "dx_arcsec"):
+        spread = float(post.std[name][0])
+        mean = float(many.params[name].mean())
+        assert abs(mean - float(post.params[name][0])) < 4 * spread / 16 + 1e-6, name
+        assert 0.7 < float(many.params[name].std()) / spread < 1.3, name
     with pytest.raises(ValueError, match="one image"):
         trained.model.analogues(
             d["images"][:2],

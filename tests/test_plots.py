@@ -558,6 +558,46 @@ def test_corner_figure(tmp_path: Path) -> None:
         plots.corner_figure({"x": np.ones(5), "y": np.ones(6)})
 
 
+def test_analogues_figure(tmp_path: Path) -> None:
+    """Observed, model, n analogue stamps and one histogram per quantity, with the truth."""
+    from galae.sampling import Samples
+
+    rng = np.random.default_rng(4)
+    k, shape = 30, (5, 16, 16)
+    images = rng.normal(0.0, 0.05, (k, *shape)).astype(np.float32)
+    params = {
+        "log10_mstar_msun": rng.normal(10.0, 0.2, k),
+        "mag_r": rng.normal(19.0, 0.3, k),
+        "redshift": np.full(k, 0.1),
+    }
+    s = Samples(
+        images,
+        images,
+        np.full_like(images, 0.05),
+        params,
+        {},
+        params["redshift"],
+        np.full((k, 5), 1.3),
+        ("u", "g", "r", "i", "z"),
+    )
+    fig = plots.analogues_figure(
+        images[0],
+        images[1],
+        s,
+        n=6,
+        params=["log10_mstar_msun", "mag_r"],
+        truth={"mag_r": 19.1},
+        ncols=3,
+        out=tmp_path / "a.png",
+    )
+    _assert_png(tmp_path / "a.png")
+    assert len(fig.get_axes()) == 2 + 6 + 2
+    hist = [ax for ax in fig.get_axes() if ax.get_xlabel()]
+    assert len(hist) == 2 and len(hist[1].lines) == 1  # the truth line on mag_r only
+    with pytest.raises(ValueError, match="have no"):
+        plots.analogues_figure(images[0], images[1], s, params=["bogus"])
+
+
 def test_corner_contour_levels_enclose_gaussian_mass() -> None:
     """The 1-sigma 2-D contour of a Gaussian histogram encloses 1 - e^-1/2 = 39.3 % of it."""
     x = np.linspace(-5, 5, 201)
@@ -747,12 +787,14 @@ def test_cli_model_commands(
             "--params",
             "r_d_kpc,age_disk_gyr",
         ],
+        "analogues": ["--data", str(data), "--index", "1", "--n", "8", "--show", "4"],
     }
     expected = {
         "traverse": ["traverse.png", "traverse_maps.png"],
         "gallery": ["gallery.png"],
         "reconstruct": ["reconstruct.png", "reconstruct_maps.png", "reconstruct_profiles.png"],
         "corner": ["corner.png"],
+        "analogues": ["analogues.png"],
     }
     for cmd, extra in cmds.items():
         rc = plots.main([cmd, *extra, "--out", str(out / f"{cmd}.png")])
@@ -763,5 +805,7 @@ def test_cli_model_commands(
             _assert_png(out / name)
     rc = plots.main(["corner", "--data", str(data), "--params", "bogus"])
     assert rc == 2 and "known:" in capsys.readouterr().err
+    rc = plots.main(["analogues", "--data", str(data), "--index", "2"])
+    assert rc == 2 and "--index 2 out of range" in capsys.readouterr().err
     rc = plots.main(["reconstruct", "--data", str(data), "--n", "2", "--maps-of", "2"])
     assert rc == 2 and "--maps-of must lie in [0, 1]" in capsys.readouterr().err

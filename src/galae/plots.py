@@ -70,6 +70,8 @@ __all__ = [
     "shift_ratios_figure",
     "corner_figure",
     "sample_gallery",
+    "analogues_figure",
+    "DEFAULT_ANALOGUE_PARAMS",
     "build_parser",
     "main",
 ]
@@ -664,6 +666,85 @@ def sample_gallery(
     fig.suptitle(
         f"galaxies drawn from the population prior\n({kind}; gri, asinh stretch {stretch:g} "
         f"nmgy, Q={q:g})",
+        fontsize=8,
+    )
+    return _finish(fig, out)
+
+
+#: Quantities whose analogue distributions :func:`analogues_figure` shows.
+DEFAULT_ANALOGUE_PARAMS: tuple[str, ...] = ("log10_mstar_msun", "log10_sfr_msun_per_yr", "mag_r")
+
+
+def analogues_figure(
+    image: Any,
+    model_image: Any,
+    analogues: Samples,
+    *,
+    mask: Any = None,
+    n: int = 15,
+    params: Sequence[str] = DEFAULT_ANALOGUE_PARAMS,
+    truth: Mapping[str, float] | None = None,
+    ncols: int = 5,
+    stretch: float = DEFAULT_STRETCH_NMGY,
+    q: float = DEFAULT_Q,
+    out: str | Path | None = None,
+) -> Figure:
+    """An observed galaxy, its posterior-mean model and its analogues (posterior draws rendered
+    with noise under its conditions, :meth:`galae.sampling.GalaeModel.analogues`).
+
+    Left: the image (masked pixels black) and the model; right: the first ``n`` analogues,
+    captioned with z, log M* and r; below: the distribution over all analogues of each of
+    ``params`` (the median and 68% interval written above it; the truth, when given, as a line).
+
+    Args:
+        image: (C, H, W) observed stamp, nmgy per pixel.
+        model_image: (C, H, W) the posterior-mean model (``Posterior.model_images[i]``).
+        analogues: the analogues, (k, C, H, W) images and ``params`` {name: (k,)}.
+        mask: optional (C, H, W) bool, True where the fit ignored the pixel.
+        n: analogues shown as images (at most k).
+        params: quantities whose histograms are drawn (keys of ``analogues.params``).
+        truth: optional {name: value} drawn on the histograms.
+        ncols, stretch, q, out: as in :func:`sample_gallery`.
+    """
+    imgs = _np(analogues.images, "analogues.images")
+    k = imgs.shape[0]
+    n = min(int(n), k)
+    if n < 1:
+        raise ValueError("n must be >= 1 and there must be at least one analogue")
+    missing = [p for p in params if p not in analogues.params]
+    if missing:
+        raise ValueError(f"the analogues have no {missing}; they have {sorted(analogues.params)}")
+    bands = analogues.bands
+    obs = gri_composite(image, bands, stretch=stretch, q=q, mask=mask)
+    mod = gri_composite(model_image, bands, stretch=stretch, q=q)
+    rgb = gri_composite(imgs[:n], bands, stretch=stretch, q=q)
+    values = {p: _np(analogues.params[p], p) for p in analogues.params}
+    nrows = math.ceil(n / ncols)
+    fig = _new_figure(1.3 * (ncols + 1.6), 1.3 * nrows + 1.9)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.3 * nrows, 1.5])
+    left, right = top.subfigures(1, 2, width_ratios=[1.6, ncols])
+    gs = left.add_gridspec(2, 1, hspace=0.15)
+    for row, (rgb_one, label) in enumerate(((obs, "observed"), (mod, "posterior mean"))):
+        ax = left.add_subplot(gs[row])
+        ax.imshow(rgb_one, origin="lower", interpolation="nearest")
+        _bare(ax)
+        _stamp_text(ax, label)
+    captions = [_caption(values, i, _MOCK_CAPTION_KEYS) for i in range(n)]
+    _composite_grid(right, rgb, captions, ncols)
+    axes = bottom.subplots(1, len(params))
+    for ax, name in zip(np.atleast_1d(axes), params, strict=True):
+        x = values[name][np.isfinite(values[name])]
+        ax.hist(x, bins=min(40, max(8, x.size // 8)), color=PRED_COLOR, alpha=0.7)
+        lo, med, hi = np.percentile(x, [16, 50, 84])
+        ax.set_title(_fmt_pm(med, hi - med, med - lo), fontsize=7)
+        if truth is not None and name in truth and np.isfinite(truth[name]):
+            ax.axvline(truth[name], color=TRUTH_COLOR, lw=1.2)
+        ax.set_xlabel(param_label(name), fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_yticks([])
+    fig.suptitle(
+        f"{k} analogues: posterior draws rendered with the image's noise and PSF"
+        + (" (blue: truth)" if truth else ""),
         fontsize=8,
     )
     return _finish(fig, out)
@@ -1922,12 +2003,68 @@ def _cmd_corner(args: argparse.Namespace) -> None:
     _done(fig, args.out or str(FIGURE_DIR / "corner.png"))
 
 
+def _cmd_analogues(args: argparse.Namespace) -> None:
+    if args.n < 2:
+        raise _CliError(f"--n must be >= 2, got {args.n}")
+    from galae.data.hdf5 import inspect_h5, read_h5
+
+    path = _require_file(args.data, "data")
+    n_gal = inspect_h5(path).n_galaxies
+    if not 0 <= args.index < n_gal:
+        raise _CliError(f"--index {args.index} out of range for {n_gal} galaxies")
+    data = read_h5(path, [args.index])
+    model = _load_model(args.checkpoint, args.device)
+    names = _split_names(args.params) or list(DEFAULT_ANALOGUE_PARAMS)
+    _check_bands(model, data)
+    redshift = None if args.hide_redshift else data["redshift"][0]
+    _progress(f"drawing {args.n} analogues of galaxy {args.index}")
+    post = model.encode(
+        data["images"],
+        data["sigma"],
+        psf_fwhm_arcsec=data["psf_fwhm_arcsec"],
+        redshift=None if redshift is None else data["redshift"],
+        pixel_scale_arcsec=data["pixel_scale_arcsec"],
+        mask=data["mask"],
+        refine_steps=args.refine_steps,
+        mask_neighbours=args.mask_neighbours,
+        n_mc_derived=0,
+    )
+    twins = model.analogues(
+        data["images"][0],
+        data["sigma"][0],
+        n=args.n,
+        psf_fwhm_arcsec=data["psf_fwhm_arcsec"][0],
+        redshift=redshift,
+        pixel_scale_arcsec=data["pixel_scale_arcsec"],
+        mask=data["mask"][0],
+        seed=args.seed,
+        refine_steps=args.refine_steps,
+        mask_neighbours=args.mask_neighbours,
+    )
+    unknown = [n for n in names if n not in twins.params]
+    if unknown:
+        raise _CliError(f"unknown parameter name(s) {unknown}; known: {', '.join(twins.params)}")
+    truth_params = data["truth"]["params"]
+    truths = {n: float(_np(truth_params[n], n)[0]) for n in names if n in truth_params}
+    fig = analogues_figure(
+        data["images"][0],
+        _np(post.model_images, "model_images")[0],
+        twins,
+        mask=_np(post.mask, "mask")[0],
+        n=min(args.show, args.n),
+        params=names,
+        truth=truths or None,
+    )
+    _done(fig, args.out or str(FIGURE_DIR / "analogues.png"))
+
+
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "mocks": (_cmd_mocks, "gallery of a data set's galaxies and truth maps"),
     "traverse": (_cmd_traverse, "latent traversal (composites and maps)"),
     "gallery": (_cmd_gallery, "galaxies drawn from the model's population prior"),
     "reconstruct": (_cmd_reconstruct, "data / model / residual of encoded galaxies"),
     "corner": (_cmd_corner, "posterior corner plot of one galaxy"),
+    "analogues": (_cmd_analogues, "an observed galaxy, its model and its posterior analogues"),
     "segment": (_cmd_segment, "other sources in the stamps, as masked by segmentation"),
 }
 
@@ -2006,6 +2143,22 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         help="quantities (default: " + ",".join(DEFAULT_CORNER_PARAMS) + ")",
+    )
+    an = cmds["analogues"]
+    an.add_argument("--data", required=True, help="galae HDF5 data set")
+    an.add_argument("--index", type=int, default=0, help="row of the galaxy in the data set")
+    an.add_argument("--n", type=int, default=200, help="analogues drawn (histograms)")
+    an.add_argument("--show", type=int, default=15, help="analogues shown as images")
+    an.add_argument("--seed", type=int, default=0)
+    an.add_argument(
+        "--hide-redshift", action="store_true", help="do not give the redshift (photo-z draws)"
+    )
+    _add_encode_options(an)
+    an.add_argument(
+        "--params",
+        nargs="+",
+        default=None,
+        help="quantities (default: " + ",".join(DEFAULT_ANALOGUE_PARAMS) + ")",
     )
     return parser
 

@@ -1249,10 +1249,17 @@ class GalaeModel:
         mask: Any = None,
         seed: int = 0,
         batch_size: int = 256,
+        refine_steps: int = 0,
+        mask_neighbours: bool = False,
     ) -> Samples:
         """n galaxies drawn from the posterior of one observed image, rendered under its
-        conditions (same PSF, redshift and per-band noise level).  Without ``psf_fwhm_arcsec``
-        the median SDSS seeing is assumed, with a warning, as in :meth:`encode`."""
+        conditions (same PSF, redshift and per-band noise level) on a stamp of its size.
+
+        The posterior is :meth:`encode`'s for this image, with the same ``refine_steps`` and
+        ``mask_neighbours``; with the redshift unknown the draws are joint in latents and
+        redshift (:class:`PhotoZMixture`).  The noise level of each band is the median sigma
+        of its unmasked pixels.  Without ``psf_fwhm_arcsec`` the median SDSS seeing is assumed,
+        with a warning, as in :meth:`encode`."""
         n = _count(n, "n")
         b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if b.size != 1:
@@ -1265,30 +1272,37 @@ class GalaeModel:
                 for i in range(b.images.shape[1])
             ]
         )
-        b, crop, shift = self._frame(b)
-        g = torch.Generator(device=self.device).manual_seed(seed)
-        if b.redshift_known:
-            u = _draw(self.guide.encode(self._encoder_view(b)), n, g)[:, 0]  # (n, D)
-            z = b.redshift.expand(n)
-        else:  # joint draws of latents and redshift (PhotoZMixture)
-            uu, zz = self._photo_z_mixture(b)[1].draw(n, g)
-            u, z = uu[:n, 0], zz[:n, 0]
+        post = self.encode(
+            b.images,
+            b.sigma,
+            psf_fwhm_arcsec=b.psf_fwhm_arcsec,
+            redshift=b.redshift,
+            pixel_scale_arcsec=b.pixel_scale_arcsec,
+            mask=b.mask,
+            n_mc=2,
+            n_mc_derived=0,
+            seed=seed,
+            refine_steps=refine_steps,
+            mask_neighbours=mask_neighbours,
+        )
+        u, z = post._joint_draws(n, _generator(seed, post._loc.device))  # (n, 1, D), (n, 1)
         psf = b.psf_fwhm_arcsec.expand(n, -1)
-        h, w = b.images.shape[-2:]
+        shape = tuple(post._batch.images.shape[-2:])
         parts = []
+        g = torch.Generator(device=self.device).manual_seed(seed)
         for sl in _chunks(n, batch_size):
             k = sl.stop - sl.start
             parts.append(
-                self.render_samples(u[sl], z[sl], psf[sl], sky.expand(k, -1), None, g, (h, w))
+                self.render_samples(u[sl, 0], z[sl, 0], psf[sl], sky.expand(k, -1), None, g, shape)
             )
         out = _cat_samples(parts)
-        rows, cols = crop
+        rows, cols = post._crop
         return replace(
             out,
             images=out.images[..., rows, cols],
             model_images=out.model_images[..., rows, cols],
             sigma=out.sigma[..., rows, cols],
-            params=_shift_centre(out.params, shift),
+            params=_shift_centre(out.params, post._shift_arcsec),
             maps={k: v[..., rows, cols] for k, v in out.maps.items()},
         )
 
