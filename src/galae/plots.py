@@ -1965,17 +1965,21 @@ def _cmd_segment(args: argparse.Namespace) -> None:
     )
 
 
-def _cmd_corner(args: argparse.Namespace) -> None:
-    if args.k < 2:
-        raise _CliError(f"--k must be >= 2, got {args.k}")
+def _one_galaxy(args: argparse.Namespace) -> tuple[dict[str, Any], GalaeModel]:
+    """Row ``--index`` of ``--data`` and the model of ``--checkpoint``."""
     from galae.data.hdf5 import inspect_h5, read_h5
 
     path = _require_file(args.data, "data")
     n_gal = inspect_h5(path).n_galaxies
     if not 0 <= args.index < n_gal:
         raise _CliError(f"--index {args.index} out of range for {n_gal} galaxies")
-    data = read_h5(path, [args.index])
-    model = _load_model(args.checkpoint, args.device)
+    return read_h5(path, [args.index]), _load_model(args.checkpoint, args.device)
+
+
+def _cmd_corner(args: argparse.Namespace) -> None:
+    if args.k < 2:
+        raise _CliError(f"--k must be >= 2, got {args.k}")
+    data, model = _one_galaxy(args)
     names = _split_names(args.params) or list(DEFAULT_CORNER_PARAMS)
     known = [
         *REGISTRY.names,
@@ -2006,14 +2010,7 @@ def _cmd_corner(args: argparse.Namespace) -> None:
 def _cmd_analogues(args: argparse.Namespace) -> None:
     if args.n < 2:
         raise _CliError(f"--n must be >= 2, got {args.n}")
-    from galae.data.hdf5 import inspect_h5, read_h5
-
-    path = _require_file(args.data, "data")
-    n_gal = inspect_h5(path).n_galaxies
-    if not 0 <= args.index < n_gal:
-        raise _CliError(f"--index {args.index} out of range for {n_gal} galaxies")
-    data = read_h5(path, [args.index])
-    model = _load_model(args.checkpoint, args.device)
+    data, model = _one_galaxy(args)
     names = _split_names(args.params) or list(DEFAULT_ANALOGUE_PARAMS)
     _check_bands(model, data)
     redshift = None if args.hide_redshift else data["redshift"][0]
