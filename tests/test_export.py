@@ -130,6 +130,11 @@ def test_fit_command_writes_the_galaxy(tmp_path: Path, capsys: pytest.CaptureFix
     swapped = [files[1], files[0], *files[2:]]
     with pytest.raises(ValueError, match="band"):
         fit_main([*swapped, "--ivar-hdu", "1", "--out", str(tmp_path / "y.fits")])
+    # without u: the band is masked, said on the command line
+    res = fit_main([*files[1:], "--ivar-hdu", "1", "--out", str(tmp_path / "nou.fits"), *fast])
+    assert "bands u not given: masked" in capsys.readouterr().out
+    with fits.open(res["out"]) as h:
+        assert bool(h["MASK_U"].data.all()) and not bool(h["MASK_R"].data.all())
     # a crop about the centre: 41 x 41 pixels, the WCS following the cut
     cropped = tmp_path / "crop.fits"
     fit_main([*files, "--ivar-hdu", "1", "--crop", "41", "--out", str(cropped), *fast])

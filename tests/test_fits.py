@@ -14,6 +14,7 @@ from galae.data.fits import (
     GaussianMixturePSF,
     crop_cutout,
     cutouts_to_h5,
+    fill_missing_bands,
     load_fits_cutouts,
     mixture_fwhm_pix,
     render_mixture,
@@ -207,6 +208,39 @@ def test_crop_keeps_wcs(cut: Cutout) -> None:
     np.testing.assert_allclose(got, want, atol=1e-10)
     with pytest.raises(ValueError, match="does not fit"):
         crop_cutout(cut, (21, 21), center_pix=(5, 25))
+
+
+def test_fill_missing_bands_masks_them(cut: Cutout) -> None:
+    """A band left out comes back as a fully masked plane with the given PSF FWHM; the bands
+    that were there are unchanged; wrong orders and unknown bands are errors."""
+    from dataclasses import replace
+
+    keep = [1, 2, 3, 4]  # no u
+    nou = replace(
+        cut,
+        images=cut.images[keep],
+        sigma=cut.sigma[keep],
+        mask=cut.mask[keep],
+        bands=tuple(cut.bands[i] for i in keep),
+        psf_fwhm_arcsec=cut.psf_fwhm_arcsec[keep],
+        psf_image=None if cut.psf_image is None else cut.psf_image[keep],
+        sources=tuple(cut.sources[i] for i in keep),
+    )
+    full = fill_missing_bands(nou, "ugriz", {"u": 1.5})
+    assert full.bands == tuple("ugriz") and full.images.shape == cut.images.shape
+    assert bool(full.mask[0].all()) and full.sources[0] == "(missing)"
+    assert full.psf_fwhm_arcsec[0] == pytest.approx(1.5)
+    for name in ("images", "sigma", "mask", "psf_fwhm_arcsec"):
+        np.testing.assert_array_equal(getattr(full, name)[1:], getattr(cut, name)[1:])
+    if full.psf_image is not None:
+        assert full.psf_image[0].sum() == pytest.approx(1.0, abs=1e-5)
+    assert fill_missing_bands(cut, "ugriz", {}) is cut
+    with pytest.raises(ValueError, match="no PSF FWHM"):
+        fill_missing_bands(nou, "ugriz", {})
+    with pytest.raises(ValueError, match="not among"):
+        fill_missing_bands(nou, "ugri", {"u": 1.5})
+    with pytest.raises(ValueError, match="not in the order"):
+        fill_missing_bands(nou, "uzgri", {"u": 1.5})
 
 
 def test_cutouts_to_h5_round_trip(tmp_path: Path, cut: Cutout) -> None:

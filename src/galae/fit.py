@@ -11,7 +11,8 @@ default) with other sources masked by segmentation, refined through the renderer
 by :func:`galae.export.write_posterior_fits`: every map's posterior mean and standard deviation
 on the stamp's pixels with its WCS, the model image, the fit's mask and a table of every
 parameter's posterior mean, standard deviation and unit.  Without ``--redshift`` the redshift
-is inferred with the rest (the photo-z posterior).  A summary is printed.
+is inferred with the rest (the photo-z posterior).  A band left out (``u=`` not given, say) is
+masked: no data.  A summary is printed.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise FileExistsError(f"{out} exists (pass --overwrite to replace it)")
 
     import galae
-    from galae.data.fits import crop_cutout, load_fits_cutouts
+    from galae.data.conditions import median_psf_fwhm_arcsec
+    from galae.data.fits import crop_cutout, fill_missing_bands, load_fits_cutouts
     from galae.export import write_posterior_fits
 
     paths = _band_files(a.images, "images")
@@ -148,12 +150,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         image_unit=a.image_unit,
         psf_fwhm_arcsec=_floats(a.psf_fwhm),
         pixel_scale_arcsec=a.pixel_scale,
+        bands=None,
     )
-    model = galae.load(a.checkpoint)
-    if a.crop is not None:
-        cut = crop_cutout(cut, (a.crop, a.crop))
     if cut.psf_fwhm_arcsec is None:
         raise ValueError("no PSF FWHM in the headers: give it with --psf-fwhm")
+    model = galae.load(a.checkpoint)
+    missing = [b for b in model.bands if b not in cut.bands]
+    if missing:
+        # a band not taken is masked (the model was trained with missing bands)
+        typical = dict(zip(model.bands, median_psf_fwhm_arcsec(model.bands), strict=True))
+        cut = fill_missing_bands(cut, model.bands, typical)
+        print(f"bands {','.join(missing)} not given: masked (no data)")
+    elif cut.bands != tuple(model.bands):
+        raise ValueError(
+            f"bands given as {','.join(cut.bands)}; this model takes {','.join(model.bands)} "
+            "in this order (a band may be left out)"
+        )
+    if a.crop is not None:
+        cut = crop_cutout(cut, (a.crop, a.crop))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         post = model.encode(
@@ -180,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     kind = f"refined ({a.refine_steps} steps)" if a.refine_steps else "amortized"
     print(
-        f"{Path(paths[cut.bands[0]]).name} ...: {kind}, chi2 per pixel "
+        f"{Path(next(iter(paths.values()))).name} ...: {kind}, chi2 per pixel "
         f"{float(post.chi2_per_pixel[0]):.2f}"
     )
     for k, (m, s) in summary.items():

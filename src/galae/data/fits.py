@@ -59,6 +59,7 @@ __all__ = [
     "load_fits_cutouts",
     "cutouts_to_h5",
     "crop_cutout",
+    "fill_missing_bands",
     "sdss_psf_mixture",
     "mixture_fwhm_pix",
     "render_mixture",
@@ -557,6 +558,77 @@ def load_fits_cutouts(
         psf_fwhm_arcsec=None if np.isnan(fwhm_arr).any() else fwhm_arr,
         psf_image=psf_stack,
         sources=tuple(sources),
+    )
+
+
+def fill_missing_bands(
+    cutout: Cutout, bands: Sequence[str], psf_fwhm_arcsec: Mapping[str, float]
+) -> Cutout:
+    """The cutout on the band list ``bands``, the bands it lacks added as fully masked planes.
+
+    A band the survey did not take (or that was lost) is no data: its pixels are masked, so the
+    likelihood ignores them, and an encoder trained with missing bands (``galae.train``'s
+    ``sleep_missing_band_fraction``) reads the mask.  The cutout's bands must appear in
+    ``bands`` in the same order.
+
+    Args:
+        cutout: the cutout.
+        bands: the bands wanted (a superset of ``cutout.bands``, in order).
+        psf_fwhm_arcsec: PSF FWHM (arcsec) to record for each added band (the encoder is
+            told a PSF for every band; for a masked band any typical value serves).
+
+    Raises:
+        ValueError: a band of the cutout not in ``bands``, or out of order; no FWHM given for
+            an added band.
+    """
+    bands = tuple(bands)
+    unknown = [b for b in cutout.bands if b not in bands]
+    if unknown:
+        raise ValueError(f"bands {','.join(unknown)} are not among {','.join(bands)}")
+    order = [bands.index(b) for b in cutout.bands]
+    if order != sorted(order):
+        raise ValueError(
+            f"bands {','.join(cutout.bands)} are not in the order of {','.join(bands)}"
+        )
+    missing = [b for b in bands if b not in cutout.bands]
+    if not missing:
+        return cutout
+    no_fwhm = [b for b in missing if b not in psf_fwhm_arcsec]
+    if no_fwhm:
+        raise ValueError(f"no PSF FWHM given for the added band(s) {','.join(no_fwhm)}")
+    h, w = cutout.images.shape[-2:]
+    images = np.zeros((len(bands), h, w), np.float32)
+    sigma = np.ones((len(bands), h, w), np.float32)
+    mask = np.ones((len(bands), h, w), bool)
+    images[order], sigma[order], mask[order] = cutout.images, cutout.sigma, cutout.mask
+    psf = None
+    if cutout.psf_fwhm_arcsec is not None:
+        psf = np.array([float(psf_fwhm_arcsec.get(b, np.nan)) for b in bands], np.float32)
+        psf[order] = cutout.psf_fwhm_arcsec
+    psf_image = None
+    if cutout.psf_image is not None:  # a Gaussian of the given FWHM for the added bands
+        size = cutout.psf_image.shape[-1]
+        psf_image = np.zeros((len(bands), size, size), np.float32)
+        psf_image[order] = cutout.psf_image
+        r = np.arange(size) - (size - 1) / 2
+        rr = r[None, :] ** 2 + r[:, None] ** 2
+        for i, b in enumerate(bands):
+            if b in missing:
+                s_pix = psf_fwhm_arcsec[b] / cutout.pixel_scale_arcsec / _FWHM_PER_SIGMA
+                g = np.exp(-0.5 * rr / s_pix**2)
+                psf_image[i] = g / g.sum()
+    return replace(
+        cutout,
+        images=images,
+        sigma=sigma,
+        mask=mask,
+        bands=bands,
+        psf_fwhm_arcsec=psf,
+        psf_image=psf_image,
+        sources=tuple(
+            cutout.sources[cutout.bands.index(b)] if b in cutout.bands else "(missing)"
+            for b in bands
+        ),
     )
 
 
