@@ -153,6 +153,25 @@ def test_refine_above_chi2_on_cuda() -> None:
     assert bool(torch.isfinite(mixed.samples(9, seed=1, derived=False)["redshift"]).all())
 
 
+def test_larger_and_odd_stamps_on_cuda() -> None:
+    """A 95 x 95 stamp on the GPU: outputs on the stamp, the encoder's cut the CPU's (to float
+    noise), the centre offsets half a pixel from the frame's, analogues on the stamp."""
+    s = galae.sample(n=3, seed=6, shape=(95, 95))
+    images, sigma = s.images.numpy(), s.sigma.numpy()
+    kw = {"psf_fwhm_arcsec": s.psf_fwhm_arcsec.numpy(), "redshift": s.redshift.numpy()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cpu = galae.load().encode(images, sigma, n_mc=64, n_mc_derived=2, **kw)
+        m = galae.load(device="cuda")
+        gpu = m.encode(images, sigma, n_mc=64, n_mc_derived=2, refine_steps=3, **kw)
+        twins = m.analogues(images[0], sigma[0], n=4, psf_fwhm_arcsec=kw["psf_fwhm_arcsec"][0])
+    assert gpu.model_images.shape == (3, 5, 95, 95) and gpu.maps["age_gyr"].shape == (3, 95, 95)
+    assert twins.images.shape == (4, 5, 95, 95) and twins.images.device.type == "cuda"
+    assert cpu._shift_arcsec == gpu._shift_arcsec == pytest.approx((0.198, 0.198))
+    amortized = m.encode(images, sigma, n_mc=64, n_mc_derived=2, **kw)
+    torch.testing.assert_close(amortized._loc.cpu(), cpu._loc, atol=1e-2, rtol=1e-2)
+
+
 def test_mixed_precision_training_on_cuda(tmp_path: Path) -> None:
     data = tmp_path / "train.h5"
     run_mock(MockConfig(n=32, seed=5, shape=(32, 32), chunk=32, out=str(data)), progress=False)
