@@ -181,7 +181,10 @@ class Posterior:
         return self._owner._map_draws(self, k, seed, names)
 
     def unconstrained_samples(self, k: int, seed: int | None = None) -> Tensor:
-        """(k, N, D) draws of the unconstrained latent."""
+        """(k, N, D) draws of the unconstrained latent.  Its centre offsets are from the
+        centre of the frame the model worked in (:meth:`GalaeModel._frame`), which for a stamp
+        whose size differs from the model's by an odd number of pixels lies half a pixel from
+        the stamp's own (:meth:`samples` gives them from the stamp's centre)."""
         return self._joint_draws(k, _generator(seed, self._loc.device))[0]
 
     def _joint_draws(self, k: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -1285,11 +1288,12 @@ class GalaeModel:
             refine_steps=refine_steps,
             mask_neighbours=mask_neighbours,
         )
-        u, z = post._joint_draws(n, _generator(seed, post._loc.device))  # (n, 1, D), (n, 1)
+        # one stream: the posterior draws, then the noise of their images
+        g = _generator(seed, post._loc.device)
+        u, z = post._joint_draws(n, g)  # (n, 1, D), (n, 1)
         psf = b.psf_fwhm_arcsec.expand(n, -1)
         shape = tuple(post._batch.images.shape[-2:])
         parts = []
-        g = torch.Generator(device=self.device).manual_seed(seed)
         for sl in _chunks(n, batch_size):
             k = sl.stop - sl.start
             parts.append(
