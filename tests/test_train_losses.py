@@ -318,6 +318,33 @@ def test_sleep_noise_scaling_draws_deeper_and_shallower_stamps() -> None:
     assert 0.3 < float(scaled) < 0.7  # about half of 64
 
 
+def test_sleep_seeing_and_redshift_beyond_the_data() -> None:
+    """simulate_like with psf_scale_fraction = 1 and a one-point range renders every stamp with
+    its PSF times 10**dex (and says so in the simulated batch); with redshift_fraction = 1 every
+    stamp lies at a redshift in the range; off, neither draws a number (the same stream)."""
+    from galae.train import simulate_like
+
+    model, _ = _modules()
+    batch = _batch(32)
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    u0, base = simulate_like(model, batch, g())
+    u1, same = simulate_like(model, batch, g(), None, 0.0, (0.0, 0.0), 0.0, (0.3, 0.3), 0.0)
+    torch.testing.assert_close(same.images, base.images)
+    u2, blurred = simulate_like(model, batch, g(), None, 0.0, (0.0, 0.0), 0.0, (0.3, 0.3), 1.0)
+    torch.testing.assert_close(u2, u0)
+    torch.testing.assert_close(blurred.psf_fwhm_arcsec, batch.psf_fwhm_arcsec * 10**0.3)
+    torch.testing.assert_close(blurred.redshift, batch.redshift)
+    wide = dataclasses.replace(batch, psf_fwhm_arcsec=batch.psf_fwhm_arcsec * 10**0.3)
+    clean = model.render_images(u0, wide, batch.redshift)
+    pulls = ((blurred.images - clean) / blurred.sigma)[~batch.mask]
+    assert abs(float(pulls.std()) - 1.0) < 0.02
+    _, far = simulate_like(
+        model, batch, g(), None, 0.0, (0.0, 0.0), 0.0, (0.0, 0.0), 0.0, (0.3, 0.45), 1.0
+    )
+    assert bool(((far.redshift >= 0.3) & (far.redshift <= 0.45)).all())
+    torch.testing.assert_close(far.psf_fwhm_arcsec, batch.psf_fwhm_arcsec)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -325,8 +352,13 @@ def test_sleep_noise_scaling_draws_deeper_and_shallower_stamps() -> None:
         {"sleep_sigma_scale_dex": (-3.0, 0.0)},
         {"sleep_sigma_scale_dex": (-1.0, 0.0, 0.5)},
         {"sleep_sigma_scale_fraction": 1.5},
+        {"sleep_psf_scale_dex": (0.0, 1.5)},
+        {"sleep_psf_scale_fraction": -0.1},
+        {"sleep_redshift_range": (0.3, 0.2)},
+        {"sleep_redshift_range": (0.1, 0.9)},
+        {"sleep_redshift_fraction": 2.0},
     ],
 )
 def test_bad_noise_scaling_is_refused(bad: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="sleep_sigma_scale"):
+    with pytest.raises(ValueError, match=next(iter(bad))):
         TrainConfig(**bad)  # type: ignore[arg-type]

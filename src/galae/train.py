@@ -22,7 +22,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyro
@@ -50,6 +50,11 @@ __all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
 
 #: consecutive steps with a non-finite gradient after which training stops with an error
 MAX_NONFINITE_STEPS: int = 50
+
+
+#: The largest redshift ``sleep_redshift_range`` may reach: that of the packaged population
+#: table (``python -m galae.sps build``'s default ``--z-max``).
+SLEEP_REDSHIFT_MAX: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,15 @@ class TrainConfig:
     # i.e. sigma x 0.16 (Annis et al. 2014).  (0, 0) = the data set's noise only
     sleep_sigma_scale_dex: tuple[float, float] = (0.0, 0.0)
     sleep_sigma_scale_fraction: float = 0.5
+    # observing conditions beyond the data set's: a fraction `sleep_psf_scale_fraction` of the
+    # simulated stamps get their PSF FWHM (every band alike) times 10**U(low, high), and a
+    # fraction `sleep_redshift_fraction` are put at a redshift uniform in `sleep_redshift_range`,
+    # so that the encoder also meets worse seeing and larger distances than the data set holds
+    # (a simulation can change its conditions for free).  (0, 0) and 0 = the data set's only
+    sleep_psf_scale_dex: tuple[float, float] = (0.0, 0.0)
+    sleep_psf_scale_fraction: float = 0.0
+    sleep_redshift_range: tuple[float, float] = (0.01, 0.45)
+    sleep_redshift_fraction: float = 0.0
     supervised_weight: float = 0.0  # uses truth latents from the data set (off by default)
     # start from another run's encoder and population prior (same architecture), e.g. to add
     # the wake term to a simulation-trained model; the prior then is the ELBO's p(u)
@@ -201,6 +215,22 @@ class TrainConfig:
                 "sleep_sigma_scale_fraction must be in [0, 1], "
                 f"got {self.sleep_sigma_scale_fraction}"
             )
+        psf_span = tuple(float(v) for v in self.sleep_psf_scale_dex)
+        if not (len(psf_span) == 2 and -1.0 <= psf_span[0] <= psf_span[1] <= 1.0):
+            raise ValueError(
+                "sleep_psf_scale_dex must be (low, high) with -1 <= low <= high <= 1, "
+                f"got {self.sleep_psf_scale_dex}"
+            )
+        z_span = tuple(float(v) for v in self.sleep_redshift_range)
+        if not (len(z_span) == 2 and 0.0 < z_span[0] < z_span[1] <= SLEEP_REDSHIFT_MAX):
+            raise ValueError(
+                f"sleep_redshift_range must be (low, high) with 0 < low < high <= "
+                f"{SLEEP_REDSHIFT_MAX} (the population table's reach), "
+                f"got {self.sleep_redshift_range}"
+            )
+        for name in ("sleep_psf_scale_fraction", "sleep_redshift_fraction"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.sleep_history_scale_dex >= 0.0:
             raise ValueError(
                 f"sleep_history_scale_dex must be >= 0, got {self.sleep_history_scale_dex}"
@@ -293,6 +323,10 @@ def simulate_like(
     history_scale_dex: float = 0.0,
     sigma_scale_dex: tuple[float, float] = (0.0, 0.0),
     sigma_scale_fraction: float = 0.0,
+    psf_scale_dex: tuple[float, float] = (0.0, 0.0),
+    psf_scale_fraction: float = 0.0,
+    redshift_range: tuple[float, float] = (0.01, 0.45),
+    redshift_fraction: float = 0.0,
 ) -> tuple[Tensor, Batch]:
     """Draw u from the prior (default the model's), render under the batch's conditions, add noise.
 
@@ -300,7 +334,11 @@ def simulate_like(
     (:class:`galae.physics.sfh.HistoryVariability`), a nuisance that the latents do not hold.
     With ``sigma_scale_fraction`` > 0 that fraction of the stamps (drawn at random) has its
     sigma map multiplied by 10**s, s uniform in ``sigma_scale_dex`` (dex),
-    before the noise is drawn: deeper or shallower images than the batch's.
+    before the noise is drawn: deeper or shallower images than the batch's.  With
+    ``psf_scale_fraction`` > 0 that fraction has its PSF FWHM (every band) times 10**s, s uniform
+    in ``psf_scale_dex``; with ``redshift_fraction`` > 0 that fraction is put at a redshift
+    uniform in ``redshift_range``: worse seeing and larger distances than the batch's.  None of
+    these draws is made when its option is off, so the random stream is as without them.
 
     Returns the true unconstrained latents (B, D) and a :class:`Batch` of simulated stamps with the
     same mask, PSF and redshift as ``batch``, and its sigma (times those factors).
@@ -317,8 +355,23 @@ def simulate_like(
             variability = sfh.HistoryVariability.draw(
                 batch.size, history_scale_dex, generator=generator, device=u.device, dtype=u.dtype
             )
+        conditions = batch
+        b = batch.size
+        dev = batch.images.device
+        lo_psf, hi_psf = psf_scale_dex
+        if psf_scale_fraction > 0 and (lo_psf, hi_psf) != (0.0, 0.0):
+            pick = torch.rand(b, generator=generator, device=dev) < psf_scale_fraction
+            dex = lo_psf + (hi_psf - lo_psf) * torch.rand(b, generator=generator, device=dev)
+            factor = torch.where(pick, 10.0**dex, torch.ones_like(dex))
+            psf = batch.psf_fwhm_arcsec * factor.to(batch.psf_fwhm_arcsec).view(b, 1)
+            conditions = replace(conditions, psf_fwhm_arcsec=psf)
+        if redshift_fraction > 0:
+            pick = torch.rand(b, generator=generator, device=dev) < redshift_fraction
+            lo_z, hi_z = redshift_range
+            far = lo_z + (hi_z - lo_z) * torch.rand(b, generator=generator, device=dev)
+            z = torch.where(pick, far.to(z), z)
         with sfh.history_variability(variability):
-            clean = model.render_images(u, batch, z)
+            clean = model.render_images(u, conditions, z)
         sigma = batch.sigma
         lo, hi = sigma_scale_dex
         if sigma_scale_fraction > 0 and (lo, hi) != (0.0, 0.0):
@@ -334,7 +387,7 @@ def simulate_like(
         images=noisy,
         sigma=sigma,
         mask=batch.mask,
-        psf_fwhm_arcsec=batch.psf_fwhm_arcsec,
+        psf_fwhm_arcsec=conditions.psf_fwhm_arcsec,
         redshift=z,
         pixel_scale_arcsec=batch.pixel_scale_arcsec,
         bands=batch.bands,
@@ -432,6 +485,10 @@ def sleep_loss(
     history_scale_dex: float = 0.0,
     sigma_scale_dex: tuple[float, float] = (0.0, 0.0),
     sigma_scale_fraction: float = 0.0,
+    psf_scale_dex: tuple[float, float] = (0.0, 0.0),
+    psf_scale_fraction: float = 0.0,
+    redshift_range: tuple[float, float] = (0.01, 0.45),
+    redshift_fraction: float = 0.0,
 ) -> Tensor:
     """-log q(u_true | x_sim, z) / D, averaged over the simulated batch, plus a photo-z term.
 
@@ -448,7 +505,9 @@ def sleep_loss(
     With ``mask_fraction`` > 0 that fraction of the simulated stamps is masked at random on top
     of the batch's own masks, and with ``missing_band_fraction`` > 0 that fraction loses one
     whole band (:func:`random_source_masks`); ``history_scale_dex``, ``sigma_scale_dex`` and
-    ``sigma_scale_fraction`` as in :func:`simulate_like`.
+    ``sigma_scale_fraction``, ``psf_scale_dex``, ``psf_scale_fraction``, ``redshift_range`` and
+    ``redshift_fraction`` as in :func:`simulate_like`; stamps put beyond the photo-z head's
+    range (:data:`REDSHIFT_FALLBACK_RANGE`) do not score it.
     """
     u, sim = simulate_like(
         model,
@@ -458,6 +517,10 @@ def sleep_loss(
         history_scale_dex,
         sigma_scale_dex,
         sigma_scale_fraction,
+        psf_scale_dex,
+        psf_scale_fraction,
+        redshift_range,
+        redshift_fraction,
     )
     if mask_fraction > 0 or missing_band_fraction > 0:
         shape = tuple(sim.images.shape)
@@ -471,10 +534,11 @@ def sleep_loss(
     nll = -guide.posterior_dist(out).log_prob(u)
     if photo_z_fraction > 0:
         hide = torch.rand(sim.size, generator=generator, device=sim.images.device)
-        hide = hide < photo_z_fraction
+        lo, hi = REDSHIFT_FALLBACK_RANGE
+        # the photo-z head's range ends at hi: stamps put further away do not score it
+        hide = (hide < photo_z_fraction) & (sim.redshift <= hi)
         if bool(hide.any()):
             z_loc, z_scale = enc.photo_z(feat[hide], cond[hide])  # the same CNN features
-            lo, hi = REDSHIFT_FALLBACK_RANGE
             eps = 1e-4 * (hi - lo)  # keep the logit finite at the range's ends
             t = redshift_transform().inv(sim.redshift[hide].clamp(lo + eps, hi - eps))
             nll_z = -torch.distributions.Normal(z_loc, z_scale).log_prob(t)
@@ -520,6 +584,10 @@ def loss_terms(
             cfg.sleep_history_scale_dex,
             cfg.sleep_sigma_scale_dex,
             cfg.sleep_sigma_scale_fraction,
+            cfg.sleep_psf_scale_dex,
+            cfg.sleep_psf_scale_fraction,
+            cfg.sleep_redshift_range,
+            cfg.sleep_redshift_fraction,
         )
     if cfg.supervised_weight > 0:
         terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
