@@ -1,7 +1,8 @@
 #!/bin/bash
 # Fine-tunes of the packaged model that simulate worse seeing (and larger distances) than the
 # data hold (train's sleep_psf_scale_* and sleep_redshift_*; README, issue 6), calibrated and
-# evaluated amortized against the packaged model and the U-Net.  Needs the mocks of
+# evaluated amortized against the packaged model and the U-Net, and the analytic r_half error
+# of the psf fine-tune against the packaged model on 1000 fresh mocks.  Needs the mocks of
 # benchmarks/ae_vs_unet.sh and deep_data.sh, and runs/eval_new of packaged_release.sh.  About 70
 # minutes on 2 CPU cores.  Results: results/conditions_ft.json.
 set -ef  # -f: no globbing of the [low,high] values in $BASE
@@ -21,3 +22,9 @@ for run in cond psf; do
   done
 done
 $P benchmarks/conditions_ft.py packaged=runs/eval_new psf_and_redshift=runs/eval_cond psf=runs/eval_psf
+# the analytic r_half error on 1000 fresh mocks, paired (the 400 above are few for a median)
+$P -m galae.mock --config configs/mock_analytic.yaml --n 1000 --seed 303 --out data/analytic_check.h5
+$P -m galae.evaluate --no-figures --checkpoint src/galae/default_model/model.pt --data data/analytic_check.h5 --out runs/eval_check/packaged
+$P -m galae.evaluate --no-figures --checkpoint runs/psf_ft/model_cal.pt --data data/analytic_check.h5 --out runs/eval_check/psf
+$P benchmarks/paired_rhalf.py --data data/analytic_check.h5 runs/eval_check/packaged runs/eval_check/psf --name analytic_check
+$P benchmarks/paired_rhalf.py --data data/analytic_test.h5 runs/eval_new/analytic_400 runs/eval_psf/analytic_400 --name analytic_test
