@@ -59,6 +59,14 @@ def timeit(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1, sync: bool =
     return best
 
 
+def mad(x: Any) -> float:
+    """1.4826 times the median absolute deviation: a robust standard deviation."""
+    import numpy as np
+
+    x = np.asarray(x, np.float64)
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write ``results/<name>.json`` with the machine description added."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -18,11 +18,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _common import write_result
-
-
-def _mad(x: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+from _common import mad, write_result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -49,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     idx = rng.integers(0, n, (a.n_boot, n))
     med = {k: np.median(v[idx], axis=1) for k, v in frac.items()}
-    mads = {k: np.array([_mad(v["mstar"][i]) for i in idx[:500]]) for k, v in runs.items()}
+    mads = {k: np.array([mad(v["mstar"][i]) for i in idx[:500]]) for k, v in runs.items()}
 
     def ci(x: np.ndarray) -> list[float]:
         return [float(v) for v in np.percentile(x, [2.5, 97.5])]
@@ -66,8 +62,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "b_minus_a_ci95": ci(med["b"] - med["a"]),
         },
         "log_mstar_scatter_mad_dex": {
-            "a": _mad(runs["a"]["mstar"]),
-            "b": _mad(runs["b"]["mstar"]),
+            "a": mad(runs["a"]["mstar"]),
+            "b": mad(runs["b"]["mstar"]),
             "b_minus_a_ci95": ci(mads["b"] - mads["a"]),
         },
     }

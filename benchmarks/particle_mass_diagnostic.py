@@ -23,7 +23,7 @@ from typing import Any
 
 import h5py
 import numpy as np
-from _common import write_result
+from _common import mad, write_result
 
 #: truth parameters split into quartiles (those the particle mocks record)
 SPLITS = (
@@ -38,10 +38,6 @@ SPLITS = (
 )
 #: truth parameters compared between the tail (beyond 3 MAD) and the rest
 TAIL_KEYS = ("r_half_arcsec_r", "av_face_on_mag", "arm_fraction_young", "mag_r", "redshift")
-
-
-def mad(x: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
