@@ -315,6 +315,23 @@ def wake_loss(
     return WAKE_ESTIMATORS[estimator](model, guide, batch)
 
 
+def _random_factors(
+    b: int,
+    fraction: float,
+    span_dex: tuple[float, float],
+    generator: torch.Generator | None,
+    device: torch.device | str,
+) -> Tensor | None:
+    """(b,) factors 10**U(low, high) for a random ``fraction`` of b stamps, 1 for the others;
+    None (and no random number drawn) when the fraction is 0 or the span is (0, 0)."""
+    lo, hi = span_dex
+    if not (fraction > 0 and (lo, hi) != (0.0, 0.0)):
+        return None
+    pick = torch.rand(b, generator=generator, device=device) < fraction
+    dex = lo + (hi - lo) * torch.rand(b, generator=generator, device=device)
+    return torch.where(pick, 10.0**dex, torch.ones_like(dex))
+
+
 def simulate_like(
     model: GalaxyModel,
     batch: Batch,
@@ -358,11 +375,8 @@ def simulate_like(
         conditions = batch
         b = batch.size
         dev = batch.images.device
-        lo_psf, hi_psf = psf_scale_dex
-        if psf_scale_fraction > 0 and (lo_psf, hi_psf) != (0.0, 0.0):
-            pick = torch.rand(b, generator=generator, device=dev) < psf_scale_fraction
-            dex = lo_psf + (hi_psf - lo_psf) * torch.rand(b, generator=generator, device=dev)
-            factor = torch.where(pick, 10.0**dex, torch.ones_like(dex))
+        factor = _random_factors(b, psf_scale_fraction, psf_scale_dex, generator, dev)
+        if factor is not None:
             psf = batch.psf_fwhm_arcsec * factor.to(batch.psf_fwhm_arcsec).view(b, 1)
             conditions = replace(conditions, psf_fwhm_arcsec=psf)
         if redshift_fraction > 0:
@@ -373,14 +387,9 @@ def simulate_like(
         with sfh.history_variability(variability):
             clean = model.render_images(u, conditions, z)
         sigma = batch.sigma
-        lo, hi = sigma_scale_dex
-        if sigma_scale_fraction > 0 and (lo, hi) != (0.0, 0.0):
-            b = batch.size
-            dev = sigma.device
-            pick = torch.rand(b, generator=generator, device=dev) < sigma_scale_fraction
-            dex = lo + (hi - lo) * torch.rand(b, generator=generator, device=dev)
-            factor = torch.where(pick, 10.0**dex, torch.ones_like(dex)).to(sigma)
-            sigma = sigma * factor.view(b, 1, 1, 1)
+        factor = _random_factors(b, sigma_scale_fraction, sigma_scale_dex, generator, sigma.device)
+        if factor is not None:
+            sigma = sigma * factor.to(sigma).view(b, 1, 1, 1)
         noise = torch.randn(clean.shape, generator=generator, device=clean.device)
         noisy = clean + sigma * noise.to(clean)
     sim = Batch(
