@@ -610,13 +610,11 @@ def fill_missing_bands(
         size = cutout.psf_image.shape[-1]
         psf_image = np.zeros((len(bands), size, size), np.float32)
         psf_image[order] = cutout.psf_image
-        r = np.arange(size) - (size - 1) / 2
-        rr = r[None, :] ** 2 + r[:, None] ** 2
         for i, b in enumerate(bands):
             if b in missing:
-                s_pix = psf_fwhm_arcsec[b] / cutout.pixel_scale_arcsec / _FWHM_PER_SIGMA
-                g = np.exp(-0.5 * rr / s_pix**2)
-                psf_image[i] = g / g.sum()
+                var = (psf_fwhm_arcsec[b] / cutout.pixel_scale_arcsec / _FWHM_PER_SIGMA) ** 2
+                gaussian = GaussianMixturePSF(np.ones(1), np.zeros((1, 2)), var * np.eye(2)[None])
+                psf_image[i] = render_mixture(gaussian, size)
     return replace(
         cutout,
         images=images,
