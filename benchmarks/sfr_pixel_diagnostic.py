@@ -117,22 +117,22 @@ def _redistributed(data: str, n: int, band: str = "u", smooth_pix: float = 1.5) 
         "smooth_pix": smooth_pix,
         "model_maps": dict(zip(("total", "between", "within"), scatter(base), strict=True)),
     }
+    # the smoothed images do not depend on the variant: computed once
+    obs_s = np.stack(
+        [
+            gaussian_filter(obs[i] * use[i], smooth_pix)
+            / np.maximum(gaussian_filter(use[i], smooth_pix), 1e-3)
+            for i in range(n)
+        ]
+    )
+    mod_s = np.stack([gaussian_filter(mod[i], smooth_pix) for i in range(n)])
+    noise_s = np.stack([gaussian_filter(noise[i], smooth_pix) for i in range(n)]) / (
+        smooth_pix * np.sqrt(4.0 * np.pi)
+    )
+    covered = gaussian_filter(use, (0, smooth_pix, smooth_pix)) > 0.5
     for alpha in (0.5, 1.0):
         for snr in (1.0, 3.0):
-            obs_s = np.stack(
-                [
-                    gaussian_filter(obs[i] * use[i], smooth_pix)
-                    / np.maximum(gaussian_filter(use[i], smooth_pix), 1e-3)
-                    for i in range(n)
-                ]
-            )
-            mod_s = np.stack([gaussian_filter(mod[i], smooth_pix) for i in range(n)])
-            noise_s = np.stack([gaussian_filter(noise[i], smooth_pix) for i in range(n)]) / (
-                smooth_pix * np.sqrt(4.0 * np.pi)
-            )
-            good = (mod_s > snr * noise_s) & (
-                gaussian_filter(use, (0, smooth_pix, smooth_pix)) > 0.5
-            )
+            good = (mod_s > snr * noise_s) & covered
             ratio = np.where(good, np.clip(obs_s / np.maximum(mod_s, 1e-12), 0.1, 10.0), 1.0)
             ratio = ratio**alpha
             lin = 10.0 ** base[SFR]
