@@ -485,6 +485,30 @@ def test_analogues(trained: Trained) -> None:
         mean = float(many.params[name].mean())
         assert abs(mean - float(post.params[name][0])) < 4 * spread / 16 + 1e-6, name
         assert 0.7 < float(many.params[name].std()) / spread < 1.3, name
+    # a posterior already computed gives the same analogues as encoding the image again
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        same = {"refine_steps": 2, "mask_neighbours": True}
+        post = trained.model.encode(
+            d["images"][:1], d["sigma"][:1], n_mc=2, n_mc_derived=0, seed=5, **same, **kw
+        )
+        again = trained.model.analogues(d["images"][0], d["sigma"][0], n=3, seed=5, **same, **kw)
+        given = trained.model.analogues(
+            d["images"][0], d["sigma"][0], n=3, seed=5, posterior=post, **kw
+        )
+    torch.testing.assert_close(given.images, again.images)
+    torch.testing.assert_close(given.params["r_d_kpc"], again.params["r_d_kpc"])
+    with pytest.raises(ValueError, match="are the given posterior's"):
+        trained.model.analogues(d["images"][0], d["sigma"][0], posterior=post, **same, **kw)
+    with pytest.raises(ValueError, match="whether the redshift"):
+        trained.model.analogues(
+            d["images"][0], d["sigma"][0], psf_fwhm_arcsec=kw["psf_fwhm_arcsec"], posterior=post
+        )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        two = trained.model.encode(d["images"][:2], d["sigma"][:2], redshift=d["redshift"][:2])
+    with pytest.raises(ValueError, match="holds 2 galaxies"):
+        trained.model.analogues(d["images"][0], d["sigma"][0], posterior=two, **kw)
     with pytest.raises(ValueError, match="one image"):
         trained.model.analogues(
             d["images"][:2],

@@ -2035,8 +2035,7 @@ def _cmd_analogues(args: argparse.Namespace) -> None:
         pixel_scale_arcsec=data["pixel_scale_arcsec"],
         mask=data["mask"][0],
         seed=args.seed,
-        refine_steps=args.refine_steps,
-        mask_neighbours=args.mask_neighbours,
+        posterior=post,
     )
     unknown = [n for n in names if n not in twins.params]
     if unknown:

@@ -1254,6 +1254,7 @@ class GalaeModel:
         batch_size: int = 256,
         refine_steps: int = 0,
         mask_neighbours: bool = False,
+        posterior: Posterior | None = None,
     ) -> Samples:
         """n galaxies drawn from the posterior of one observed image, rendered under its
         conditions (same PSF, redshift and per-band noise level) on a stamp of its size.
@@ -1262,11 +1263,38 @@ class GalaeModel:
         ``mask_neighbours``; with the redshift unknown the draws are joint in latents and
         redshift (:class:`PhotoZMixture`).  The noise level of each band is the median sigma
         of its unmasked pixels.  Without ``psf_fwhm_arcsec`` the median SDSS seeing is assumed,
-        with a warning, as in :meth:`encode`."""
+        with a warning, as in :meth:`encode`.
+
+        ``posterior``: :meth:`encode`'s posterior of this same image (with the same arguments),
+        when the caller has it already; the image is then not encoded again, and
+        ``refine_steps`` and ``mask_neighbours`` must be left at their defaults (they are the
+        posterior's).  It must come from this model and hold one galaxy on a stamp of the
+        image's size."""
         n = _count(n, "n")
         b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if b.size != 1:
             raise ValueError(f"analogues takes one image, got {b.size}")
+        if posterior is not None:
+            if refine_steps != 0 or mask_neighbours:
+                raise ValueError(
+                    "analogues: refine_steps and mask_neighbours are the given posterior's; "
+                    "pass them to encode, not here"
+                )
+            if posterior.model is not self:
+                raise ValueError("analogues: the posterior was made by another GalaeModel")
+            if posterior.mask.shape[0] != 1 or tuple(posterior.mask.shape[-2:]) != tuple(
+                b.images.shape[-2:]
+            ):
+                raise ValueError(
+                    f"analogues: the posterior holds {posterior.mask.shape[0]} galaxies on "
+                    f"{tuple(posterior.mask.shape[-2:])} stamps; the image is one galaxy on "
+                    f"{tuple(b.images.shape[-2:])}"
+                )
+            if bool(posterior.redshift_given[0]) != bool(torch.isfinite(b.redshift[0])):
+                raise ValueError(
+                    "analogues: the posterior and the call disagree on whether the redshift "
+                    "is known"
+                )
         sky = torch.stack(
             [
                 torch.median(b.sigma[0, i][~b.mask[0, i]])
@@ -1275,18 +1303,22 @@ class GalaeModel:
                 for i in range(b.images.shape[1])
             ]
         )
-        post = self.encode(
-            b.images,
-            b.sigma,
-            psf_fwhm_arcsec=b.psf_fwhm_arcsec,
-            redshift=b.redshift,
-            pixel_scale_arcsec=b.pixel_scale_arcsec,
-            mask=b.mask,
-            n_mc=2,
-            n_mc_derived=0,
-            seed=seed,
-            refine_steps=refine_steps,
-            mask_neighbours=mask_neighbours,
+        post = (
+            posterior
+            if posterior is not None
+            else self.encode(
+                b.images,
+                b.sigma,
+                psf_fwhm_arcsec=b.psf_fwhm_arcsec,
+                redshift=b.redshift,
+                pixel_scale_arcsec=b.pixel_scale_arcsec,
+                mask=b.mask,
+                n_mc=2,
+                n_mc_derived=0,
+                seed=seed,
+                refine_steps=refine_steps,
+                mask_neighbours=mask_neighbours,
+            )
         )
         # one stream: the posterior draws, then the noise of their images
         g = _generator(seed, post._loc.device)
