@@ -10,7 +10,7 @@ over the well-sampled pixels, each with its ratio to the U-Net's.
 
     bash benchmarks/conditions_ft.sh     # trains, calibrates and evaluates, then runs this
 
-Results: ``results/conditions_ft.json``.
+Results: ``results/conditions_ft.json`` (``--name`` for another name).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def _particles(ae: dict[str, Any], unet: dict[str, Any] | None) -> dict[str, flo
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="LABEL=FOLDER")
+    ap.add_argument("--name", default="conditions_ft", help="result name (results/NAME.json)")
     a = ap.parse_args(argv)
     table: dict[str, Any] = {}
     for item in a.runs:
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "models": table,
         "note": "amortized; particle mocks masked; 512 per set, 400 analytic",
     }
-    write_result("conditions_ft", payload)
+    write_result(a.name, payload)
     return payload
 
 

@@ -509,6 +509,16 @@ def test_analogues(trained: Trained) -> None:
         two = trained.model.encode(d["images"][:2], d["sigma"][:2], redshift=d["redshift"][:2])
     with pytest.raises(ValueError, match="holds 2 galaxies"):
         trained.model.analogues(d["images"][0], d["sigma"][0], posterior=two, **kw)
+    with pytest.raises(ValueError, match="images, sigma differ"):
+        trained.model.analogues(d["images"][1], d["sigma"][1], posterior=post, **kw)
+    with pytest.raises(ValueError, match="redshift differ"):
+        trained.model.analogues(
+            d["images"][0],
+            d["sigma"][0],
+            posterior=post,
+            psf_fwhm_arcsec=kw["psf_fwhm_arcsec"],
+            redshift=d["redshift"][0] + 0.05,
+        )
     with pytest.raises(ValueError, match="one image"):
         trained.model.analogues(
             d["images"][:2],

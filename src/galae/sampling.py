@@ -1268,8 +1268,8 @@ class GalaeModel:
         ``posterior``: :meth:`encode`'s posterior of this same image (with the same arguments),
         when the caller has it already; the image is then not encoded again, and
         ``refine_steps`` and ``mask_neighbours`` must be left at their defaults (they are the
-        posterior's).  It must come from this model and hold one galaxy on a stamp of the
-        image's size."""
+        posterior's).  It must come from this model and hold this one galaxy: the same images,
+        sigma, PSF and redshift."""
         n = _count(n, "n")
         b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if b.size != 1:
@@ -1294,6 +1294,23 @@ class GalaeModel:
                 raise ValueError(
                     "analogues: the posterior and the call disagree on whether the redshift "
                     "is known"
+                )
+            rows, cols = posterior._crop
+            pb = posterior._batch
+            differ = [
+                name
+                for name, mine, theirs in (
+                    ("images", pb.images[..., rows, cols], b.images),
+                    ("sigma", pb.sigma[..., rows, cols], b.sigma),
+                    ("psf_fwhm_arcsec", pb.psf_fwhm_arcsec, b.psf_fwhm_arcsec),
+                    ("redshift", pb.redshift, b.redshift),
+                )
+                if not torch.allclose(mine, theirs, equal_nan=True)
+            ]
+            if differ:
+                raise ValueError(
+                    f"analogues: the posterior was not encoded from this image (its "
+                    f"{', '.join(differ)} differ from the call's)"
                 )
         sky = torch.stack(
             [
