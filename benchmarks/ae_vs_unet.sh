@@ -71,7 +71,7 @@ for s in test seeing lowsn highz nou; do
   $P -m galae.evaluate --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --n 128 --out runs/eval128/unet_particles_$s --no-figures
 done
 $P benchmarks/ae_vs_unet.py runs/eval docs/ae_vs_unet.png   # results/ae_vs_unet.json and the figure
-$P benchmarks/ae_vs_unet_table.py > ae_vs_unet_table.md   # the README's issue-6 table
+mkdir -p runs && $P benchmarks/ae_vs_unet_table.py > runs/ae_vs_unet_table.md  # the README's issue-6 table
 $P benchmarks/ae_vs_unet.py runs/eval128 "" ae_vs_unet_128   # results/ae_vs_unet_128.json
 # which summary of the map posterior to report (README, issue 6): four estimators, 32 draws (the
 # README's figures are an earlier release's, as for the four-variant table)

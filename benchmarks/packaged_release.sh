@@ -39,7 +39,7 @@ $P benchmarks/deep_data.py --out-name packaged_release --runs \
   analytic_refined_above_chi2_3=$O/analytic_above3_400 deep_refined_above_chi2_3=$O/analytic_deep_above3 \
   particles_test_refined_above_chi2_3=$O/particles_above3_masked_test
 $P benchmarks/ae_vs_unet.py $O docs/ae_vs_unet.png          # results/ae_vs_unet.json
-$P benchmarks/ae_vs_unet_table.py > ae_vs_unet_table.md    # the README's issue-6 table
+mkdir -p runs && $P benchmarks/ae_vs_unet_table.py > runs/ae_vs_unet_table.md  # the README's issue-6 table
 $P benchmarks/real_sdss.py
 # what limits the particle stellar masses (README, issue 4)
 $P benchmarks/particle_mass_diagnostic.py $O/ae_masked_particles_test --data data/particles_test.h5
