@@ -805,6 +805,8 @@ def test_cli_model_commands(
             _assert_png(out / name)
     rc = plots.main(["corner", "--data", str(data), "--params", "bogus"])
     assert rc == 2 and "known:" in capsys.readouterr().err
+    rc = plots.main(["analogues", "--data", str(data), "--params", "bogus"])
+    assert rc == 2 and "known:" in capsys.readouterr().err
     rc = plots.main(["analogues", "--data", str(data), "--index", "2"])
     assert rc == 2 and "--index 2 out of range" in capsys.readouterr().err
     rc = plots.main(["reconstruct", "--data", str(data), "--n", "2", "--maps-of", "2"])

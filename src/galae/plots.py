@@ -1846,19 +1846,28 @@ def _done(fig: Figure, out: str) -> Path:
 
 
 def _encode(
-    model: GalaeModel, data: Mapping[str, Any], refine_steps: int = 0, mask_neighbours: bool = False
+    model: GalaeModel,
+    data: Mapping[str, Any],
+    refine_steps: int = 0,
+    mask_neighbours: bool = False,
+    *,
+    hide_redshift: bool = False,
+    **options: Any,
 ) -> Any:
+    """``model.encode`` of a data set read by :func:`_read_data` / :func:`_one_galaxy` (its
+    redshifts withheld with ``hide_redshift``; ``options``: more ``encode`` arguments)."""
     _check_bands(model, data)
     _progress(f"encoding {len(data['images'])} galaxies")
     return model.encode(
         data["images"],
         data["sigma"],
         psf_fwhm_arcsec=data["psf_fwhm_arcsec"],
-        redshift=data["redshift"],
+        redshift=None if hide_redshift else data["redshift"],
         pixel_scale_arcsec=data["pixel_scale_arcsec"],
         mask=data["mask"],
         refine_steps=refine_steps,
         mask_neighbours=mask_neighbours,
+        **options,
     )
 
 
@@ -1976,11 +1985,9 @@ def _one_galaxy(args: argparse.Namespace) -> tuple[dict[str, Any], GalaeModel]:
     return read_h5(path, [args.index]), _load_model(args.checkpoint, args.device)
 
 
-def _cmd_corner(args: argparse.Namespace) -> None:
-    if args.k < 2:
-        raise _CliError(f"--k must be >= 2, got {args.k}")
-    data, model = _one_galaxy(args)
-    names = _split_names(args.params) or list(DEFAULT_CORNER_PARAMS)
+def _check_quantity_names(names: Sequence[str], model: GalaeModel) -> None:
+    """A CLI error naming any of ``names`` that is neither a latent nor a derived observable
+    of ``model`` (the keys of its posterior draws and analogues)."""
     known = [
         *REGISTRY.names,
         *_DERIVED_LABELS,
@@ -1989,6 +1996,14 @@ def _cmd_corner(args: argparse.Namespace) -> None:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise _CliError(f"unknown parameter name(s) {unknown}; known: {', '.join(known)}")
+
+
+def _cmd_corner(args: argparse.Namespace) -> None:
+    if args.k < 2:
+        raise _CliError(f"--k must be >= 2, got {args.k}")
+    data, model = _one_galaxy(args)
+    names = _split_names(args.params) or list(DEFAULT_CORNER_PARAMS)
+    _check_quantity_names(names, model)
     post = _encode(model, data, args.refine_steps, args.mask_neighbours)
     derived = any(n not in REGISTRY and n != "redshift" for n in names)
     _progress(
@@ -2012,34 +2027,27 @@ def _cmd_analogues(args: argparse.Namespace) -> None:
         raise _CliError(f"--n must be >= 2, got {args.n}")
     data, model = _one_galaxy(args)
     names = _split_names(args.params) or list(DEFAULT_ANALOGUE_PARAMS)
-    _check_bands(model, data)
-    redshift = None if args.hide_redshift else data["redshift"][0]
-    _progress(f"drawing {args.n} analogues of galaxy {args.index}")
-    post = model.encode(
-        data["images"],
-        data["sigma"],
-        psf_fwhm_arcsec=data["psf_fwhm_arcsec"],
-        redshift=None if redshift is None else data["redshift"],
-        pixel_scale_arcsec=data["pixel_scale_arcsec"],
-        mask=data["mask"],
-        refine_steps=args.refine_steps,
-        mask_neighbours=args.mask_neighbours,
+    _check_quantity_names(names, model)
+    post = _encode(
+        model,
+        data,
+        args.refine_steps,
+        args.mask_neighbours,
+        hide_redshift=args.hide_redshift,
         n_mc_derived=0,
     )
+    _progress(f"drawing {args.n} analogues of galaxy {args.index}")
     twins = model.analogues(
         data["images"][0],
         data["sigma"][0],
         n=args.n,
         psf_fwhm_arcsec=data["psf_fwhm_arcsec"][0],
-        redshift=redshift,
+        redshift=None if args.hide_redshift else data["redshift"][0],
         pixel_scale_arcsec=data["pixel_scale_arcsec"],
         mask=data["mask"][0],
         seed=args.seed,
         posterior=post,
     )
-    unknown = [n for n in names if n not in twins.params]
-    if unknown:
-        raise _CliError(f"unknown parameter name(s) {unknown}; known: {', '.join(twins.params)}")
     truth_params = data["truth"]["params"]
     truths = {n: float(_np(truth_params[n], n)[0]) for n in names if n in truth_params}
     fig = analogues_figure(
@@ -2129,8 +2137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--data", required=True, help="galae HDF5 data set")
     sg.add_argument("--n", type=int, default=16, help="the first n galaxies")
     c = cmds["corner"]
-    c.add_argument("--data", required=True, help="galae HDF5 data set")
-    c.add_argument("--index", type=int, default=0, help="row of the galaxy in the data set")
+    _add_one_galaxy_options(c)
     c.add_argument("--k", type=int, default=2000, help="posterior draws")
     c.add_argument("--seed", type=int, default=0)
     _add_encode_options(c)
@@ -2141,8 +2148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantities (default: " + ",".join(DEFAULT_CORNER_PARAMS) + ")",
     )
     an = cmds["analogues"]
-    an.add_argument("--data", required=True, help="galae HDF5 data set")
-    an.add_argument("--index", type=int, default=0, help="row of the galaxy in the data set")
+    _add_one_galaxy_options(an)
     an.add_argument("--n", type=int, default=200, help="analogues drawn (histograms)")
     an.add_argument("--show", type=int, default=15, help="analogues shown as images")
     an.add_argument("--seed", type=int, default=0)
@@ -2157,6 +2163,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantities (default: " + ",".join(DEFAULT_ANALOGUE_PARAMS) + ")",
     )
     return parser
+
+
+def _add_one_galaxy_options(sub: argparse.ArgumentParser) -> None:
+    """The options :func:`_one_galaxy` reads: the data set and the galaxy's row in it."""
+    sub.add_argument("--data", required=True, help="galae HDF5 data set")
+    sub.add_argument("--index", type=int, default=0, help="row of the galaxy in the data set")
 
 
 def _add_encode_options(sub: argparse.ArgumentParser) -> None:
