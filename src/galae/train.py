@@ -200,20 +200,21 @@ class TrainConfig:
                 f"wake_estimator must be one of {sorted(WAKE_ESTIMATORS)}, "
                 f"got {self.wake_estimator!r}"
             )
-        if not 0.0 <= self.sleep_mask_fraction <= 1.0:
-            raise ValueError(
-                f"sleep_mask_fraction must be in [0, 1], got {self.sleep_mask_fraction}"
-            )
+        for name in (
+            "sleep_mask_fraction",
+            "sleep_sigma_scale_fraction",
+            "sleep_psf_scale_fraction",
+            "sleep_redshift_fraction",
+            "sleep_missing_band_fraction",
+            "sleep_photo_z_fraction",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         span = tuple(float(v) for v in self.sleep_sigma_scale_dex)
         if not (len(span) == 2 and -2.0 <= span[0] <= span[1] <= 2.0):
             raise ValueError(
                 "sleep_sigma_scale_dex must be (low, high) with -2 <= low <= high <= 2, "
                 f"got {self.sleep_sigma_scale_dex}"
-            )
-        if not 0.0 <= self.sleep_sigma_scale_fraction <= 1.0:
-            raise ValueError(
-                "sleep_sigma_scale_fraction must be in [0, 1], "
-                f"got {self.sleep_sigma_scale_fraction}"
             )
         psf_span = tuple(float(v) for v in self.sleep_psf_scale_dex)
         if not (len(psf_span) == 2 and -1.0 <= psf_span[0] <= psf_span[1] <= 1.0):
@@ -228,21 +229,9 @@ class TrainConfig:
                 f"{SLEEP_REDSHIFT_MAX} (the population table's reach), "
                 f"got {self.sleep_redshift_range}"
             )
-        for name in ("sleep_psf_scale_fraction", "sleep_redshift_fraction"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.sleep_history_scale_dex >= 0.0:
             raise ValueError(
                 f"sleep_history_scale_dex must be >= 0, got {self.sleep_history_scale_dex}"
-            )
-        if not 0.0 <= self.sleep_missing_band_fraction <= 1.0:
-            raise ValueError(
-                "sleep_missing_band_fraction must be in [0, 1], "
-                f"got {self.sleep_missing_band_fraction}"
-            )
-        if not 0.0 <= self.sleep_photo_z_fraction <= 1.0:
-            raise ValueError(
-                f"sleep_photo_z_fraction must be in [0, 1], got {self.sleep_photo_z_fraction}"
             )
         from galae.data.loader import check_data_cache
 
