@@ -67,6 +67,15 @@ def mad(x: Any) -> float:
     return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
+def per_galaxy(report: str | Path) -> dict[str, Any]:
+    """The per-galaxy statistics of a ``galae.evaluate`` report folder (its ``per_galaxy.npz``)
+    as float64 arrays, keyed as written there (the private ``_*`` entries left out)."""
+    import numpy as np
+
+    with np.load(Path(report) / "per_galaxy.npz") as z:
+        return {k: np.asarray(z[k], np.float64) for k in z.files if not k.startswith("_")}
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write ``results/<name>.json`` with the machine description added."""
     RESULTS.mkdir(parents=True, exist_ok=True)

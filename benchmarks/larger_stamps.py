@@ -16,20 +16,19 @@ Results: ``results/larger_stamps.json``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-from _common import write_result
+from _common import per_galaxy, write_result
 
 from galae.evaluate import robust_stats
 
 
 def _errors(report: str, data: str) -> dict[str, np.ndarray]:
-    with np.load(Path(report) / "per_galaxy.npz") as z:
-        aperture = np.asarray(z["log10_mstar_2rhalf/log_true_over_pred"], np.float64)
-        total = -np.asarray(z["params/log10_mstar_msun/pred_minus_true"], np.float64)
+    stats = per_galaxy(report)
+    aperture = stats["log10_mstar_2rhalf/log_true_over_pred"]
+    total = -stats["params/log10_mstar_msun/pred_minus_true"]
     n = aperture.size
     with h5py.File(data, "r") as f:
         redshift = np.asarray(f["redshift"][:n], np.float64)

@@ -13,12 +13,11 @@ Results: ``results/paired_rhalf_<name>.json``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-from _common import mad, write_result
+from _common import mad, per_galaxy, write_result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -31,11 +30,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     a = ap.parse_args(argv)
     runs = {}
     for label, folder in (("a", a.a), ("b", a.b)):
-        with np.load(Path(folder) / "per_galaxy.npz") as z:
-            runs[label] = {
-                "r_half": np.asarray(z["params/r_half_arcsec_r/pred_minus_true"], np.float64),
-                "mstar": np.asarray(z["params/log10_mstar_msun/pred_minus_true"], np.float64),
-            }
+        stats = per_galaxy(folder)
+        runs[label] = {
+            "r_half": stats["params/r_half_arcsec_r/pred_minus_true"],
+            "mstar": stats["params/log10_mstar_msun/pred_minus_true"],
+        }
     n = runs["a"]["r_half"].size
     if runs["b"]["r_half"].size != n:
         raise ValueError("the two reports hold different numbers of galaxies")

@@ -18,12 +18,11 @@ Results: ``results/particle_mass_diagnostic[_NAME].json``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-from _common import mad, write_result
+from _common import mad, per_galaxy, write_result
 
 #: truth parameters split into quartiles (those the particle mocks record)
 SPLITS = (
@@ -47,9 +46,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--name", default="")
     a = ap.parse_args(argv)
 
-    with np.load(Path(a.report) / "per_galaxy.npz") as z:
-        e = np.asarray(z["log10_mstar_2rhalf/log_true_over_pred"], np.float64)
-        e_tot = -np.asarray(z["params/log10_mstar_msun/pred_minus_true"], np.float64)
+    stats = per_galaxy(a.report)
+    e = stats["log10_mstar_2rhalf/log_true_over_pred"]
+    e_tot = -stats["params/log10_mstar_msun/pred_minus_true"]
     n = e.size
     with h5py.File(a.data, "r") as f:
         truth = {k: np.asarray(f[f"truth/params/{k}"][:n], np.float64) for k in f["truth/params"]}

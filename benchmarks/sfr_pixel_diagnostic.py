@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-from _common import write_result
+from _common import per_galaxy, write_result
 
 SFR = "log10_sigma_sfr_msun_per_yr_per_kpc2"
 #: sSFR classes, log10(sSFR / yr^-1)
@@ -38,11 +37,6 @@ CLASSES = {
     "green_valley": (-11.0, -10.0),
     "star_forming": (-10.0, np.inf),
 }
-
-
-def _report(folder: str) -> dict[str, np.ndarray]:
-    with np.load(Path(folder) / "per_galaxy.npz") as z:
-        return {k: np.asarray(z[k], np.float64) for k in z.files if not k.startswith("_")}
 
 
 def _class_table(
@@ -153,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--name", required=True)
     ap.add_argument("--redistribute", type=int, default=0, metavar="N")
     a = ap.parse_args(argv)
-    ae, unet = _report(a.ae), _report(a.unet)
+    ae, unet = per_galaxy(a.ae), per_galaxy(a.unet)
     n = ae[f"{SFR}/well_sampled/n"].size
     with h5py.File(a.data, "r") as f:
         tp = f["truth/params"]
