@@ -93,11 +93,15 @@ def _redistributed(data: str, n: int, band: str = "u", smooth_pix: float = 1.5) 
     counts = {k: tm[k] for k in ("n_particles", "n_young_particles")}
     shape = tuple(d["images"].shape[-2:])
 
-    def scatter(pm: dict[str, np.ndarray]) -> list[float]:
+    def scatter(pm: dict[str, np.ndarray]) -> dict[str, float]:
+        """The well-sampled per-pixel SFR scatter of maps ``pm``: total, between, within."""
         res = map_residuals(tm, pm, tp, shape, float(d["pixel_scale_arcsec"]), n, counts)
         st = per_galaxy_map_stats(res)
         k = f"{SFR}/well_sampled/"
-        return [float(x) for x in scatters_from_sums(st[k + "n"], st[k + "sum"], st[k + "sum_sq"])]
+        parts = scatters_from_sums(st[k + "n"], st[k + "sum"], st[k + "sum_sq"])
+        return {
+            name: float(x) for name, x in zip(("total", "between", "within"), parts, strict=True)
+        }
 
     base = {k: v.numpy() for k, v in post.maps.items()}
     b = model.bands.index(band)
@@ -109,7 +113,7 @@ def _redistributed(data: str, n: int, band: str = "u", smooth_pix: float = 1.5) 
         "n_galaxies": n,
         "band": band,
         "smooth_pix": smooth_pix,
-        "model_maps": dict(zip(("total", "between", "within"), scatter(base), strict=True)),
+        "model_maps": scatter(base),
     }
     # the smoothed images do not depend on the variant: computed once
     obs_s = np.stack(
@@ -124,18 +128,16 @@ def _redistributed(data: str, n: int, band: str = "u", smooth_pix: float = 1.5) 
         smooth_pix * np.sqrt(4.0 * np.pi)
     )
     covered = gaussian_filter(use, (0, smooth_pix, smooth_pix)) > 0.5
+    lin = 10.0 ** base[SFR]
     for alpha in (0.5, 1.0):
         for snr in (1.0, 3.0):
             good = (mod_s > snr * noise_s) & covered
             ratio = np.where(good, np.clip(obs_s / np.maximum(mod_s, 1e-12), 0.1, 10.0), 1.0)
             ratio = ratio**alpha
-            lin = 10.0 ** base[SFR]
             norm = (lin * ratio).sum((1, 2)) / lin.sum((1, 2))
             pm = dict(base)
             pm[SFR] = base[SFR] + np.log10(ratio) - np.log10(norm)[:, None, None]
-            out[f"redistributed_alpha{alpha:g}_snr{snr:g}"] = dict(
-                zip(("total", "between", "within"), scatter(pm), strict=True)
-            )
+            out[f"redistributed_alpha{alpha:g}_snr{snr:g}"] = scatter(pm)
     return out
 
 
