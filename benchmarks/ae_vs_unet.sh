@@ -61,8 +61,8 @@ for s in test seeing lowsn highz nou; do
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --mask-neighbours --out runs/eval/ae_masked_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --refine-steps 60 --mask-neighbours --out runs/eval/ae_refined_masked_particles_$s --no-figures
 done
-# the four-variant table of the README (unmasked too): the first 128 galaxies of each set (the
-# README's was measured on an earlier release, as it says; this measures the current one)
+# the four-variant table of docs/results.md (unmasked too): the first 128 galaxies of each set (the
+# one there was measured on an earlier release, as it says; this measures the current one)
 for s in test seeing lowsn highz nou; do
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --out runs/eval128/ae_particles_$s --no-figures
   $P -m galae.evaluate --checkpoint $AE --data data/particles_$s.h5 --n 128 --refine-steps 60 --out runs/eval128/ae_refined_particles_$s --no-figures
@@ -73,8 +73,8 @@ done
 $P benchmarks/ae_vs_unet.py runs/eval docs/ae_vs_unet.png   # results/ae_vs_unet.json and the figure
 mkdir -p runs && $P benchmarks/ae_vs_unet_table.py > runs/ae_vs_unet_table.md  # the README's issue-6 table
 $P benchmarks/ae_vs_unet.py runs/eval128 "" ae_vs_unet_128   # results/ae_vs_unet_128.json
-# which summary of the map posterior to report (README, issue 6): four estimators, 32 draws (the
-# README's figures are an earlier release's, as for the four-variant table)
+# which summary of the map posterior to report (docs/results.md, issue 6): four estimators, 32 draws (the
+# figures in docs/results.md are an earlier release's, as for the four-variant table)
 for s in test seeing lowsn highz nou; do
   $P benchmarks/map_estimators.py --data data/particles_$s.h5 --n 128 --name amortized_$s
 done

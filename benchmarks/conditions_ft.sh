@@ -1,6 +1,6 @@
 #!/bin/bash
 # Fine-tunes of the packaged model that simulate worse seeing (and larger distances) than the
-# data hold (train's sleep_psf_scale_* and sleep_redshift_*; README, issue 6), calibrated and
+# data hold (train's sleep_psf_scale_* and sleep_redshift_*; docs/results.md, issue 6), calibrated and
 # evaluated amortized against the packaged model and the U-Net, and the analytic r_half error
 # of the psf fine-tune against the packaged model on 1000 fresh mocks.  Needs the mocks of
 # benchmarks/ae_vs_unet.sh and deep_data.sh, and runs/eval_new of packaged_release.sh.  About 70

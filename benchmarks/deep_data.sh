@@ -1,5 +1,5 @@
 #!/bin/bash
-# Images deeper than the training data (README, issue 4, "Images deeper than the training data"):
+# Images deeper than the training data (docs/results.md, issue 4, "Images deeper than the training data"):
 # the packaged model and a fine-tune of it trained with deeper and shallower simulated noise
 # (TrainConfig.sleep_sigma_scale_dex), on analytic mocks at a fifth of the training sky noise, in
 # distribution, and on the particle mocks; then benchmarks/deep_data.py (results/deep_data.json).

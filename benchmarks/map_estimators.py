@@ -10,7 +10,7 @@ For each galaxy, k posterior draws of the stellar-mass and SFR maps (``post.map_
 
 and the script reports, for each, the scatter of log M* and log SFR inside 2 r_half and the
 per-pixel scatter over the well-sampled pixels (``galae.evaluate.map_metrics``).  galae reports
-``mean_log`` per pixel and ``model_maps`` inside apertures (README, issue 6).
+``mean_log`` per pixel and ``model_maps`` inside apertures (docs/results.md, issue 6).
 
     python benchmarks/map_estimators.py --checkpoint src/galae/default_model/model.pt \\
         --data data/particles_test.h5 --n 128 --refine-steps 60 --name refined_test

@@ -23,7 +23,7 @@ for s in test seeing lowsn highz nou; do
   $E --checkpoint $AE --data data/particles_$s.h5 --refine-steps 60 --mask-neighbours --out $O/ae_refined_masked_particles_$s
   [ -e $O/unet_particles_$s ] || $E --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --out $O/unet_particles_$s
 done
-# refining only the poor amortized fits (encode's refine_above_chi2; README, issue 4)
+# refining only the poor amortized fits (encode's refine_above_chi2; docs/results.md, issue 4)
 $E --checkpoint $AE --data data/analytic_test.h5 --n 400 --refine-steps 60 --refine-above-chi2 3 --out $O/analytic_above3_400
 $E --checkpoint $AE --data data/analytic_deep.h5 --n 400 --refine-steps 60 --refine-above-chi2 3 --out $O/analytic_deep_above3
 $E --checkpoint $AE --data data/particles_test.h5 --mask-neighbours --refine-steps 60 --refine-above-chi2 3 --out $O/particles_above3_masked_test
@@ -41,10 +41,10 @@ $P benchmarks/deep_data.py --out-name packaged_release --runs \
 $P benchmarks/ae_vs_unet.py $O docs/ae_vs_unet.png          # results/ae_vs_unet.json
 mkdir -p runs && $P benchmarks/ae_vs_unet_table.py > runs/ae_vs_unet_table.md  # the README's issue-6 table
 $P benchmarks/real_sdss.py
-# what limits the particle stellar masses (README, issue 4)
+# what limits the particle stellar masses (docs/results.md, issue 4)
 $P benchmarks/particle_mass_diagnostic.py $O/ae_masked_particles_test --data data/particles_test.h5
 $P benchmarks/particle_mass_diagnostic.py $O/ae_refined_masked_particles_test --data data/particles_test.h5 --name refined
-# the encoder averaged over mirrored stamps (encode's flips; README, issue 4), against the U-Net
+# the encoder averaged over mirrored stamps (encode's flips; docs/results.md, issue 4), against the U-Net
 $E --checkpoint $AE --data data/analytic_test.h5 --n 400 --flips --out $O/analytic_flips_400
 mkdir -p runs/eval_flips
 for s in test seeing lowsn highz nou; do

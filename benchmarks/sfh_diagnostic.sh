@@ -7,7 +7,7 @@
 # About 4 minutes per variant on two cores.
 set -e
 P=python
-AE=${AE:-src/galae/default_model/model.pt}  # the README table: the release before the twelfth (AE=<its model.pt>)
+AE=${AE:-src/galae/default_model/model.pt}  # the docs/results.md table: the release before the twelfth (AE=<its model.pt>)
 C=configs/mock_particles.yaml
 mkdir -p data/sfh_diagnostic
 # noburst: no starbursts; smooth: no starbursts and a smooth history (continuity scale 0.3 ->

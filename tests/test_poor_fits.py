@@ -1,7 +1,7 @@
 """The packaged model on images ten times deeper than its training data set's stamps (the deep
 edge of the noise its simulations cover): the amortized fits of bright disks are poor, encode
-names them, and refining them through the renderer repairs most of the misfit (README, issue 4,
-"Images deeper than the training data")."""
+names them, and refining them through the renderer repairs most of the misfit (docs/results.md,
+issue 4, "Images deeper than the training data")."""
 
 from __future__ import annotations
 

@@ -753,8 +753,8 @@ class GalaeModel:
         amortized posterior, exactly as ``encode`` without ``refine_steps`` gives it.  With
         ``encode``'s defaults refining 60 steps costs about 6 times an amortized encode per
         galaxy, and at SDSS depth about one galaxy in ten is refined, so this runs at a third
-        of the cost of refining every galaxy (``benchmarks/refine_poor_fits.py``; README, issue
-        4).  :attr:`Posterior.refined` says which were refined.
+        of the cost of refining every galaxy (``benchmarks/refine_poor_fits.py``;
+        docs/results.md, issue 4).  :attr:`Posterior.refined` says which were refined.
 
         With ``flips`` the encoder reads each stamp four times, as given and mirrored
         (:data:`FLIPS`), and its posterior means are averaged in the stamp's frame (the
@@ -763,7 +763,7 @@ class GalaeModel:
         convolutional encoder is not exactly mirror-symmetric, and its estimates of a galaxy
         and of its mirror image differ (by 0.09 dex in stellar mass on the particle mocks, 0.03
         on the analytic ones); the average is mirror-equivariant and lowers that part of the
-        error, for four times the encoder's cost (README, issue 4).
+        error, for four times the encoder's cost (docs/results.md, issue 4).
         """
         if refine_above_chi2 is not None:
             if not (math.isfinite(float(refine_above_chi2)) and float(refine_above_chi2) > 0):
