@@ -48,6 +48,12 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used here (wrong layout, version or config)."""
 
 
+def galae_version() -> str:
+    import galae
+
+    return galae.__version__
+
+
 def versions() -> dict[str, str]:
     import pyro
 
@@ -161,6 +167,12 @@ def load_checkpoint(
             latent registry, or (with ``expect_config``) a different model architecture.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = [p.name for p in (path / "model.pt", path / "last.pt") if p.is_file()]
+        raise FileNotFoundError(
+            f"{path} is a directory, not a checkpoint file"
+            + (f" (it holds {' and '.join(inside)})" if inside else "")
+        )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
@@ -217,10 +229,37 @@ _SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
 }
 
 
-def modules_from_state(state: dict[str, Any]) -> tuple[GalaxyModel, GalaxyGuide]:
-    """Rebuild model and guide (with weights and prior) from a loaded checkpoint."""
+def modules_from_state(
+    state: dict[str, Any], where: str = "the checkpoint"
+) -> tuple[GalaxyModel, GalaxyGuide]:
+    """Rebuild model and guide (with weights and prior) from a loaded checkpoint.
+
+    Raises:
+        CheckpointError: naming ``where``, when the checkpoint lacks an entry, holds settings
+            this galae does not know (a newer version's), weights that do not fit its
+            architecture, or bands other than its population table's.
+    """
+    try:
+        return _modules_from_state(state)
+    except CheckpointError as err:
+        raise CheckpointError(f"{where}: {err}") from err
+    except KeyError as err:
+        raise CheckpointError(f"{where} lacks the entry {err}: not a complete checkpoint") from err
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise CheckpointError(
+            f"{where} does not fit this galae {galae_version()} (made with galae "
+            f"{state.get('versions', {}).get('galae')}): {err}"
+        ) from err
+
+
+def _modules_from_state(state: dict[str, Any]) -> tuple[GalaxyModel, GalaxyGuide]:
     data_info = state["data_info"]
     sps = SPSTable.load(data_info.get("sps_table", "sdss"))
+    if tuple(sps.bands) != tuple(data_info["bands"]):
+        raise CheckpointError(
+            f"its bands {tuple(data_info['bands'])} are not its population table's "
+            f"{tuple(sps.bands)} (order matters)"
+        )
     # checkpoints written before a setting existed were trained without it: keep their renderer
     saved = {**_SETTINGS_BEFORE_THEY_EXISTED, **state["render_settings"]}
     settings = RenderSettings(**saved)

@@ -367,10 +367,12 @@ def evaluate(
             "device": device,
         },
         "chi2_per_pixel": {
-            "median": float(np.median(chi2)),
-            "p16": float(np.percentile(chi2, 16)),
-            "p84": float(np.percentile(chi2, 84)),
+            # over the galaxies with an unmasked pixel (the others' chi2 is NaN, and counted)
+            "median": float(np.nanmedian(chi2)),
+            "p16": float(np.nanpercentile(chi2, 16)),
+            "p84": float(np.nanpercentile(chi2, 84)),
             "fraction_above_poor_fit": float(np.mean(chi2 > POOR_FIT_CHI2_PER_PIXEL)),
+            "n_without_unmasked_pixels": int(np.isnan(chi2).sum()),
             "poor_fit_threshold": POOR_FIT_CHI2_PER_PIXEL,
         },
         "params": {},

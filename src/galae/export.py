@@ -21,6 +21,7 @@ The maps lie on the input stamp's pixel grid, so the stamp's WCS describes them 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,48 @@ __all__ = ["posterior_hdus", "write_posterior_fits"]
 STD_SUFFIX = "_STD"
 
 
+#: primary-header keywords that galae writes itself or that FITS reserves: ``meta`` may not set
+#: them (a ``meta`` REDSHIFT would replace the posterior's, a SIMPLE would break the file).
+RESERVED_KEYWORDS = frozenset(
+    {"ORIGIN", "GALAEVER", "TRAINSTP", "TRAINED", "REFINED", "ZGIVEN", "REDSHIFT", "CHI2PIX"}
+    | {"PIXSCALE", "SIMPLE", "BITPIX", "EXTEND", "EXTNAME", "XTENSION", "PCOUNT", "GCOUNT"}
+    | {"END", "BLANK", "BSCALE", "BZERO"}
+)
+_KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}")
+
+
 def _extname(name: str) -> str:
     return name.upper()
+
+
+def _meta_keyword(key: Any) -> str:
+    """``key`` as a primary-header keyword that ``meta`` may set, or a ValueError."""
+    word = str(key).upper()
+    if not _KEYWORD.fullmatch(word):
+        raise ValueError(
+            f"FITS keyword {key!r}: 1-8 characters of A-Z, 0-9, '_' or '-' (no spaces)"
+        )
+    if word in RESERVED_KEYWORDS or word.startswith("NAXIS"):
+        raise ValueError(f"FITS keyword {key!r} is written by galae or FITS itself; rename it")
+    return word
+
+
+def _stamp_wcs(wcs: Any, shape: tuple[int, int]) -> WCS | None:
+    """``wcs`` (a WCS, a FITS header or None) as a 2-d celestial WCS of a stamp of ``shape``."""
+    if wcs is None:
+        return None
+    if isinstance(wcs, fits.Header):
+        wcs = WCS(wcs)
+    if not isinstance(wcs, WCS):
+        raise ValueError(f"wcs must be an astropy WCS or FITS header, got {type(wcs).__name__}")
+    if wcs.naxis != 2 or not wcs.has_celestial:
+        raise ValueError(f"wcs must be a 2-d celestial WCS, got naxis={wcs.naxis}")
+    if wcs.pixel_shape is not None and tuple(wcs.pixel_shape) != (shape[1], shape[0]):
+        raise ValueError(
+            f"wcs describes {wcs.pixel_shape[0]} x {wcs.pixel_shape[1]} pixels (x, y); the "
+            f"stamp is {shape[1]} x {shape[0]}"
+        )
+    return wcs
 
 
 def posterior_hdus(
@@ -55,18 +96,22 @@ def posterior_hdus(
         post: a :class:`~galae.sampling.Posterior` of N galaxies.
         index: which galaxy, 0 <= index < N.
         wcs: the celestial WCS of that galaxy's stamp (e.g. :attr:`galae.data.fits.Cutout.wcs`),
-            written into every image HDU; None writes none.
+            or a FITS header holding one, written into every image HDU; None writes none.
         meta: further primary-header cards {keyword (<= 8 characters): value}.
     Raises:
         IndexError: ``index`` outside the posterior's galaxies.
-        ValueError: a ``wcs`` that is not 2-dimensional and celestial, or a ``meta`` keyword
-            longer than 8 characters.
+        ValueError: an ``index`` that is not an integer; a ``wcs`` that is not 2-dimensional
+            and celestial, or whose pixel shape is not the stamp's; a ``meta`` keyword that is
+            not a FITS keyword or is one galae writes itself (:data:`RESERVED_KEYWORDS`).
     """
     n = int(post.model_images.shape[0])
+    if isinstance(index, bool) or not isinstance(index, int | np.integer):
+        raise ValueError(f"index must be an integer (which galaxy), got {index!r}")
     if not 0 <= index < n:
         raise IndexError(f"galaxy index {index} outside the posterior's {n} galaxies")
-    if wcs is not None and (wcs.naxis != 2 or not wcs.has_celestial):
-        raise ValueError(f"wcs must be a 2-d celestial WCS, got naxis={wcs.naxis}")
+    index = int(index)
+    wcs = _stamp_wcs(wcs, tuple(post.model_images.shape[-2:]))
+    cards = {_meta_keyword(key): value for key, value in (meta or {}).items()}
     owner = post.model
     primary = fits.PrimaryHDU()
     h = primary.header
@@ -79,10 +124,8 @@ def posterior_hdus(
     h["REDSHIFT"] = (float(post.params["redshift"][index]), "posterior mean redshift")
     h["CHI2PIX"] = (float(post.chi2_per_pixel[index]), "chi2 per unmasked pixel of MODEL")
     h["PIXSCALE"] = (float(owner.pixel_scale_arcsec), "model pixel scale [arcsec]")
-    for key, value in (meta or {}).items():
-        if len(key) > 8:
-            raise ValueError(f"FITS keyword {key!r} is longer than 8 characters")
-        h[key.upper()] = value
+    for key, value in cards.items():
+        h[key] = value
     wcs_header = wcs.to_header() if wcs is not None else fits.Header()
 
     def image(data: np.ndarray, extname: str, unit: str | None, comment: str) -> fits.ImageHDU:

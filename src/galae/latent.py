@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from galae.render._tensors import to_tensor
+
 __all__ = [
     "Param",
     "LatentRegistry",
@@ -464,10 +466,17 @@ class Latent(Mapping[str, Tensor]):
         registry: LatentRegistry = REGISTRY,
         validate: bool = True,
     ) -> None:
-        vals = {k: torch.as_tensor(v) for k, v in values.items()}
+        vals = {k: to_tensor(v, k) for k, v in values.items()}
         if validate:
             registry.check(vals)
         shapes = {tuple(v.shape) for v in vals.values()}
+        batch = shapes - {()}
+        if len(batch) > 1:
+            listed = ", ".join(f"{k} {tuple(v.shape)}" for k, v in vals.items() if v.dim())
+            raise ValueError(
+                f"parameters of different batch shapes ({listed}): give every parameter the "
+                "same shape (B,), or a scalar to share it"
+            )
         if len(shapes) > 1:
             vals = dict(zip(vals, torch.broadcast_tensors(*vals.values()), strict=True))
         self._values = vals

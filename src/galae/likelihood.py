@@ -90,11 +90,11 @@ def log_likelihood(
 def chi2_per_pixel(
     model: Tensor, data: Tensor, sigma: Tensor, mask: Tensor | None = None
 ) -> Tensor:
-    """Reduced chi^2 per galaxy over unmasked pixels: (B,)."""
+    """Reduced chi^2 per galaxy over unmasked pixels: (B,); NaN for a galaxy with none."""
     r2 = ((data - model) / sigma) ** 2
     if mask is not None:
         r2 = torch.where(mask, torch.zeros_like(r2), r2)
-        n = (~mask).flatten(1).sum(-1).clamp_min(1)
-    else:
-        n = torch.full((r2.shape[0],), r2[0].numel(), device=r2.device)
+        n = (~mask).flatten(1).sum(-1)
+        return torch.where(n > 0, r2.flatten(1).sum(-1) / n.clamp_min(1), float("nan"))
+    n = torch.full((r2.shape[0],), r2[0].numel(), device=r2.device)
     return r2.flatten(1).sum(-1) / n

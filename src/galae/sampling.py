@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from galae.checkpoint import load_checkpoint, modules_from_state
+from galae.checkpoint import CheckpointError, load_checkpoint, modules_from_state
 from galae.data.conditions import (
     ObservingConditions,
     add_noise,
@@ -132,6 +132,10 @@ class Posterior:
     _shift_arcsec: tuple[float, float] = (0.0, 0.0)
     _refined: Tensor | None = None
 
+    def __len__(self) -> int:
+        """N, the number of galaxies."""
+        return int(self._loc.shape[0])
+
     @property
     def refined(self) -> Tensor:
         """(N,) bool: the galaxies whose posterior was refined through the renderer
@@ -190,6 +194,7 @@ class Posterior:
     def _joint_draws(self, k: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
         """(u (k, N, D), z (k, N)): q(u | x) at the known redshifts, and the joint
         :class:`PhotoZMixture` of the galaxies whose redshift is unknown (``_mixture_index``)."""
+        k = _integer(k, "k", 1)
         u = _draw(self._q(), k, g)
         z = self._batch.redshift.expand(k, -1)
         if self._mixture is not None:
@@ -216,6 +221,11 @@ POOR_FIT_CHI2_PER_PIXEL: float = 3.0
 #: the words of that warning that identify it (``warnings.filterwarnings("ignore",
 #: message=f".*{POOR_FIT_MESSAGE}")`` silences it)
 POOR_FIT_MESSAGE: str = "model fit with chi2 per pixel above"
+#: ``encode`` also warns about galaxies fitted with a chi2 per pixel below this: a fit that
+#: good means sigma is too large for the images (variance or inverse variance passed as sigma,
+#: or sigma in other units than the images), and then the posterior is too wide and pulled
+#: towards the prior.  Correlated noise in resampled coadds gives 0.6-0.8 (the Stripe-82 stamp).
+LOW_CHI2_PER_PIXEL: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -421,6 +431,76 @@ def _count(value: Any, name: str) -> int:
     return int(value)
 
 
+def _integer(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an integer >= ``minimum`` (numpy integers too), or a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _seed(value: Any) -> int | None:
+    """A random seed: None (fresh randomness) or an integer >= 0."""
+    return None if value is None else _integer(value, "seed", 0)
+
+
+def _pixel_scale(value: Any, default: float) -> float:
+    """The pixel scale in arcsec (``default`` when None): one finite number > 0."""
+    if value is None:
+        return default
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"pixel_scale_arcsec must be one number (arcsec per pixel), got {value!r}"
+        ) from None
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"pixel_scale_arcsec must be finite and > 0, got {scale}")
+    return scale
+
+
+def _mask_for(mask: Any, x: Tensor, single: bool, device: torch.device) -> Tensor:
+    """The user's ``mask`` broadcast to the images ``x`` (N, C, H, W); see ``make_batch``."""
+    n, c, h, w = x.shape
+    mm = as_tensor(mask, "mask", torch.bool, device)
+    if mm.dim() == 2:
+        mm = mm[None, None]
+    elif mm.dim() == 3:
+        if not (single or (n == 1 and tuple(mm.shape) == (c, h, w))):
+            raise ValueError(
+                f"mask of shape {tuple(mm.shape)} is ambiguous for a batch of {n} images: pass "
+                f"(N, C, H, W), (N, 1, H, W) for one mask per galaxy, or (1, C, H, W) for every "
+                f"galaxy (images {tuple(x.shape)})"
+            )
+        mm = mm.unsqueeze(0)
+    ok = (
+        mm.dim() == 4
+        and mm.shape[0] in (1, n)
+        and mm.shape[1] in (1, c)
+        and tuple(mm.shape[2:]) == (h, w)
+    )
+    if not ok:
+        raise ValueError(
+            f"mask shape {tuple(mm.shape)} does not fit images {tuple(x.shape)}: pass "
+            "(N, C, H, W), (N, 1, H, W), (1, C, H, W) or (H, W)"
+        )
+    return mm.expand_as(x)
+
+
+def _rows_and_bands(bad: Tensor, bands: Sequence[str]) -> str:
+    """Which galaxies (rows) and bands of an (N, C, H, W) flag array are flagged, in words."""
+    rows = torch.nonzero(bad.flatten(1).any(-1)).flatten().tolist()
+    in_band = bad.transpose(0, 1).flatten(1).any(-1).tolist()
+    return (
+        "rows "
+        + ", ".join(str(i) for i in rows[:10])
+        + (", ..." if len(rows) > 10 else "")
+        + "; bands "
+        + ",".join(b for b, hit in zip(bands, in_band, strict=True) if hit)
+    )
+
+
 def _warn_caller(message: str) -> None:
     """A RuntimeWarning attributed to the first frame outside galae and torch: the user's call
     of ``encode`` / ``analogues`` / ``make_batch``, not the no-grad decorator around it."""
@@ -436,6 +516,15 @@ def _warn_caller(message: str) -> None:
 def _warn_poor_fits(chi2: Tensor, refined: Tensor) -> None:
     """Warn (at the caller's line) about galaxies with chi2 per pixel over
     :data:`POOR_FIT_CHI2_PER_PIXEL`: one warning for the refined ones, one for the amortized."""
+    low = torch.nonzero(chi2.cpu() < LOW_CHI2_PER_PIXEL).flatten().tolist()
+    if low:
+        rows = ", ".join(str(i) for i in low[:10]) + (", ..." if len(low) > 10 else "")
+        _warn_caller(
+            f"model fit with chi2 per pixel below {LOW_CHI2_PER_PIXEL:g} for {len(low)} of "
+            f"{chi2.numel()} galaxies (rows {rows}): sigma looks too large for these images "
+            "(is it the noise's standard deviation in the images' units, not a variance or an "
+            "inverse variance?); their posterior is then too wide"
+        )
     poor = chi2.cpu() > POOR_FIT_CHI2_PER_PIXEL
     refined = refined.cpu()
     for was_refined in (True, False):
@@ -517,7 +606,7 @@ def _derived_and_map_moments(
     s2: dict[str, Tensor] = {}
     acc = torch.float32 if z.device.type == "mps" else torch.float64
     for sl, params, obs in _draw_chunks(phys, z, batch, chunk):
-        d, maps = renderer.derived_and_maps(params, obs)
+        d, maps = renderer.derived_and_maps(params, obs, validate=False)
         for name, v in d.items():
             parts.setdefault(name, []).append(v)
         if map_moments:
@@ -568,7 +657,12 @@ class GalaeModel:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> GalaeModel:
         state = load_checkpoint(path, map_location="cpu")
-        model, guide = modules_from_state(state)
+        if state["kind"] != "galae-autoencoder":
+            raise CheckpointError(
+                f"{path} is a {state['kind']} checkpoint (the supervised map baseline), not an "
+                "autoencoder; load it with galae.unet.load_unet"
+            )
+        model, guide = modules_from_state(state, where=str(path))
         return cls(model, guide, state, device)
 
     def to(self, device: str | torch.device) -> GalaeModel:
@@ -595,9 +689,14 @@ class GalaeModel:
 
         NaN/inf pixels are masked (missing data); sigma must be > 0 and finite on every pixel
         that is not masked.  ``sigma`` may be per pixel (N, C, H, W) or per band (N, C).
+        ``mask`` (True: left out) is (N, C, H, W), (N, 1, H, W) for every band of each galaxy,
+        (1, C, H, W) or (H, W) for every galaxy, or (C, H, W) with a single image.
+        ``psf_fwhm_arcsec`` is (N, C), (1, C) or (C,) for every galaxy, or a scalar; with
+        N = C > 1 a one-dimensional PSF is ambiguous and refused.
         """
         x = as_tensor(images, "images", torch.float32, self.device)
-        if x.dim() == 3:
+        single = x.dim() == 3
+        if single:
             x = x.unsqueeze(0)
         if x.dim() != 4:
             raise ValueError(f"images must be (N, C, H, W) or (C, H, W), got {tuple(x.shape)}")
@@ -628,17 +727,31 @@ class GalaeModel:
             raise ValueError(f"sigma shape {tuple(s.shape)} does not match images {tuple(x.shape)}")
         m = torch.zeros_like(x, dtype=torch.bool)
         if mask is not None:
-            mm = as_tensor(mask, "mask", torch.bool, self.device)
-            if mm.dim() == 3:
-                mm = mm.unsqueeze(0)
-            m = m | mm.expand_as(x)
+            m = m | _mask_for(mask, x, single, self.device)
         bad = ~torch.isfinite(x)
         if bad.any():
-            _warn_caller(f"{int(bad.sum())} NaN/inf pixels masked")
+            _warn_caller(
+                f"{int(bad.sum())} NaN/inf pixels masked ({_rows_and_bands(bad, self.bands)})"
+            )
+        bad_s = ~torch.isfinite(s) & ~m & ~bad
+        if bad_s.any():
+            _warn_caller(
+                f"{int(bad_s.sum())} pixels of NaN/inf sigma masked "
+                f"({_rows_and_bands(bad_s, self.bands)})"
+            )
         m = m | bad | ~torch.isfinite(s)
         good_s = s[~m]
         if (good_s <= 0).any():
             raise ValueError("sigma must be > 0 on every unmasked pixel (mask the others)")
+        empty = torch.nonzero(m.flatten(1).all(-1)).flatten().tolist()
+        if empty:
+            _warn_caller(
+                f"{len(empty)} of {n} galaxies have no unmasked pixel (rows "
+                + ", ".join(str(i) for i in empty[:10])
+                + (", ..." if len(empty) > 10 else "")
+                + "): their posterior is the encoder's guess from nothing, and their "
+                "chi2_per_pixel is NaN"
+            )
         x = torch.where(m, torch.zeros_like(x), x)
         s = torch.where(m, torch.ones_like(s), s)
 
@@ -659,10 +772,16 @@ class GalaeModel:
         p = as_tensor(psf_fwhm_arcsec, "psf_fwhm_arcsec", torch.float32, self.device)
         if p.dim() == 1 and p.shape[0] == 1:
             p = p.reshape(())
+        if p.dim() == 1 and n == c and n > 1:
+            raise ValueError(
+                f"psf_fwhm_arcsec of shape ({c},) is ambiguous for {n} galaxies of {c} bands: "
+                f"pass (N, C) = ({n}, {c}) (np.repeat(psf[:, None], {c}, 1) for one FWHM per "
+                f"galaxy) or (1, {c}) for the same per-band FWHM for every galaxy"
+            )
         if (
             p.dim() > 2
             or (p.dim() == 1 and p.shape[0] != c)
-            or (p.dim() == 2 and p.shape != (n, c))
+            or (p.dim() == 2 and p.shape not in ((n, c), (1, c)))
         ):
             raise ValueError(
                 f"psf_fwhm_arcsec must be a scalar, per band (C,) = ({c},) or per galaxy and band "
@@ -680,11 +799,17 @@ class GalaeModel:
                 z = z.expand(n)
             if z.shape != (n,):
                 raise ValueError(f"redshift must be (N,) = ({n},), got {tuple(z.shape)}")
+            if torch.isinf(z).any():
+                raise ValueError("redshift must be finite (NaN = unknown), got inf")
             if (z[torch.isfinite(z)] <= 0).any():
                 raise ValueError("redshift must be > 0 (NaN = unknown)")
-        scale = self.pixel_scale_arcsec if pixel_scale_arcsec is None else float(pixel_scale_arcsec)
-        if not scale > 0:
-            raise ValueError(f"pixel_scale_arcsec must be > 0, got {scale}")
+            z_max = float(self.model.renderer.sps.redshift_range[1])
+            if (z[torch.isfinite(z)] > z_max + 1e-6).any():
+                raise ValueError(
+                    f"redshift must be <= {z_max:g}, the range of this model's stellar-population "
+                    f"table, got {float(z[torch.isfinite(z)].max()):g} (NaN = unknown)"
+                )
+        scale = _pixel_scale(pixel_scale_arcsec, self.pixel_scale_arcsec)
         if abs(scale / self.pixel_scale_arcsec - 1) > 0.01:
             _warn_caller(
                 f"pixel scale {scale} differs from the training pixel scale "
@@ -764,7 +889,21 @@ class GalaeModel:
         and of its mirror image differ (by 0.09 dex in stellar mass on the particle mocks, 0.03
         on the analytic ones); the average is mirror-equivariant and lowers that part of the
         error, for four times the encoder's cost (docs/results.md, issue 4).
+
+        ``n_mc`` must be at least 2, ``n_mc_derived`` 0 or at least 2 (a spread needs two
+        draws); with ``n_mc_derived = 0`` no draws are rendered, so ``params`` holds the latents
+        and redshift but not the derived observables, and ``maps_std`` is empty.  ``seed``
+        None draws fresh randomness.
         """
+        n_mc = _integer(n_mc, "n_mc", 2)
+        n_mc_derived = _integer(n_mc_derived, "n_mc_derived", 0)
+        if n_mc_derived == 1:
+            raise ValueError(
+                "n_mc_derived must be 0 (no rendered draws) or >= 2 (a spread needs two draws)"
+            )
+        batch_size = _integer(batch_size, "batch_size", 1)
+        refine_steps = _integer(refine_steps, "refine_steps", 0)
+        seed = _seed(seed)
         if refine_above_chi2 is not None:
             if not (math.isfinite(float(refine_above_chi2)) and float(refine_above_chi2) > 0):
                 raise ValueError(
@@ -993,7 +1132,7 @@ class GalaeModel:
         flips: bool = False,
     ) -> dict[str, Any]:
         b = self._sub(full, ix)
-        g = torch.Generator(device=self.device).manual_seed(seed)
+        g = _generator(seed, self.device)
         mix = None
         if b.redshift_known:
             out = photo = (
@@ -1126,8 +1265,7 @@ class GalaeModel:
         names: str | Sequence[str] | None,
         chunk: int = 64,
     ) -> dict[str, Tensor]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = _integer(k, "k", 1)
         if names is None:
             names = list(MAP_UNITS)
         else:  # one name or several
@@ -1140,7 +1278,7 @@ class GalaeModel:
         rows, cols = post._crop
         parts: dict[str, list[Tensor]] = {nm: [] for nm in names}
         for _, params, obs in _draw_chunks(phys, z, post._batch, chunk):
-            named = self.model.renderer.light(params, obs)[1].named()
+            named = self.model.renderer.light(params, obs, validate=False)[1].named()
             for nm in names:
                 parts[nm].append(named[nm][..., rows, cols])
         n = z.shape[1]
@@ -1179,7 +1317,7 @@ class GalaeModel:
         out_params = dict(params)
         out_params["redshift"] = redshift
         if with_derived:
-            out_params.update(self.model.renderer.derived(params, obs))
+            out_params.update(self.model.renderer.derived(params, obs, validate=False))
         return Samples(
             noisy,
             ren.images,
@@ -1211,6 +1349,18 @@ class GalaeModel:
         of ``batch_size`` so memory stays constant in n.
         """
         n = _count(n, "n")
+        batch_size = _integer(batch_size, "batch_size", 1)
+        seed = _seed(seed)
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        if shape is not None:
+            if (
+                not isinstance(shape, Sequence)
+                or len(shape) != 2
+                or not all(isinstance(v, int | np.integer) and v >= 1 for v in shape)
+            ):
+                raise ValueError(f"shape must be (H, W), two positive integers, got {shape!r}")
+            shape = (int(shape[0]), int(shape[1]))
         cond = self.conditions(n, seed)
         dev, f32 = self.device, torch.float32
         c = len(self.bands)
@@ -1220,6 +1370,11 @@ class GalaeModel:
                 return torch.as_tensor(default, dtype=f32, device=dev)
             t = as_tensor(user, name, f32, dev)
             target = (n, c) if per_band else (n,)
+            if per_band and t.dim() == 1 and n == c and n > 1:
+                raise ValueError(
+                    f"{name} of shape ({c},) is ambiguous for {n} galaxies of {c} bands: pass "
+                    f"(n, C) = ({n}, {c}), or (1, {c}) for the same per-band value for all"
+                )
             try:
                 return t.expand(target).contiguous()
             except RuntimeError:
@@ -1271,6 +1426,14 @@ class GalaeModel:
         posterior's).  It must come from this model and hold this one galaxy: the same images,
         sigma, PSF and redshift."""
         n = _count(n, "n")
+        batch_size = _integer(batch_size, "batch_size", 1)
+        refine_steps = _integer(refine_steps, "refine_steps", 0)
+        seed = _seed(seed)
+        if posterior is not None and not isinstance(posterior, Posterior):
+            raise ValueError(
+                f"analogues: posterior must be a Posterior from encode, got "
+                f"{type(posterior).__name__}"
+            )
         b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
         if b.size != 1:
             raise ValueError(f"analogues takes one image, got {b.size}")
@@ -1384,10 +1547,12 @@ def _draw(q: Any, k: int, g: torch.Generator, antithetic: bool = False) -> Tenso
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator:
-    """A generator on ``device``, seeded when ``seed`` is given (else torch's default seed)."""
+    """A generator on ``device``, seeded with ``seed`` (None: a fresh random seed)."""
     g = torch.Generator(device=device)
-    if seed is not None:
-        g.manual_seed(seed)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(_integer(seed, "seed", 0))
     return g
 
 

@@ -716,7 +716,7 @@ def evaluate_batch(model: GalaxyModel, guide: GalaxyGuide, batch: Batch) -> dict
     out, rec = posterior_mean_rendering(model, guide, batch)
     chi2 = chi2_per_pixel(rec, batch.images, batch.sigma, batch.mask)
     std = guide.posterior_dist(out).variance.sqrt().mean()
-    return {"val_chi2_median": chi2.median().item(), "val_post_std_u": std.item()}
+    return {"val_chi2_median": chi2.nanmedian().item(), "val_post_std_u": std.item()}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -306,6 +306,11 @@ class GalaxyRenderer(nn.Module):
         if validate:
             self.registry.check(params)
         for name in self.registry.names:
+            if not isinstance(params[name], Tensor):
+                raise ValueError(
+                    f"parameter {name!r} must be a torch.Tensor of shape (B,), got "
+                    f"{type(params[name]).__name__} (galae.Latent converts numpy arrays)"
+                )
             if params[name].shape != obs.redshift.shape:
                 raise ValueError(
                     f"parameter {name!r} has shape {tuple(params[name].shape)}, "
@@ -319,17 +324,19 @@ class GalaxyRenderer(nn.Module):
         shape: tuple[int, int] | None = None,
         margin: int = 0,
         moments: bool = False,
+        validate: bool = True,
     ) -> tuple[BandLight, GalaxyMaps, GalaxyGeometry]:
         """Stages 1-4: band light before the PSF.
 
         Args:
-            params, obs: as :meth:`forward`.
+            params, obs, validate: as :meth:`forward`.
             shape: stamp (default the observation's).
             margin: pixels added on every side (the galaxy stays centred; the result covers
                 (H + 2 margin, W + 2 margin)).
             moments: also return the light's intra-pixel moments (``BandLight.moments_nmgy``)
                 for :func:`galae.render.psf.convolve_moments`.
         """
+        self._check(params, obs, validate)
         return self._light(params, obs, shape, margin, moments)[:3]
 
     def _light(
@@ -526,15 +533,23 @@ class GalaxyRenderer(nn.Module):
 
     @torch.no_grad()
     def derived(
-        self, params: Mapping[str, Tensor], obs: Observation, grow: int = 4
+        self,
+        params: Mapping[str, Tensor],
+        obs: Observation,
+        grow: int = 4,
+        validate: bool = True,
     ) -> dict[str, Tensor]:
         """Derived observables ``{name: (B,)}`` from the PSF-free model light
         (:meth:`derived_and_maps` without the maps)."""
-        return self.derived_and_maps(params, obs, grow)[0]
+        return self.derived_and_maps(params, obs, grow, validate)[0]
 
     @torch.no_grad()
     def derived_and_maps(
-        self, params: Mapping[str, Tensor], obs: Observation, grow: int = 4
+        self,
+        params: Mapping[str, Tensor],
+        obs: Observation,
+        grow: int = 4,
+        validate: bool = True,
     ) -> tuple[dict[str, Tensor], GalaxyMaps]:
         """Derived observables ``{name: (B,)}`` from the PSF-free model light, and the physical
         maps on the observation's stamp (the same maps as :meth:`forward`'s, which the stamp's
@@ -548,11 +563,12 @@ class GalaxyRenderer(nn.Module):
         from the coarse grid.  Returns, per band ``<b>``: ``mag_<b>`` (total AB magnitude),
         ``r_half_arcsec_<b>`` (circle about the centre enclosing half the light),
         ``bulge_to_total_<b>``; and ``log10_mstar_msun`` (bulge + disk + young) and
-        ``log10_sfr_msun_per_yr``.
+        ``log10_sfr_msun_per_yr``.  ``validate`` as :meth:`forward`.
         """
+        self._check(params, obs, validate)
         coarse_obs = replace(obs, pixel_scale_arcsec=obs.pixel_scale_arcsec * grow)
-        light_c, maps_c, geom_c = self.light(params, coarse_obs)
-        light_f, maps_f, geom_f = self.light(params, obs)
+        light_c, maps_c, geom_c = self.light(params, coarse_obs, validate=False)
+        light_f, maps_f, geom_f = self.light(params, obs, validate=False)
 
         # Light beyond even the coarse grid: scale each component by (its mass or SFR) / (the
         # part inside the grid), i.e. assume the light outside has the mean M/L of the inside.
