@@ -53,6 +53,13 @@ def test_big_endian_arrays_as_fits_returns_them(model: GalaeModel, five: Samples
         assert torch.equal(native.params[name], swapped.params[name])
 
 
+def test_images_not_in_nanomaggies_are_refused(model: GalaeModel, five: Samples) -> None:
+    images = five.images.clone()
+    images[0, 2, 10, 10] = 3e38  # a float32 overflow, say
+    with pytest.raises(ValueError, match="not galaxy images in nanomaggies"):
+        model.encode(images, five.sigma, **_kw(five))
+
+
 def test_complex_input_is_refused(model: GalaeModel, five: Samples) -> None:
     with pytest.raises(ValueError, match="images must be real"):
         model.encode(five.images.numpy() + 0j, five.sigma, **_kw(five))

@@ -435,7 +435,10 @@ def test_cli_rebuild_reproduces_shipped_table(table, tmp_path: Path) -> None:
     pytest.importorskip("speclite")
     from galae.sps import main
 
-    assert main(["build", "--survey", "nosuch"]) == 2
+    with pytest.raises(ValueError, match="nosuch"):
+        main(["build", "--survey", "nosuch"])
+    with pytest.raises(ValueError, match="--z-max 100 is beyond 2"):
+        main(["build", "--survey", "sdss", "--z-max", "100"])
     out = tmp_path / "sps_r.npz"
     argv = ["build", "--bands", "sdss2010-r", "--z-max", "0.01", "--z-step", "0.01"]
     assert main([*argv, "--out", str(out), "--quiet"]) == 0

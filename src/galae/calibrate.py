@@ -57,6 +57,9 @@ __all__ = [
 
 #: P(|z| < 1) for a standard normal: the central 68% interval is +- 1 sd.
 ONE_SIGMA_MASS: float = math.erf(1.0 / math.sqrt(2.0))
+#: the fewest simulated galaxies a calibration accepts: each latent's 68% coverage is then known
+#: to about +-5% (binomial), a tenth of the widths' typical miscalibration before calibrating
+MIN_SIMULATED: int = 100
 
 
 @torch.no_grad()
@@ -110,8 +113,10 @@ def posterior_scales(
     if not errors:
         raise ValueError("no batches to calibrate on")
     z = torch.cat(errors).double()  # (N, D)
-    if z.shape[0] < 100:
-        raise ValueError(f"calibration needs at least 100 simulated galaxies, got {z.shape[0]}")
+    if z.shape[0] < MIN_SIMULATED:
+        raise ValueError(
+            f"calibration needs at least {MIN_SIMULATED} simulated galaxies, got {z.shape[0]}"
+        )
     scales = torch.quantile(z, ONE_SIGMA_MASS, dim=0).clamp(0.05, 20.0)
     before = (z < 1.0).double().mean(0)
     after = (z < scales).double().mean(0)
@@ -175,10 +180,23 @@ def calibrate_checkpoint(
     """
     from galae.model import Batch
 
+    # every argument checked before the simulations run, so that no work is lost to a typo
+    if isinstance(n, bool) or not isinstance(n, int) or n < MIN_SIMULATED:
+        raise ValueError(
+            f"calibration needs at least {MIN_SIMULATED} simulated galaxies (n), got {n!r}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+        raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps}")
+    checkpoint = Path(checkpoint)
+    out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the output's folder {out.parent} does not exist")
     state = load_checkpoint(checkpoint)
     if state["kind"] != "galae-autoencoder":
         raise ValueError(f"{checkpoint} is not an autoencoder checkpoint")
-    model, guide = modules_from_state(state)
+    model, guide = modules_from_state(state, where=str(checkpoint))
     dev = torch.device(device)
     model, guide = model.to(dev).eval(), guide.to(dev).eval()
     simulator = simulation_prior(model, prior, broad_fraction).to(dev)
@@ -235,8 +253,6 @@ def calibrate_checkpoint(
     else:
         state["encoder_state"]["posterior_scale"] = scales.cpu()
         state["posterior_calibration"] = summary
-    checkpoint = Path(checkpoint)
-    out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")
     tmp = out.with_suffix(out.suffix + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, out)

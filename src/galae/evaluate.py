@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 import warnings
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from galae.checkpoint import versions
@@ -227,6 +229,14 @@ def evaluate(
 
     if n is not None and n < 1:
         raise ValueError(f"n must be >= 1 (or None for every galaxy), got {n}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if n_mc_derived < 2:
+        raise ValueError(
+            f"n_mc_derived must be >= 2 (the derived observables and the maps' spread are "
+            f"means and spreads over rendered draws), got {n_mc_derived}"
+        )
+    device = _checked_device(device)
     state = load_checkpoint(checkpoint)  # read once; checks format and registry
     if state["kind"] == "galae-unet":
         refining = refine_steps or refine_above_chi2 is not None
@@ -243,8 +253,9 @@ def evaluate(
         raise ValueError(
             "refine_above_chi2 chooses which galaxies to refine: it needs refine_steps > 0"
         )
-    model = GalaeModel(*modules_from_state(state), state, device)
+    model = GalaeModel(*modules_from_state(state, where=str(checkpoint)), state, device)
     info = inspect_h5(data, expected_bands=model.bands)
+    _require_truth(info, "the latents, the derived observables and the maps")
     disk_history = model.model.renderer.disk_history
     data_history = analytic_disk_history(info.attrs)
     if data_history is not None and data_history != disk_history:
@@ -900,6 +911,27 @@ def _fraction(hits: np.ndarray, sel: np.ndarray) -> float:
     return float(hits[sel].mean()) if sel.any() else float("nan")
 
 
+def _checked_device(device: str) -> str:
+    """``device`` if torch knows it and this machine has it, else a ValueError naming it."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device {device!r} is not a torch device ({err})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine (or this torch build) has no CUDA")
+    return device
+
+
+def _require_truth(info: Any, what: str) -> None:
+    """A ValueError when the data set holds no truth to score ``what`` against."""
+    if not info.truth_param_names and not info.truth_map_names:
+        raise ValueError(
+            f"{info.path} holds no truth (truth/params, truth/maps): galae.evaluate scores "
+            f"{what} against a mock's truth; to fit real images use GalaeModel.encode or "
+            "python -m galae.fit"
+        )
+
+
 def evaluate_unet(
     checkpoint: str | Path,
     data: str | Path,
@@ -918,6 +950,14 @@ def evaluate_unet(
 
     pred = load_unet(checkpoint, device)
     info = inspect_h5(data, expected_bands=pred.bands)
+    _require_truth(info, "the U-Net's maps")
+    if math.isfinite(pred.pixel_scale_arcsec) and not math.isclose(
+        info.pixel_scale_arcsec, pred.pixel_scale_arcsec, rel_tol=0.01
+    ):
+        raise ValueError(
+            f"{data} has {info.pixel_scale_arcsec:g} arcsec pixels; the U-Net {checkpoint} was "
+            f"trained on {pred.pixel_scale_arcsec:g} arcsec pixels and reads pixels, not arcsec"
+        )
     total = info.n_galaxies if n is None else min(n, info.n_galaxies)
     out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1034,6 +1074,17 @@ COMPARE_STATS: tuple[str, ...] = (
 )
 
 
+def _read_report(path: Path) -> dict[str, Any]:
+    """A ``metrics.json`` of :func:`evaluate`, or a ValueError naming the file."""
+    try:
+        report = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not a JSON report of galae.evaluate ({err})") from None
+    if not isinstance(report, dict) or not ({"maps", "params"} & set(report)):
+        raise ValueError(f"{path} is not a metrics.json of galae.evaluate (no maps or params)")
+    return report
+
+
 def compare_reports(
     a: str | Path,
     b: str | Path,
@@ -1063,8 +1114,7 @@ def compare_reports(
         "rows": {"section/key/stat": {"A", "B", "ratio_A_over_B", [intervals]}}}.
     """
     pa, pb = Path(a), Path(b)
-    ra = json.loads(pa.read_text())
-    rb = json.loads(pb.read_text())
+    ra, rb = _read_report(pa), _read_report(pb)
     rows: dict[str, dict[str, Any]] = {}
     for section in ("maps", "params"):
         for key in sorted(set(ra.get(section, {})) & set(rb.get(section, {}))):
@@ -1076,6 +1126,10 @@ def compare_reports(
                         "B": eb[stat],
                         "ratio_A_over_B": ea[stat] / eb[stat] if eb[stat] else float("nan"),
                     }
+    if not rows:
+        raise ValueError(
+            f"{pa} and {pb} share no statistic to compare (no map or latent scored in both)"
+        )
     boot_info = None
     ga, gb = _load_per_galaxy(pa), _load_per_galaxy(pb)
     lacking = [str(x.parent) for x, g in ((pa, ga), (pb, gb)) if g is None]
@@ -1106,9 +1160,26 @@ def compare_reports(
             "n_galaxies_B": _n_galaxies(sb),
             "seed": int(seed),
         }
+    data_a, data_b = ra.get("data"), rb.get("data")
+    different_data = (
+        (boot_info is not None and not boot_info["paired"])
+        or (data_a is not None and data_b is not None and Path(data_a).name != Path(data_b).name)
+        or ra.get("n_galaxies") != rb.get("n_galaxies")
+    )
+    if different_data:
+        warnings.warn(
+            f"{pa} and {pb} scored different galaxies ({data_a}, {ra.get('n_galaxies')} "
+            f"galaxies; {data_b}, {rb.get('n_galaxies')}): the ratios compare samples as well "
+            "as models",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     table = {
         "A": str(a),
         "B": str(b),
+        "A_data": data_a,
+        "B_data": data_b,
+        "different_galaxies": bool(different_data),
         "A_trained_with": ra.get("trained_with"),
         "B_trained_with": rb.get("trained_with"),
         "bootstrap": boot_info,
@@ -1156,6 +1227,12 @@ def compare_markdown(table: dict[str, Any]) -> str:
         f"B: `{table['B']}` ({table['B_trained_with']})",
         "",
     ]
+    if table.get("different_galaxies"):
+        lines += [
+            f"**A and B scored different galaxies** (A: `{table.get('A_data')}`, B: "
+            f"`{table.get('B_data')}`): the ratios compare samples as well as models.",
+            "",
+        ]
     boot = table.get("bootstrap")
     if boot:
         lines += [
@@ -1243,6 +1320,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for --compare")
     a = ap.parse_args(argv)
     tune_cpu_allocator()
+    if a.n_boot < 100:
+        ap.error(f"--n-boot must be >= 100 for 95% intervals, got {a.n_boot}")
     if a.compare:
         pa, pb = (Path(x) for x in a.compare)
         for x in (pa, pb):

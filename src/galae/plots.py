@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -2186,7 +2187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (_CliError, FileNotFoundError, ValueError, KeyError) as err:
+    except (_CliError, OSError, ValueError, KeyError) as err:
+        # OSError: a missing, unreadable, truncated or corrupt file (as galae.runtime.cli_errors)
+        if os.environ.get("GALAE_TRACEBACK", "0") not in ("", "0"):
+            raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"galae.plots {args.command}: error: {msg}", file=sys.stderr)
         return 2

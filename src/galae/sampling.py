@@ -221,6 +221,9 @@ POOR_FIT_CHI2_PER_PIXEL: float = 3.0
 #: the words of that warning that identify it (``warnings.filterwarnings("ignore",
 #: message=f".*{POOR_FIT_MESSAGE}")`` silences it)
 POOR_FIT_MESSAGE: str = "model fit with chi2 per pixel above"
+#: ``encode`` refuses images with a pixel brighter than this (nanomaggies; AB magnitude -7.5,
+#: a thousand times the brightest galaxy's whole light): they are not in nanomaggies.
+MAX_PIXEL_NMGY: float = 1e12
 #: ``encode`` also warns about galaxies fitted with a chi2 per pixel below this: a fit that
 #: good means sigma is too large for the images (variance or inverse variance passed as sigma,
 #: or sigma in other units than the images), and then the posterior is too wide and pulled
@@ -732,6 +735,13 @@ class GalaeModel:
         if bad.any():
             _warn_caller(
                 f"{int(bad.sum())} NaN/inf pixels masked ({_rows_and_bands(bad, self.bands)})"
+            )
+        brightest = float(torch.where(bad, 0.0, x.abs()).max())
+        if brightest > MAX_PIXEL_NMGY:
+            raise ValueError(
+                f"images hold pixels of {brightest:.3g} nanomaggies (AB magnitude "
+                f"{22.5 - 2.5 * math.log10(brightest):.1f} in one pixel): these are not galaxy "
+                "images in nanomaggies (a wrong unit or zero point, or an overflow?)"
             )
         bad_s = ~torch.isfinite(s) & ~m & ~bad
         if bad_s.any():

@@ -20,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from galae.runtime import cli_errors
+
 __all__ = ["main", "default_table_path"]
+
+#: The largest ``--z-max`` accepted: galae's mocks, encoder and redshift checks stop at 0.6, and
+#: a grid to z = 2 already holds 400 redshifts of bagpipes models (a larger value is a typo).
+Z_MAX_LIMIT = 2.0
 
 
 def default_table_path(name: str) -> Path:
@@ -51,14 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.bands is None and args.survey is None:
         args.survey = "sdss"
-    try:
-        pattern = bands.filter_pattern(survey=args.survey, bands=args.bands)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    pattern = bands.filter_pattern(survey=args.survey, bands=args.bands)
     if not (0.0 < args.z_step <= args.z_max):
-        print("error: need 0 < --z-step <= --z-max", file=sys.stderr)
-        return 2
+        raise ValueError("need 0 < --z-step <= --z-max")
+    if args.z_max > Z_MAX_LIMIT:
+        raise ValueError(
+            f"--z-max {args.z_max:g} is beyond {Z_MAX_LIMIT:g} (galae's mocks and encoder stop "
+            "at 0.6; every --z-step of the grid costs a bagpipes model per age and metallicity)"
+        )
     name = args.survey if args.survey is not None else pattern.split("-")[0]
     out = args.out if args.out is not None else default_table_path(name)
     n_z = int(round(args.z_max / args.z_step)) + 1
@@ -78,4 +84,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with cli_errors("python -m galae.sps"):
+        raise SystemExit(main())

@@ -600,10 +600,16 @@ def _read_rows(dset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     if rows.size == 0:
         return np.empty((0, *dset.shape[1:]), dtype=dset.dtype)
     uniq, inverse = np.unique(rows, return_inverse=True)
-    if uniq.size == uniq[-1] - uniq[0] + 1:
-        data = dset[int(uniq[0]) : int(uniq[-1]) + 1]
-    else:
-        data = dset[uniq]
+    try:
+        if uniq.size == uniq[-1] - uniq[0] + 1:
+            data = dset[int(uniq[0]) : int(uniq[-1]) + 1]
+        else:
+            data = dset[uniq]
+    except OSError as err:  # a corrupt chunk: h5py's message names neither file nor data set
+        raise OSError(
+            f"{dset.file.filename}: cannot read {dset.name} rows {int(uniq[0])}-{int(uniq[-1])} "
+            f"(corrupt or truncated file: {err})"
+        ) from err
     return data[inverse]
 
 
@@ -821,7 +827,13 @@ def read_h5(
     with _open_h5(path) as f:
         info = _validate(f, path, expected_bands)
         n = info.n_galaxies
-        rows = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+        if indices is None:
+            rows = np.arange(n)
+        else:
+            given = np.asarray(indices)
+            if given.size and not np.issubdtype(given.dtype, np.integer):
+                raise ValueError(f"{path}: indices must be integers, got {given.dtype} values")
+            rows = given.astype(np.int64)
         if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= n)):
             raise ValueError(f"{path}: indices must be 1-d and in [0, {n})")
         out: dict[str, Any] = {k: _read_rows(f[k], rows) for k in _ARRAY_SPECS if k in f}
