@@ -12,7 +12,10 @@ by :func:`galae.export.write_posterior_fits`: every map's posterior mean and sta
 on the stamp's pixels with its WCS, the model image, the fit's mask and a table of every
 parameter's posterior mean, standard deviation and unit.  Without ``--redshift`` the redshift
 is inferred with the rest (the photo-z posterior).  A band left out (``u=`` not given, say) is
-masked: no data.  A summary is printed.
+masked: no data, as is a band whose pixels are all unusable (NaN, or inverse variance <= 0),
+with a note; a galaxy without any usable pixel is an error.  The bands' WCS must agree (one
+pixel grid), and stamps (after ``--crop``) must be at least 16 x 16 pixels.  A summary is
+printed.
 """
 
 from __future__ import annotations
@@ -38,6 +41,66 @@ SUMMARY = (
     "age_disk_gyr",
     "av_face_on_mag",
 )
+
+
+#: Smallest stamp side (pixels) fitted, 6.3" at SDSS's 0.396"/pixel: the encoder places, sizes
+#: and measures the galaxy against the sky around it, and segmentation finds the other sources
+#: there; an 8 x 8 stamp holds hardly more than the PSF core (1.4" FWHM = 3.5 pixels).
+MIN_STAMP_PIX = 16
+
+
+def _check_options(a: argparse.Namespace) -> None:
+    """The options' values, before any file is read (the message names the option)."""
+    values = {
+        "--psf-fwhm": a.psf_fwhm,
+        "--pixel-scale": None if a.pixel_scale is None else [a.pixel_scale],
+    }
+    for option, given in values.items():
+        for v in given or ():
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"{option} must be finite and > 0, got {v:g}")
+    for v in a.zero_point or ():
+        if not np.isfinite(v):
+            raise ValueError(f"--zero-point must be finite, got {v:g}")
+    if a.refine_steps < 0:
+        raise ValueError(f"--refine-steps must be >= 0, got {a.refine_steps}")
+    if a.redshift is not None and not (np.isfinite(a.redshift) and a.redshift > 0):
+        raise ValueError(f"--redshift must be a positive number, got {a.redshift:g}")
+    if a.n_mc_derived < 2:
+        raise ValueError(
+            f"--n-mc-derived must be >= 2, got {a.n_mc_derived}: the derived observables "
+            "(stellar mass, magnitudes, sizes) and the maps' spreads come from rendered draws, "
+            "and a spread needs two"
+        )
+    if a.crop is not None and a.crop < MIN_STAMP_PIX:
+        raise ValueError(
+            f"--crop {a.crop}: stamps must be at least {MIN_STAMP_PIX} x {MIN_STAMP_PIX} pixels "
+            "(the galaxy with sky around it)"
+        )
+
+
+def _check_pixels(cut: Any, given: Sequence[str]) -> None:
+    """The stamp's size, a note for each given band without a usable pixel, and an error when
+    no band has one (all masked: nothing to fit)."""
+    h, w = cut.images.shape[-2:]
+    if min(h, w) < MIN_STAMP_PIX:
+        raise ValueError(
+            f"the stamps are {h} x {w} pixels; galae.fit needs at least {MIN_STAMP_PIX} x "
+            f"{MIN_STAMP_PIX}: the encoder places, sizes and measures the galaxy against the sky "
+            "around it"
+        )
+    empty = [b for i, b in enumerate(cut.bands) if b in given and bool(cut.mask[i].all())]
+    if bool(cut.mask.all()):
+        raise ValueError(
+            "no usable pixel: every pixel of every band is masked (image NaN or inverse "
+            "variance <= 0 or not finite), so there is nothing to fit: "
+            + ", ".join(f"{b}={cut.sources[cut.bands.index(b)]}" for b in given)
+        )
+    for b in empty:
+        print(
+            f"band {b} ({cut.sources[cut.bands.index(b)]}) has no usable pixel (image NaN or "
+            "inverse variance <= 0 or not finite everywhere): masked (no data)"
+        )
 
 
 def _band_files(items: Sequence[str], what: str) -> dict[str, str]:
@@ -118,19 +181,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         type=int,
         default=None,
         metavar="N",
-        help="cut N x N pixels about the stamp's centre first",
+        help=f"cut N x N pixels about the stamp's centre first (N >= {MIN_STAMP_PIX})",
     )
     ap.add_argument(
         "--n-mc-derived",
         type=int,
         default=64,
-        help="rendered posterior draws for the maps' and observables' moments",
+        help="rendered posterior draws for the maps' and observables' moments (>= 2)",
     )
     a = ap.parse_args(argv)
-    if a.refine_steps < 0:
-        raise ValueError(f"--refine-steps must be >= 0, got {a.refine_steps}")
-    if a.redshift is not None and not (np.isfinite(a.redshift) and a.redshift > 0):
-        raise ValueError(f"--redshift must be a positive number, got {a.redshift}")
+    _check_options(a)
     out = Path(a.out)
     if out.exists() and not a.overwrite:
         raise FileExistsError(f"{out} exists (pass --overwrite to replace it)")
@@ -168,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     if a.crop is not None:
         cut = crop_cutout(cut, (a.crop, a.crop))
+    _check_pixels(cut, tuple(paths))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         post = model.encode(

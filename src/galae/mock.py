@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -34,6 +36,19 @@ from galae.data.hdf5 import H5Writer
 from galae.runtime import cli_errors, tune_cpu_allocator
 
 __all__ = ["MockConfig", "GENERATORS", "generate_chunk", "run_mock", "main"]
+
+#: Float knobs of :class:`MockConfig` (all must be finite).
+_FLOAT_KNOBS = (
+    "pixel_scale_arcsec",
+    "redshift_min",
+    "redshift_max",
+    "log10_mstar_min",
+    "log10_mstar_max",
+    "seeing_r_median_arcsec",
+    "sky_sigma_scale",
+)
+#: Smallest stamp side the renderer draws (galae.render.observation.Observation).
+_MIN_SIDE = 4
 
 
 @dataclass(frozen=True)
@@ -64,19 +79,46 @@ class MockConfig:
     disk_history: str = "tau"  # the disk's older stars (galae.physics.sfh.DISK_HISTORIES)
 
     def __post_init__(self) -> None:
+        """Check every knob here, before a file is made (run_mock also checks the tables)."""
         if self.generator not in GENERATORS:
             raise ValueError(f"unknown generator {self.generator!r}; known: {sorted(GENERATORS)}")
+        from galae.physics.population import check_log10_mstar_range
         from galae.physics.sfh import check_disk_history
 
         check_disk_history(self.disk_history)
         if self.n < 1 or self.chunk < 1 or self.workers < 1:
             raise ValueError("n, chunk and workers must be >= 1")
-        if len(self.shape) != 2:
-            raise ValueError(f"shape must be [H, W], got {self.shape}")
+        for name in _FLOAT_KNOBS:
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+        if len(self.shape) != 2 or min(self.shape) < _MIN_SIDE:
+            raise ValueError(
+                f"shape must be [H, W] with H, W >= {_MIN_SIDE} pixels, got {list(self.shape)}"
+            )
+        if not self.pixel_scale_arcsec > 0:
+            raise ValueError(f"pixel_scale_arcsec must be > 0, got {self.pixel_scale_arcsec:g}")
+        if not self.bands or len(set(self.bands)) != len(self.bands):
+            raise ValueError(f"bands must be distinct band names, got {list(self.bands)}")
         if self.missing_band is not None and self.missing_band not in self.bands:
             raise ValueError(f"missing_band {self.missing_band!r} is not one of {self.bands}")
+        if not 0.0 < self.redshift_min < self.redshift_max:
+            raise ValueError(
+                f"need 0 < redshift_min < redshift_max, got redshift_min={self.redshift_min:g} "
+                f"and redshift_max={self.redshift_max:g}"
+            )
+        check_log10_mstar_range(self.log10_mstar_min, self.log10_mstar_max)
+        seeing_min = ConditionsConfig.seeing_min_arcsec
+        if not self.seeing_r_median_arcsec >= seeing_min:
+            raise ValueError(
+                f"seeing_r_median_arcsec must be >= {seeing_min:g} (the smallest seeing the "
+                f"conditions sampler draws), got {self.seeing_r_median_arcsec:g}"
+            )
         if not self.sky_sigma_scale > 0:
             raise ValueError("sky_sigma_scale must be > 0")
+        self.conditions_config()  # the rest (e.g. an unknown redshift_distribution)
+        if self.generator == "particles":
+            _particle_config(self)  # the particle generator's own knobs
 
     def conditions_config(self) -> ConditionsConfig:
         return ConditionsConfig(
@@ -161,11 +203,11 @@ def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     }
 
 
-def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
-    from galae.data.particles import ParticleMockConfig, generate_particle_mocks
+def _particle_config(cfg: MockConfig) -> Any:
+    """The :class:`galae.data.particles.ParticleMockConfig` of a mock config (validated)."""
+    from galae.data.particles import ParticleMockConfig
 
-    rng, _ = _chunk_seeds(cfg, chunk_index)
-    pcfg = ParticleMockConfig.from_dict(
+    return ParticleMockConfig.from_dict(
         {
             **(cfg.particles or {}),
             "shape": list(cfg.shape),
@@ -175,6 +217,13 @@ def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
             "log10_mstar_max": cfg.log10_mstar_max,
         }
     )
+
+
+def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
+    from galae.data.particles import generate_particle_mocks
+
+    rng, _ = _chunk_seeds(cfg, chunk_index)
+    pcfg = _particle_config(cfg)
     cond = _conditions(cfg, rng, count)
     seed = int(np.random.SeedSequence([cfg.seed, chunk_index]).generate_state(1)[0])
     return generate_particle_mocks(
@@ -200,6 +249,23 @@ def _chunks(cfg: MockConfig) -> Iterator[tuple[int, int]]:
         yield i, min(cfg.chunk, cfg.n - start)
 
 
+def _check_tables(cfg: MockConfig) -> None:
+    """Check the bands and redshifts against the renderer's stellar-population table."""
+    sps = _renderer(cfg.disk_history).sps
+    if tuple(cfg.bands) != tuple(sps.bands):
+        raise ValueError(
+            f"bands [{','.join(cfg.bands)}]: mocks are rendered in the bands of the "
+            f"stellar-population table, [{','.join(sps.bands)}] in this order (missing_band "
+            "masks one of them)"
+        )
+    z_lo, z_hi = sps.redshift_range
+    if cfg.redshift_max > z_hi + 1e-6 or cfg.redshift_min < z_lo - 1e-6:
+        raise ValueError(
+            f"redshift_min={cfg.redshift_min:g}, redshift_max={cfg.redshift_max:g}: the "
+            f"stellar-population table covers redshifts {z_lo:g} to {z_hi:g}"
+        )
+
+
 def run_mock(
     config: str | Path | MockConfig | None = None,
     out: str | Path | None = None,
@@ -208,41 +274,65 @@ def run_mock(
     progress: bool = True,
     **overrides: Any,
 ) -> Path:
-    """Generate a mock data set; returns the output path."""
+    """Generate a mock data set; returns the output path.
+
+    The whole configuration is checked before anything is written.  The file is written under
+    a temporary name beside ``out`` and renamed when complete, so that a run that fails (or is
+    interrupted) leaves no incomplete file behind, and an existing file it was to replace
+    unchanged.
+
+    Raises:
+        FileExistsError: ``out`` exists and the config does not say ``overwrite``.
+        ValueError: a bad knob (naming it), bands or redshifts the renderer cannot draw.
+    """
     cfg = config if isinstance(config, MockConfig) else load_config(MockConfig, config, overrides)
     changes = {k: v for k, v in (("out", out), ("n", n), ("seed", seed)) if v is not None}
     cfg = replace(cfg, **{k: (str(v) if k == "out" else v) for k, v in changes.items()})
     path = Path(cfg.out)
+    if path.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{path}: file exists (pass overwrite=True to replace it)")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not an output file")
+    _check_tables(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
     writer = H5Writer(
-        path,
+        partial,
         bands=cfg.bands,
         pixel_scale_arcsec=cfg.pixel_scale_arcsec,
         generator=f"galae.mock.{cfg.generator}",
         generator_config=json.dumps(config_to_dict(cfg), sort_keys=True),
         capacity=cfg.n,
-        overwrite=cfg.overwrite,
+        overwrite=True,
     )
-    bar = tqdm(total=cfg.n, desc=f"mock {cfg.generator}", unit="gal", disable=not progress)
-    with writer:
-        if cfg.workers == 1:
-            for i, count in _chunks(cfg):
-                writer.append(generate_chunk(cfg, i, count))
-                bar.update(count)
-        else:
-            ctx = get_context("spawn")
-            with ProcessPoolExecutor(cfg.workers, mp_context=ctx) as pool:
-                pending: list[tuple[Future, int]] = []
+    try:
+        with (
+            writer,
+            tqdm(
+                total=cfg.n, desc=f"mock {cfg.generator}", unit="gal", disable=not progress
+            ) as bar,
+        ):
+            if cfg.workers == 1:
                 for i, count in _chunks(cfg):
-                    pending.append((pool.submit(generate_chunk, cfg, i, count), count))
-                    if len(pending) >= 2 * cfg.workers:
-                        fut, c = pending.pop(0)
+                    writer.append(generate_chunk(cfg, i, count))
+                    bar.update(count)
+            else:
+                ctx = get_context("spawn")
+                with ProcessPoolExecutor(cfg.workers, mp_context=ctx) as pool:
+                    pending: list[tuple[Future, int]] = []
+                    for i, count in _chunks(cfg):
+                        pending.append((pool.submit(generate_chunk, cfg, i, count), count))
+                        if len(pending) >= 2 * cfg.workers:
+                            fut, c = pending.pop(0)
+                            writer.append(fut.result())
+                            bar.update(c)
+                    for fut, c in pending:
                         writer.append(fut.result())
                         bar.update(c)
-                for fut, c in pending:
-                    writer.append(fut.result())
-                    bar.update(c)
-    bar.close()
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # no incomplete file left to block a rerun
+        raise
     return path
 
 
@@ -263,6 +353,9 @@ def main(argv: list[str] | None = None) -> Path:
     if a.overwrite:
         ov["overwrite"] = True
     cfg = load_config(MockConfig, a.config, ov)
+    out = Path(a.out if a.out is not None else cfg.out)
+    if out.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out}: file exists (pass --overwrite to replace it)")
     path = run_mock(cfg, out=a.out, n=a.n, seed=a.seed)
     print(f"wrote {path}")
     return path

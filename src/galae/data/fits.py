@@ -82,7 +82,8 @@ class Cutout:
         mask: (C, H, W) bool, True = pixel ignored.
         bands: band names, length C.
         pixel_scale_arcsec: arcsec / pixel.
-        wcs: celestial WCS of the first band (all bands share the pixel grid), or None.
+        wcs: celestial WCS of the first band that has one (all bands share the pixel grid:
+            :func:`load_fits_cutouts` checks it), or None.
         psf_fwhm_arcsec: (C,) float32 PSF FWHM per band (arcsec), or None if unknown.
         psf_image: (C, h, w) float32 PSF images summing to 1, or None.
         sources: the image file of each band.
@@ -368,20 +369,70 @@ def _per_band(value: Any, bands: Sequence[str], name: str) -> list[Any]:
 
 
 def _read_hdu(path: Path, hdu: int, what: str) -> tuple[np.ndarray, fits.Header]:
-    """2-d float64 data and header of one HDU."""
+    """2-d float64 data and header of one HDU.
+
+    A missing file is a FileNotFoundError, an unreadable, truncated or corrupt one an OSError,
+    a wrong HDU a ValueError; each names the file.
+    """
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            if hdu >= len(hdul) or hdu < -len(hdul):
-                raise ValueError(f"{path}: has {len(hdul)} HDUs, asked for {what} HDU {hdu}")
-            data, header = hdul[hdu].data, hdul[hdu].header.copy()
-    except OSError as err:
-        raise OSError(f"{path}: cannot read FITS file ({err})") from err
+    n_hdu = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                n_hdu = len(hdul)
+                if -n_hdu <= hdu < n_hdu:
+                    data, header = hdul[hdu].data, hdul[hdu].header.copy()
+        except (OSError, ValueError, TypeError, IndexError, EOFError) as err:
+            truncated = any("truncat" in str(w.message).lower() for w in caught)
+            why = "truncated FITS file" if truncated else "corrupt or not a FITS file"
+            raise OSError(f"{path}: cannot read the {what} HDU {hdu} ({why}: {err})") from err
+    for w in caught:  # e.g. astropy's notes on non-standard headers: said, naming the file
+        if "truncat" not in str(w.message).lower():  # the HDU read is whole: nothing lost
+            warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
+    if not -n_hdu <= hdu < n_hdu:
+        raise ValueError(f"{path}: has {n_hdu} HDUs, asked for {what} HDU {hdu}")
     if data is None or data.ndim != 2:
         shape = None if data is None else data.shape
         raise ValueError(f"{path}: {what} HDU {hdu} is not a 2-d image (shape {shape})")
     return np.asarray(data, dtype=np.float64), header
+
+
+#: A FILTER (or BAND) header value naming an SDSS band: "r", "r'", "SDSS r", "sdss_r", "r-band".
+_SDSS_FILTER = re.compile(r"(sdss[\s_\-]*)?([ugriz])'?([\s_\-]*band)?", re.IGNORECASE)
+
+
+def _sdss_band_name(value: Any) -> str | None:
+    """The SDSS band ("u".."z") a band name or filter header value names, or None.
+
+    A bare capital letter ("R", "I") is not taken for SDSS's: it is usually Johnson-Cousins.
+    """
+    text = str(value).strip()
+    m = _SDSS_FILTER.fullmatch(text)
+    if m is None or (m.group(1) is None and m.group(2).isupper()):
+        return None
+    return m.group(2).lower()
+
+
+def _check_band_header(header: fits.Header, band: str, where: str) -> None:
+    """A BAND or FILTER header that names another band than ``band`` is an error.
+
+    BAND (galae's own keyword) must name the band; FILTER (SDSS frames: "r") is checked when
+    both it and ``band`` are recognised SDSS band names (other surveys' filter names pass).
+    """
+    mine = _sdss_band_name(band)
+    if "BAND" in header:
+        value = str(header["BAND"]).strip()
+        if value != band and (mine is None or _sdss_band_name(value) != mine):
+            raise ValueError(f"{where}: file's BAND header is {value!r}, not {band!r}")
+    if "FILTER" in header:
+        value = str(header["FILTER"]).strip()
+        theirs = _sdss_band_name(value)
+        if value != band and mine is not None and theirs is not None and theirs != mine:
+            raise ValueError(
+                f"{where}: file's FILTER header is {value!r} (SDSS {theirs}), not {band!r}"
+            )
 
 
 def _celestial_wcs(header: fits.Header) -> WCS | None:
@@ -400,6 +451,53 @@ def _wcs_pixel_scale(wcs: WCS, where: str) -> float:
     if abs(scales[0] / scales[1] - 1.0) > 0.01:
         raise ValueError(f'{where}: pixels are not square ({scales[0]:.4g}" x {scales[1]:.4g}")')
     return float(math.sqrt(scales[0] * scales[1]))
+
+
+def _check_registration(
+    wcs: WCS,
+    ref: WCS,
+    shape: tuple[int, ...],
+    names: tuple[str, str],
+    scale_arcsec: float,
+    where: str,
+) -> None:
+    """Check that a band's WCS puts its pixels where the reference band's WCS puts its own.
+
+    The sky position of the stamp's centre must agree within half a pixel, and the pixel axes'
+    orientation and scale (the CD, or PC x CDELT, matrices) within 1 % of the pixel scale.
+
+    Args:
+        wcs, ref: celestial WCS of the band and of the reference band.
+        shape: (H, W) of the stamps.
+        names: (band, reference band), for the message.
+        scale_arcsec: the reference band's pixel scale.
+        where: the file, for the message.
+    """
+    band, ref_band = names
+    height, width = shape[-2:]
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        world = wcs.pixel_to_world_values(cx, cy)
+        px, py = ref.world_to_pixel_values(*world)
+    offset = float(np.hypot(float(px) - cx, float(py) - cy))
+    if not offset <= 0.5:
+        raise ValueError(
+            f"{where}: {band} is misregistered with {ref_band} by {offset:.3g} pixels "
+            f"({offset * scale_arcsec:.3g}\"): its WCS puts the stamp's centre that far from "
+            f"where {ref_band}'s does; the bands must be cut on one pixel grid (to within half a "
+            "pixel)"
+        )
+    m, m0 = wcs.pixel_scale_matrix, ref.pixel_scale_matrix
+    pixel = math.sqrt(abs(float(np.linalg.det(m0))))
+    mismatch = float(np.abs(m - m0).max()) / pixel
+    if not mismatch <= 0.01:
+        raise ValueError(
+            f"{where}: the pixel axes of {band} are not those of {ref_band}: their WCS matrices "
+            f"(CD, or PC x CDELT) differ by {100 * mismatch:.3g}% of the pixel scale (rotated, "
+            "flipped, swapped or rescaled axes; 1% is allowed); the bands must be cut on one "
+            "pixel grid"
+        )
 
 
 def load_fits_cutouts(
@@ -439,16 +537,20 @@ def load_fits_cutouts(
         psf_fwhm_definition: "effective" or "half_maximum" for mixture PSFs (module docstring).
         psf_image_size: side (odd) of the rendered PSF image for mixture PSFs.
         pixel_scale_arcsec: used when the files have no celestial WCS; else checked against it.
-        check_band_header: require a BAND header keyword, where present, to match the band.
+        check_band_header: require a BAND header keyword, where present, to match the band,
+            and a FILTER keyword (SDSS frames: "r"; also "SDSS r", "r'"), where present and an
+            SDSS band name, to name the same band (other filter names are not checked).
 
     Returns:
         A :class:`Cutout`.
 
     Raises:
-        ValueError: wrong band order or count (naming the bands), BAND header mismatch, unknown
-            units, different image shapes or pixel scales between bands, no inverse variance,
-            no pixel scale.
-        FileNotFoundError / OSError: a missing or unreadable file.
+        ValueError: wrong band order or count (naming the bands), BAND or FILTER header
+            mismatch, unknown units, different image shapes or pixel scales between bands,
+            bands whose WCS disagree (the stamp centre more than half a pixel apart on the sky,
+            or rotated, flipped or swapped pixel axes), no inverse variance, no pixel scale, a
+            PSF FWHM or pixel scale given that is not finite and > 0.
+        FileNotFoundError / OSError: a missing, unreadable or truncated file (named).
     """
     given = tuple(paths_by_band)
     if not given:
@@ -472,8 +574,17 @@ def load_fits_cutouts(
             f"known: {sorted(_FWHM_DEFINITIONS)}"
         )
 
+    if pixel_scale_arcsec is not None and not (
+        math.isfinite(pixel_scale_arcsec) and pixel_scale_arcsec > 0
+    ):
+        raise ValueError(f"pixel_scale_arcsec must be finite and > 0, got {pixel_scale_arcsec}")
+    for band, value in zip(given, fwhm_given, strict=True):
+        if value is not None and not (math.isfinite(float(value)) and float(value) > 0):
+            raise ValueError(f"psf_fwhm_arcsec of band {band} must be finite and > 0, got {value}")
+
     images, sigmas, masks, fwhms, psfs, sources = [], [], [], [], [], []
     wcs0: WCS | None = None
+    wcs_band = given[0]
     scale0: float | None = None
     for band, zp, fwhm_arg in zip(given, zps, fwhm_given, strict=True):
         path = Path(paths_by_band[band])
@@ -485,10 +596,8 @@ def load_fits_cutouts(
             ivar, _ = _read_hdu(path, int(ivar_hdu), "inverse-variance")  # type: ignore[arg-type]
         if ivar.shape != image.shape:
             raise ValueError(f"{where}: inverse variance {ivar.shape} != image {image.shape}")
-        if check_band_header and "BAND" in header:
-            header_band = str(header["BAND"]).strip()
-            if header_band != band:
-                raise ValueError(f"{where}: file's BAND header is {header_band!r}, not {band!r}")
+        if check_band_header:
+            _check_band_header(header, band, where)
         if images and image.shape != images[0].shape:
             raise ValueError(
                 f"{where}: image shape {image.shape} differs from band {given[0]}'s "
@@ -507,11 +616,16 @@ def load_fits_cutouts(
         else:
             raise ValueError(f"{where}: no celestial WCS; pass pixel_scale_arcsec")
         if scale0 is None:
-            scale0, wcs0 = scale, wcs
+            scale0 = scale
         elif abs(scale / scale0 - 1.0) > 0.01:
             raise ValueError(
                 f'{where}: pixel scale {scale:.4g}" differs from band {given[0]}\'s {scale0:.4g}"'
             )
+        if wcs is not None:
+            if wcs0 is None:
+                wcs0, wcs_band = wcs, band
+            else:
+                _check_registration(wcs, wcs0, image.shape, (band, wcs_band), scale0, where)
 
         factor = _nmgy_per_unit(header, _UnitRequest(zp, image_unit), where)
         image_nmgy = image * factor

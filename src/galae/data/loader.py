@@ -216,7 +216,7 @@ def ensure_data(
     if mock_config is None:
         raise FileNotFoundError(
             f"data set {p} not found (set mock_config to generate it, or run "
-            "`python -m galae.mock --config configs/mock_analytic.yaml --out {p}`)"
+            f"`python -m galae.mock --config configs/mock_analytic.yaml --out {p}`)"
         )
     from galae.mock import run_mock
 

@@ -83,7 +83,7 @@ from galae.data.conditions import (
 from galae.latent import REGISTRY
 from galae.physics import cosmology, dust, gas
 from galae.physics.maps import YOUNG_AGE_GYR, named_maps
-from galae.physics.population import sample_population
+from galae.physics.population import check_log10_mstar_range, sample_population
 from galae.physics.profiles import sersic_b
 from galae.render import psf as psf_mod
 from galae.render.geometry import galaxy_geometry
@@ -428,8 +428,11 @@ def _check_config(c: ParticleMockConfig) -> None:
         raise bad("bands", "must be a non-empty list of distinct band names")
     if c.margin_pix < 0:
         raise bad("margin_pix", "must be >= 0")
-    if not c.log10_mstar_min < c.log10_mstar_max:
-        raise bad("log10_mstar_min", "must be < log10_mstar_max")
+    check_log10_mstar_range(c.log10_mstar_min, c.log10_mstar_max)
+    if not 0.0 < c.redshift_min < c.redshift_max:
+        raise ValueError(
+            f"need 0 < redshift_min < redshift_max, got {c.redshift_min:g} and {c.redshift_max:g}"
+        )
     if c.n_particles < 10:
         raise bad("n_particles", "must be >= 10")
     if not 0.0 < c.young_particle_fraction < 1.0:

@@ -16,7 +16,13 @@ from torch import Tensor
 
 from galae.latent import REGISTRY, LatentRegistry
 
-__all__ = ["sample_population", "shen03_r50_late_kpc", "shen03_r50_early_kpc"]
+__all__ = [
+    "sample_population",
+    "log10_mstar_total_range",
+    "check_log10_mstar_range",
+    "shen03_r50_late_kpc",
+    "shen03_r50_early_kpc",
+]
 
 
 def shen03_r50_late_kpc(log10_mstar: Tensor) -> Tensor:
@@ -43,6 +49,44 @@ def _gallazzi05_lg_zstar(log10_mstar: Tensor) -> Tensor:
     return (0.05 - 0.32 * (11.0 - log10_mstar)).clamp(-1.0, 0.3)
 
 
+def log10_mstar_total_range(registry: LatentRegistry = REGISTRY) -> tuple[float, float]:
+    """The total stellar masses (log10 Msun) that the registry's bulge and disk masses can hold.
+
+    The lower end is both components at their lowest mass (a lighter galaxy cannot be
+    represented: its components would be raised to the registry's floor); the upper end is the
+    lower of the components' ceilings, so that neither component of a galaxy below it (bulge
+    fractions 0.01-0.99) is clipped down to the registry's range.
+    """
+    b, d = registry["log10_mstar_bulge_msun"], registry["log10_mstar_disk_msun"]
+    return math.log10(10.0**b.low + 10.0**d.low), min(b.high, d.high)
+
+
+def check_log10_mstar_range(
+    lo: float,
+    hi: float,
+    registry: LatentRegistry = REGISTRY,
+    names: tuple[str, str] = ("log10_mstar_min", "log10_mstar_max"),
+) -> None:
+    """Raise ``ValueError`` (naming ``names``) unless ``lo < hi`` lie in the registry's range.
+
+    Masses outside :func:`log10_mstar_total_range` would be clipped into it per component,
+    silently: a request for 1e13-1e14 Msun would give every galaxy 2e12 Msun.
+    """
+    low, high = log10_mstar_total_range(registry)
+    for name, value in zip(names, (lo, hi), strict=True):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+        if not low - 1e-9 <= value <= high + 1e-9:
+            raise ValueError(
+                f"{name}={value:g} is outside [{low:.2f}, {high:g}], the total stellar masses "
+                "(log10 Msun) the latent registry holds (bulge and disk masses each in "
+                f"[{registry['log10_mstar_bulge_msun'].low:g}, "
+                f"{registry['log10_mstar_bulge_msun'].high:g}])"
+            )
+    if not lo < hi:
+        raise ValueError(f"need {names[0]} < {names[1]}, got {lo:g} and {hi:g}")
+
+
 def sample_population(
     n: int,
     generator: torch.Generator | None = None,
@@ -58,7 +102,12 @@ def sample_population(
     Peng et al. 2010, ApJ 721, 193).  Star-forming galaxies follow the main sequence
     log SFR = 0.76 log M - 7.64 with 0.3 dex scatter (Renzini & Peng 2015, ApJL 801, L29);
     quenched ones lie 1.8 dex below with 0.4 dex scatter.
+
+    Raises:
+        ValueError: ``log10_mstar_range`` is not (low, high) with low < high inside
+            :func:`log10_mstar_total_range`.
     """
+    check_log10_mstar_range(*(float(v) for v in log10_mstar_range), registry=registry)
     g = generator
 
     def u(*shape: int) -> Tensor:
