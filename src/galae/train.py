@@ -7,8 +7,10 @@ batch's observing conditions.  Neither uses any truth stored with the data.  An 
 supervised term (``supervised_weight > 0``) uses the data set's truth latents; it is off by
 default and every checkpoint and report records which terms were used.
 
-Defaults live in :class:`TrainConfig` - one visible place.  The resolved config and package
-versions are saved in every checkpoint; training resumes from ``<out_dir>/last.pt``.
+Defaults live in :class:`TrainConfig` - one visible place, checked as a whole before anything
+is written (a refused run leaves no out_dir behind).  The resolved config and package versions
+are saved in every checkpoint; training resumes from ``<out_dir>/last.pt``, and an out_dir that
+holds a run is only started afresh with ``resume=false overwrite=true``.
 Multi-GPU / multi-node through ``torchrun`` (data parallel with all-reduced gradients; gloo on
 CPU, NCCL on GPUs).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import os
 import sys
@@ -55,6 +58,59 @@ MAX_NONFINITE_STEPS: int = 50
 #: The largest redshift ``sleep_redshift_range`` may reach: that of the packaged population
 #: table (``python -m galae.sps build``'s default ``--z-max``).
 SLEEP_REDSHIFT_MAX: float = 0.6
+
+
+#: The models ``python -m galae.train`` trains (TrainConfig.model).
+MODELS: tuple[str, ...] = ("autoencoder", "unet")
+
+#: The files of a training run in its out_dir; one of them there means out_dir holds a run.
+RUN_FILES: tuple[str, ...] = ("last.pt", "model.pt", "log.csv")
+
+
+def _finite_at_least(value: float, low: float) -> bool:
+    """``value`` is a finite number >= ``low`` (False for NaN and inf)."""
+    return math.isfinite(value) and value >= low
+
+
+def _check_widths(widths: object, model: str) -> None:
+    """``widths``: a non-empty list of positive integers; for the autoencoder each a multiple of
+    the encoder's GroupNorm groups (or below it), for the U-Net at least two levels."""
+    from galae.encoder import EncoderConfig
+
+    ok = isinstance(widths, tuple | list) and len(widths) > 0
+    ok = ok and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)
+    if not ok:
+        raise ValueError(
+            f"widths must be a non-empty list of positive integers like [32, 64, 96, 128], "
+            f"got {list(widths) if isinstance(widths, tuple) else widths!r}"
+        )
+    groups = EncoderConfig.groups
+    if model == "autoencoder":
+        bad = [w for w in widths if w % min(groups, w)]
+        if bad:
+            raise ValueError(
+                f"widths must be multiples of {groups} (or below {groups}): the encoder's "
+                f"GroupNorm splits each stage's channels into {groups} groups; got {list(widths)} "
+                f"({', '.join(map(str, bad))} not)"
+            )
+    elif len(widths) < 2:
+        raise ValueError(f"widths needs >= 2 levels for the U-Net, got {list(widths)}")
+
+
+def parse_device(name: str) -> torch.device | None:
+    """``name`` as a device ("cpu", "cuda", "cuda:1", "mps"), None for "auto"; ValueError for
+    anything else.  Whether the machine has that device is :func:`resolve_device`'s check."""
+    if name == "auto":
+        return None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}"
+        ) from None
+    return dev
 
 
 @dataclass(frozen=True)
@@ -172,14 +228,21 @@ class TrainConfig:
     eval_every: int = 250
     ckpt_every: int = 250
     resume: bool = True
+    # with resume=false, replace a run that out_dir already holds (its last.pt, model.pt,
+    # log.csv and tb/ are deleted when the new run starts); without it such an out_dir is
+    # refused, so that a run is never overwritten (or its log.csv appended to) by mistake
+    overwrite: bool = False
     tensorboard: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_steps < 0:
             raise ValueError("batch_size must be >= 1 and max_steps >= 0")
-        if min(self.wake_weight, self.sleep_weight, self.supervised_weight) < 0:
-            raise ValueError("loss weights must be >= 0")
+        for name in ("wake_weight", "sleep_weight", "supervised_weight"):
+            if not _finite_at_least(getattr(self, name), 0.0):
+                raise ValueError(
+                    f"loss weights must be >= 0 and finite, got {name}={getattr(self, name)}"
+                )
         if self.wake_weight + self.sleep_weight + self.supervised_weight == 0:
             raise ValueError("at least one loss term must have a positive weight")
         from galae.settings import RENDER_PRESETS
@@ -243,6 +306,104 @@ class TrainConfig:
             )
         if self.sleep_prior_refit_every < 0 or not 0.0 <= self.sleep_broad_fraction <= 1.0:
             raise ValueError("sleep_prior_refit_every must be >= 0, sleep_broad_fraction in [0, 1]")
+        self._check_model()
+        self._check_optimisation()
+        self._check_run()
+
+    def _check_model(self) -> None:
+        """The architecture and likelihood keys (checked whatever the loss weights)."""
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {list(MODELS)}, got {self.model!r}")
+        _check_widths(self.widths, self.model)
+        for name in ("hidden", "rank", "blocks_per_stage"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        from galae.likelihood import LIKELIHOODS
+
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(
+                f"likelihood must be one of {list(LIKELIHOODS)}, got {self.likelihood!r}"
+            )
+        if not (_finite_at_least(self.student_df, 0.0) and self.student_df > 0):
+            raise ValueError(f"student_df must be > 0 and finite, got {self.student_df}")
+        if self.model == "autoencoder":
+            set_unet = [
+                f.name
+                for f in dataclasses.fields(self)
+                if f.name.startswith("unet_") and getattr(self, f.name) != f.default
+            ]
+            if set_unet:
+                raise ValueError(
+                    f"{', '.join(set_unet)}: settings of the U-Net baseline (model: unet), "
+                    "which the autoencoder does not use; drop them or set model=unet"
+                )
+        if self.model == "unet":
+            if self.init_from is not None:
+                raise ValueError(
+                    "init_from starts the autoencoder from another run; the U-Net baseline "
+                    "(model: unet) cannot start from a checkpoint: drop init_from"
+                )
+            if self.trainable:
+                raise ValueError(
+                    "trainable selects autoencoder parameters; the U-Net baseline "
+                    "(model: unet) trains all of its own: drop trainable"
+                )
+            if self.unet_targets is not None and not self.unet_targets:
+                raise ValueError(
+                    "unet_targets must name at least one map (or be null: every map the data "
+                    "set has)"
+                )
+            from galae.unet import requested_targets, unet_config_from_train
+
+            try:  # the U-Net's own checks, before any data is read
+                unet_config_from_train(self, 1, requested_targets(self))
+            except ValueError as err:
+                raise ValueError(f"U-Net settings (unet_* keys, widths): {err}") from None
+
+    def _check_optimisation(self) -> None:
+        if not (_finite_at_least(self.lr, 0.0) and self.lr > 0):
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
+        if not _finite_at_least(self.weight_decay, 0.0):
+            raise ValueError(f"weight_decay must be >= 0 and finite, got {self.weight_decay}")
+        if not (_finite_at_least(self.grad_clip, 0.0) and self.grad_clip > 0):
+            raise ValueError(
+                "grad_clip must be > 0 and finite (the largest gradient norm of a loss term in "
+                f"a step; <= 0 stops or reverses training), got {self.grad_clip}"
+            )
+        for name in (
+            "warmup_steps",
+            "wake_start_step",
+            "wake_ramp_steps",
+            "sleep_prior_start_step",
+            "num_workers",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_minutes is not None and not _finite_at_least(self.max_minutes, 0.0):
+            raise ValueError(f"max_minutes must be >= 0 (or null), got {self.max_minutes}")
+
+    def _check_run(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(
+                f"val_fraction must be in [0, 1) (the share of the data kept for validation), "
+                f"got {self.val_fraction}"
+            )
+        if self.mock_n is not None and self.mock_n < 1:
+            raise ValueError(f"mock_n must be >= 1 (or null), got {self.mock_n}")
+        for name in ("log_every", "eval_every", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (steps), got {getattr(self, name)}")
+        for name in ("prior_layers", "prior_epochs", "sleep_prior_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        parse_device(self.device)
+        if self.overwrite and self.resume:
+            raise ValueError(
+                "overwrite=true replaces the run in out_dir and resume=true continues it: "
+                "set resume=false with overwrite=true"
+            )
 
     @property
     def loss_terms(self) -> str:
@@ -593,6 +754,22 @@ def loss_terms(
     return terms, weights
 
 
+def _check_terms_reach_parameters(cfg: TrainConfig, terms: dict[str, Tensor], step: int) -> None:
+    """ValueError when no loss term depends on the trainable parameters (and no wake term is
+    still to come): training would not move them (e.g. ``trainable=[encoder.out_z]``, the
+    photo-z head, without ``sleep_photo_z_fraction`` > 0)."""
+    if any(v.requires_grad for v in terms.values()):
+        return
+    if cfg.wake_weight > 0 and step < cfg.wake_start_step:
+        return
+    raise ValueError(
+        f"no loss term ({', '.join(terms)}) depends on the parameters that trainable="
+        f"{list(cfg.trainable)} selects, so training would not change them (the photo-z head "
+        "encoder.out_z learns from sleep_photo_z_fraction > 0, or the wake term on stamps "
+        "without a redshift)"
+    )
+
+
 def _wake_weight(cfg: TrainConfig, step: int) -> float:
     """Weight of the ELBO term at ``step``: 0 before ``wake_start_step``, then a linear ramp."""
     if step < cfg.wake_start_step:
@@ -618,7 +795,13 @@ def _balanced_backward(
     skipped: list[str] = []
     world = torch_dist.get_world_size() if torch_dist.is_initialized() else 1
     for name, value in terms.items():
-        grads = torch.autograd.grad(value, params, allow_unused=True)
+        # a term that no trainable parameter reaches has a zero gradient (still all-reduced
+        # below, so that every process makes the same collective calls)
+        grads = (
+            torch.autograd.grad(value, params, allow_unused=True)
+            if value.requires_grad
+            else [None] * len(params)
+        )
         grads = [
             torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)
         ]
@@ -642,9 +825,106 @@ def _balanced_backward(
 # helpers
 # ----------------------------------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+    """The device named by ``name`` ("auto": CUDA when available, else the CPU).
+
+    Raises:
+        ValueError: an unknown device name, or a device this machine does not have.
+    """
+    dev = parse_device(name)
+    if dev is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={name!r}, but torch sees no CUDA GPU on this machine "
+                f"(torch {torch.__version__}); use device=cpu or device=auto"
+            )
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device={name!r}, but this machine has {n} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r}, but MPS is not available on this machine")
+    return dev
+
+
+def check_run_inputs(cfg: TrainConfig) -> torch.device:
+    """What a training run needs of the machine and the file system, checked before anything
+    is written: the device (returned), the data set or the mock config that makes it, and
+    out_dir (:func:`check_out_dir`).  Used by :func:`train` and :func:`galae.unet.train_unet`.
+
+    Raises:
+        ValueError: a device this machine lacks, an out_dir that holds a run, a mock config
+            that does not load.
+        FileNotFoundError: no data set and no mock config to make it.
+    """
+    device = resolve_device(cfg.device)
+    check_out_dir(cfg)
+    check_data_source(cfg)
+    return device
+
+
+def check_out_dir(cfg: TrainConfig) -> None:
+    """Refuse an out_dir that holds a run (:data:`RUN_FILES`) which this one would overwrite or
+    append to: with resume=false (unless overwrite=true), or with resume=true but no last.pt to
+    continue from while a model.pt is there."""
+    out = Path(cfg.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {out} is a file, not a directory")
+    held = [name for name in RUN_FILES if (out / name).is_file()]
+    if not held or cfg.overwrite:
+        return
+    if not cfg.resume:
+        raise ValueError(
+            f"out_dir {out} holds a run ({', '.join(held)}); resume=true continues it, "
+            "resume=false overwrite=true replaces it, or choose another out_dir"
+        )
+    if not (out / "last.pt").is_file() and (out / "model.pt").is_file():
+        raise ValueError(
+            f"out_dir {out} holds a finished run (model.pt) but no last.pt to resume from; "
+            "resume=false overwrite=true replaces it, or choose another out_dir"
+        )
+
+
+def clear_run(out_dir: Path) -> None:
+    """Delete the run that ``out_dir`` holds (overwrite=true): :data:`RUN_FILES` and tb/."""
+    import shutil
+
+    removed = [name for name in RUN_FILES if (out_dir / name).is_file()]
+    for name in removed:
+        (out_dir / name).unlink()
+    if (out_dir / "tb").is_dir():
+        shutil.rmtree(out_dir / "tb")
+        removed.append("tb/")
+    if removed:
+        print(f"overwrite=true: removed {', '.join(removed)} of the previous run in {out_dir}")
+
+
+def check_data_source(cfg: TrainConfig) -> None:
+    """The data set exists, or ``mock_config`` names a mock config that loads (it will be
+    generated from it); errors say which of the two is missing."""
+    data = Path(cfg.data)
+    if data.exists():
+        return
+    if cfg.mock_config is None:
+        raise FileNotFoundError(
+            f"data set {data} not found (set mock_config to generate it, or run "
+            f"`python -m galae.mock --config configs/mock_analytic.yaml --out {data}`)"
+        )
+    mock = Path(cfg.mock_config)
+    if not mock.is_file():
+        raise FileNotFoundError(
+            f"data set {data} not found, and mock_config {mock}, the mock config it would be "
+            f"generated from, is not found either (relative paths start at {Path.cwd()}); "
+            "set data to an existing data set, or mock_config to a mock config file"
+        )
+    from galae.mock import MockConfig
+
+    try:
+        load_config(MockConfig, mock)
+    except ValueError as err:
+        raise ValueError(
+            f"mock_config {mock} (to generate the missing data set {data}): {err}"
+        ) from None
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -730,31 +1010,35 @@ def train(cfg: TrainConfig) -> Path:
         return train_unet(cfg)
     world, rank, local = _dist_info()
     distributed = world > 1
+    # every input is checked before a process group is joined or anything is written
+    device = check_run_inputs(cfg)
+    init_state = _init_from_checkpoint(cfg) if cfg.init_from else None
     # subnormal floats (far-out profile tails, in forward and backward) are ~100x slower on CPUs
     # and carry no light; an application-level setting for the training process
     torch.set_flush_denormal(True)
     if distributed and not torch_dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch_dist.init_process_group(backend)
-    device = resolve_device(cfg.device)
     if distributed and device.type == "cuda":
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     main_proc = rank == 0
     out_dir = Path(cfg.out_dir)
-    if main_proc:
-        out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed + rank)
     pyro.set_rng_seed(cfg.seed + rank)
     train_loader, val_loader, data_info = make_loaders(cfg, rank=rank, world=world, device=device)
 
     model, guide = build_modules(cfg, data_info)
-    if cfg.init_from:
-        _init_from(cfg.init_from, model, guide)
+    if init_state is not None:
+        _init_from(str(cfg.init_from), init_state, model, guide)
     model.to(device)
     guide.to(device)
     params = _trainable_parameters(guide, cfg.trainable)
+    if main_proc:  # made only now, so that a run refused for its inputs leaves no out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.overwrite:
+            clear_run(out_dir)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
 
@@ -803,6 +1087,7 @@ def train(cfg: TrainConfig) -> Path:
                     cfg, model, guide, train_loader, device, sleep_flow, distributed
                 )
             terms, weights = loss_terms(cfg, model, guide, batch, step, gen, sleep_prior)
+            _check_terms_reach_parameters(cfg, terms, step)
             loss = sum(weights[k] * v for k, v in terms.items())
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -887,16 +1172,72 @@ def _trainable_parameters(guide: GalaxyGuide, prefixes: tuple[str, ...]) -> list
     return out
 
 
-def _init_from(path: str, model: GalaxyModel, guide: GalaxyGuide) -> None:
-    """Load the encoder weights and the population prior of the checkpoint at ``path``."""
-    from galae.checkpoint import modules_from_state
+#: TrainConfig keys that shape the encoder, compared with an init_from checkpoint's.
+_ENCODER_KEYS: tuple[str, ...] = ("widths", "blocks_per_stage", "hidden", "rank")
 
+
+def _init_from_checkpoint(cfg: TrainConfig) -> dict:
+    """The checkpoint ``cfg.init_from`` names, checked to be an autoencoder's with the
+    encoder architecture ``cfg`` asks for (before any data is read).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not an autoencoder checkpoint, or another encoder architecture (the
+            message lists the differing keys on one line).
+    """
+    from galae.checkpoint import CheckpointError
+
+    path = str(cfg.init_from)
     state = load_checkpoint(Path(path))
-    try:
-        guide.encoder.load_state_dict(state["encoder_state"])
-    except RuntimeError as err:
-        raise ValueError(f"init_from={path!r} has another encoder architecture: {err}") from None
-    model.prior = modules_from_state(state)[0].prior
+    if state["kind"] != "galae-autoencoder":
+        raise CheckpointError(
+            f"init_from={path!r} is a {state['kind']} checkpoint; init_from needs an autoencoder "
+            "checkpoint (galae-autoencoder, made with model: autoencoder)"
+        )
+    theirs = state.get("encoder_config", {})
+    mine = {k: list(v) if isinstance(v, tuple) else v for k, v in _encoder_keys(cfg).items()}
+    diffs = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+    if diffs:
+        raise CheckpointError(
+            f"init_from={path!r} has another encoder architecture; differing keys "
+            f"(checkpoint, requested): {diffs}"
+        )
+    return state
+
+
+def _encoder_keys(cfg: TrainConfig) -> dict:
+    return {k: getattr(cfg, k) for k in _ENCODER_KEYS}
+
+
+def _init_from(path: str, state: dict, model: GalaxyModel, guide: GalaxyGuide) -> None:
+    """Load the encoder weights and the population prior of the checkpoint ``state`` (read
+    from ``path`` by :func:`_init_from_checkpoint`)."""
+    from galae.checkpoint import CheckpointError, modules_from_state
+
+    theirs = state.get("encoder_config", {})
+    mine = guide.encoder.config.to_dict()
+    diffs = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+    if diffs:  # e.g. n_bands: a data set with other bands
+        raise CheckpointError(
+            f"init_from={path!r} has another encoder architecture; differing encoder settings "
+            f"(checkpoint, this run): {diffs}"
+        )
+    theirs_w, mine_w = state["encoder_state"], guide.encoder.state_dict()
+    problems = [f"missing {k}" for k in mine_w if k not in theirs_w]
+    problems += [f"unexpected {k}" for k in theirs_w if k not in mine_w]
+    problems += [
+        f"{k} {tuple(theirs_w[k].shape)} vs {tuple(v.shape)}"
+        for k, v in mine_w.items()
+        if k in theirs_w and tuple(theirs_w[k].shape) != tuple(v.shape)
+    ]
+    if problems:  # a one-line summary, not torch's multi-line dump
+        more = f" and {len(problems) - 4} more" if len(problems) > 4 else ""
+        raise CheckpointError(
+            f"init_from={path!r} has another encoder architecture: its weights do not fit "
+            f"({'; '.join(problems[:4])}{more})"
+        )
+    guide.encoder.load_state_dict(theirs_w)
+    model.prior = modules_from_state(state, where=f"init_from={path!r}")[0].prior
 
 
 def _initial_sleep_prior(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | None:

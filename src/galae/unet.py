@@ -1007,8 +1007,9 @@ def train_unet(cfg: TrainConfig) -> Path:
 
     Reads from ``cfg``: data, mock_config, mock_n, val_fraction, batch_size, max_steps,
     max_minutes, lr, weight_decay, warmup_steps, grad_clip, amp, out_dir, seed, device,
-    log_every, eval_every, ckpt_every, resume, tensorboard, progress, num_workers, widths; the
-    rest of the U-Net comes from :class:`UNetConfig` (see :func:`unet_config_from_train`).
+    log_every, eval_every, ckpt_every, resume, overwrite, tensorboard, progress, num_workers,
+    widths; the rest of the U-Net comes from :class:`UNetConfig` (see
+    :func:`unet_config_from_train`).
 
     Deterministic given the seed: epoch e visits the training galaxies in a permutation seeded
     by (seed, e), and step s uses the augmentation seeded by (seed, s), so a resumed run sees
@@ -1021,15 +1022,14 @@ def train_unet(cfg: TrainConfig) -> Path:
     """
     from galae.checkpoint import CheckpointError, load_checkpoint
     from galae.data.loader import ensure_data
-    from galae.train import resolve_device
+    from galae.train import check_run_inputs, clear_run
 
     if cfg.model != "unet":
         raise ValueError(f"train_unet trains model 'unet', the config asks for {cfg.model!r}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("the U-Net baseline trains in one process; run it without torchrun")
+    device = check_run_inputs(cfg)  # device, data source, out_dir: before anything is written
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
 
     path = ensure_data(cfg.data, cfg.mock_config, cfg.mock_n, cfg.seed)
@@ -1066,6 +1066,10 @@ def train_unet(cfg: TrainConfig) -> Path:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.max_steps)
     )
+    # made only now, so that a run refused for its inputs (or its data) leaves no out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(cfg, "overwrite", False):
+        clear_run(out_dir)
     step = 0
     last = out_dir / "last.pt"
     if cfg.resume and last.exists():
