@@ -108,6 +108,7 @@ def test_one_dimensional_psf_is_refused_when_ambiguous(model: GalaeModel, five: 
         model.encode(five.images, five.sigma, psf_fwhm_arcsec=per_galaxy, redshift=five.redshift)
     with pytest.raises(ValueError, match="ambiguous for 5 galaxies of 5 bands"):
         model.sample(n=5, seed=0, psf_fwhm_arcsec=per_galaxy)
+    _encode(model, five, psf_fwhm_arcsec=np.full(5, 1.3))  # equal values: the same either way
     shared = five.psf_fwhm_arcsec[:1]  # (1, C): the same PSF for every galaxy
     a = _encode(model, five, psf_fwhm_arcsec=shared)
     b = _encode(model, five, psf_fwhm_arcsec=shared.expand(5, -1))

@@ -695,7 +695,7 @@ class GalaeModel:
         ``mask`` (True: left out) is (N, C, H, W), (N, 1, H, W) for every band of each galaxy,
         (1, C, H, W) or (H, W) for every galaxy, or (C, H, W) with a single image.
         ``psf_fwhm_arcsec`` is (N, C), (1, C) or (C,) for every galaxy, or a scalar; with
-        N = C > 1 a one-dimensional PSF is ambiguous and refused.
+        N = C > 1 a one-dimensional PSF of unequal values is ambiguous and refused.
         """
         x = as_tensor(images, "images", torch.float32, self.device)
         single = x.dim() == 3
@@ -782,7 +782,7 @@ class GalaeModel:
         p = as_tensor(psf_fwhm_arcsec, "psf_fwhm_arcsec", torch.float32, self.device)
         if p.dim() == 1 and p.shape[0] == 1:
             p = p.reshape(())
-        if p.dim() == 1 and n == c and n > 1:
+        if p.dim() == 1 and n == c and n > 1 and not bool((p == p[0]).all()):
             raise ValueError(
                 f"psf_fwhm_arcsec of shape ({c},) is ambiguous for {n} galaxies of {c} bands: "
                 f"pass (N, C) = ({n}, {c}) (np.repeat(psf[:, None], {c}, 1) for one FWHM per "
@@ -1380,7 +1380,7 @@ class GalaeModel:
                 return torch.as_tensor(default, dtype=f32, device=dev)
             t = as_tensor(user, name, f32, dev)
             target = (n, c) if per_band else (n,)
-            if per_band and t.dim() == 1 and n == c and n > 1:
+            if per_band and t.dim() == 1 and n == c and n > 1 and not bool((t == t[0]).all()):
                 raise ValueError(
                     f"{name} of shape ({c},) is ambiguous for {n} galaxies of {c} bands: pass "
                     f"(n, C) = ({n}, {c}), or (1, {c}) for the same per-band value for all"
