@@ -30,6 +30,7 @@ from galae.train import (
     check_out_dir,
     main,
     resolve_device,
+    set_aside_stale_log,
     train,
 )
 
@@ -344,6 +345,24 @@ def test_out_dir_with_a_run_needs_resume_or_overwrite(tmp_path: Path) -> None:
     afile.write_text("")
     with pytest.raises(ValueError, match="is a file"):
         check_out_dir(TrainConfig(out_dir=str(afile)))
+
+
+def test_a_log_without_checkpoint_is_set_aside(tmp_path: Path) -> None:
+    """resume=true into an out_dir whose run stopped before its first checkpoint: the new run
+    starts its own log, and the old one is kept beside it (numbered when one is there)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.csv").write_text("step\n1\n")
+    check_out_dir(TrainConfig(out_dir=str(out), resume=True))
+    set_aside_stale_log(out)
+    assert not (out / "log.csv").exists() and (out / "log.csv.stale").read_text() == "step\n1\n"
+    (out / "log.csv").write_text("step\n2\n")
+    set_aside_stale_log(out)
+    assert (out / "log.csv.stale1").read_text() == "step\n2\n"
+    (out / "log.csv").write_text("step\n3\n")
+    (out / "last.pt").write_bytes(b"")
+    set_aside_stale_log(out)  # a checkpoint to resume from: the log continues
+    assert (out / "log.csv").read_text() == "step\n3\n"
 
 
 def test_no_script_relies_on_resume_false_into_a_run() -> None:

@@ -885,6 +885,21 @@ def check_out_dir(cfg: TrainConfig) -> None:
         )
 
 
+def set_aside_stale_log(out_dir: Path) -> None:
+    """A ``log.csv`` without a ``last.pt`` beside it is the log of a run that stopped before
+    its first checkpoint: nothing resumes it, so the new run starts a log of its own and that
+    one is kept as ``log.csv.stale`` (numbered if that exists), instead of being appended to."""
+    log = out_dir / "log.csv"
+    if (out_dir / "last.pt").exists() or not log.is_file():
+        return
+    aside = out_dir / "log.csv.stale"
+    k = 1
+    while aside.exists():
+        aside, k = out_dir / f"log.csv.stale{k}", k + 1
+    log.rename(aside)
+    print(f"{log} is from a run that stopped before its first checkpoint: kept as {aside}")
+
+
 def clear_run(out_dir: Path) -> None:
     """Delete the run that ``out_dir`` holds (overwrite=true): :data:`RUN_FILES` and tb/."""
     import shutil
@@ -1039,6 +1054,7 @@ def train(cfg: TrainConfig) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         if cfg.overwrite:
             clear_run(out_dir)
+        set_aside_stale_log(out_dir)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
 

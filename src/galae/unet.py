@@ -1022,7 +1022,7 @@ def train_unet(cfg: TrainConfig) -> Path:
     """
     from galae.checkpoint import CheckpointError, load_checkpoint
     from galae.data.loader import ensure_data
-    from galae.train import check_run_inputs, clear_run
+    from galae.train import check_run_inputs, clear_run, set_aside_stale_log
 
     if cfg.model != "unet":
         raise ValueError(f"train_unet trains model 'unet', the config asks for {cfg.model!r}")
@@ -1070,6 +1070,7 @@ def train_unet(cfg: TrainConfig) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     if getattr(cfg, "overwrite", False):
         clear_run(out_dir)
+    set_aside_stale_log(out_dir)
     step = 0
     last = out_dir / "last.pt"
     if cfg.resume and last.exists():
