@@ -9,9 +9,54 @@ from galae.physics.population import sample_population, shen03_r50_late_kpc
 
 
 def test_kennicutt_schmidt_inversion():
-    # Kennicutt (1998) eq. 4: Sigma_gas = 10 Msun/pc^2 gives Sigma_SFR = 2.5e-4 * 10^1.4
-    sfr = torch.tensor([2.5e-4 * 10**1.4], dtype=torch.float64)
+    # Kennicutt (1998) eq. 4: Sigma_gas = 10 Msun/pc^2 gives a Salpeter-IMF Sigma_SFR of
+    # 2.5e-4 * 10^1.4; galae's SFRs are Kroupa ones, 0.17 dex lower for the same light
+    # (Kennicutt & Evans 2012, table 1: H-alpha log C 41.27 against Kennicutt's 41.10)
+    assert gas.SALPETER_OVER_KROUPA_SFR == pytest.approx(10 ** (41.27 - 41.10), rel=1e-9)
+    sfr = torch.tensor([2.5e-4 * 10**1.4 / gas.SALPETER_OVER_KROUPA_SFR], dtype=torch.float64)
     assert gas.gas_surface_density_msun_per_pc2(sfr).item() == pytest.approx(10.0, rel=1e-9)
+
+
+def test_gas_laws_hold_face_on():
+    """On the sky a disk of axis ratio q has its face-on surface densities over q: the gas is
+    KS^-1(q Sigma_SFR) / q and HI saturates at 9 / q."""
+    sfr = torch.tensor([1e-3, 1e-2, 1e-1], dtype=torch.float64)
+    for q in (1.0, 0.5, 0.2):
+        sky = gas.gas_surface_density_msun_per_pc2(sfr, q)
+        face_on = gas.gas_surface_density_msun_per_pc2(q * sfr)
+        torch.testing.assert_close(sky, face_on / q)
+        hi = gas.hi_surface_density_msun_per_pc2(torch.tensor([1e4], dtype=torch.float64), q)
+        assert hi.item() == pytest.approx(gas.HI_SATURATION_MSUN_PER_PC2 / q, rel=1e-6)
+
+
+def test_gas_and_hi_masses_do_not_depend_on_inclination():
+    """The renderer's gas and HI maps summed over the stamp: the same galaxy at 0, 60 and 80
+    degrees holds the same gas (the laws applied on the sky gave 0.83 and 0.68 of the face-on
+    mass at 60 and 80 degrees, and HI down to 0.48)."""
+    from galae.latent import REGISTRY as R
+    from galae.render.observation import Observation
+    from galae.render.psf import GaussianPSF
+    from galae.render.renderer import GalaxyRenderer
+
+    renderer = GalaxyRenderer()
+    masses = []
+    for inc in (0.0, 60.0, 80.0):
+        p = R.midpoint(1, torch.float64)
+        p.update(
+            inclination_deg=torch.tensor([inc], dtype=torch.float64),
+            log10_sfr_msun_per_yr=torch.tensor([0.5], dtype=torch.float64),
+            r_sfr_kpc=torch.tensor([3.0], dtype=torch.float64),
+        )
+        p = {k: v.float() for k, v in p.items()}
+        obs = Observation(torch.tensor([0.05]), GaussianPSF(torch.ones(1, 5)), 0.396, (160, 160))
+        maps = renderer.derived_and_maps(p, obs)[1]
+        area_pc2 = maps.pixel_area_kpc2 * 1e6
+        gas_mass = (maps.sigma_gas_msun_per_pc2.sum() * area_pc2).item()
+        hi_mass = (maps.sigma_hi_msun_per_pc2.sum() * area_pc2).item()
+        masses.append((gas_mass, hi_mass))
+    for gas_mass, hi_mass in masses[1:]:
+        assert gas_mass == pytest.approx(masses[0][0], rel=0.03)
+        assert hi_mass == pytest.approx(masses[0][1], rel=0.03)
 
 
 def test_hi_saturates():

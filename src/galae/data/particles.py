@@ -1485,11 +1485,20 @@ def _render_batch(
 
     sigma_sfr = sfr_map / area.view(-1, 1, 1)
     sigma_sfr_smooth = _gaussian_blur(sigma_sfr, config.gas_smoothing_kpc / kpc_pix)
-    sigma_gas = gas.gas_surface_density_msun_per_pc2(sigma_sfr_smooth)
-    sigma_hi = gas.hi_surface_density_msun_per_pc2(sigma_gas)
+    # sky-plane gas of a disk whose face-on surface densities are q_disk times the sky's (the
+    # renderer's deprojection, so that model and truth maps share it)
+    q_d = geom.q_disk.view(-1, 1, 1)
+    sigma_gas = gas.gas_surface_density_msun_per_pc2(sigma_sfr_smooth, q_d)
+    sigma_hi = gas.hi_surface_density_msun_per_pc2(sigma_gas, q_d)
 
     # ---- dust: A_V,0 = kappa Sigma_gas,face-on Z_gas/Zsun; slab at the inclination -------
-    gas_face_on = gas.gas_surface_density_msun_per_pc2(sigma_sfr_smooth * cos_i.view(-1, 1, 1))
+    # The dust keeps the normalisation the mocks were made with: Kennicutt's (1998) law read
+    # with these (Kroupa) SFRs as if they were his Salpeter ones, which gives 0.12 dex less gas
+    # than the gas maps above (galae.physics.gas), inside the 0.15 dex dust-to-gas scatter; so
+    # particle data sets made before the gas maps' IMF correction are made again the same.
+    gas_face_on = gas.gas_surface_density_msun_per_pc2(
+        sigma_sfr_smooth * cos_i.view(-1, 1, 1) / gas.SALPETER_OVER_KROUPA_SFR
+    )
     kappa = AV_PER_GAS_MSUN_PC2 * 10.0 ** (config.dust_to_gas_scatter_dex * rng.n(b))
     z_gas = 10.0 ** gas.oh12_to_lg_zgas_zsun(oh12_map)
     av0 = (kappa.view(-1, 1, 1) * gas_face_on * z_gas).clamp(0.0, config.av_face_on_max_mag)

@@ -84,6 +84,8 @@ class GalaxyMaps:
         av_mag: effective V-band attenuation of the disk stars at the galaxy's inclination.
         pixel_area_kpc2: (B,) pixel area.
         age_bulge_gyr, age_disk_gyr, lg_zstar_bulge_zsun: (B,) per-galaxy population values.
+        q_disk: (B,) the disk's projected axis ratio (its thickness included): a face-on
+            surface density is q_disk times the sky's, and the gas laws hold face-on.
     """
 
     mstar_bulge_msun: Tensor
@@ -97,6 +99,7 @@ class GalaxyMaps:
     age_bulge_gyr: Tensor
     age_disk_gyr: Tensor
     lg_zstar_bulge_zsun: Tensor
+    q_disk: Tensor
 
     def _per_kpc2(self, x: Tensor) -> Tensor:
         return x / self.pixel_area_kpc2.view(-1, 1, 1)
@@ -121,11 +124,13 @@ class GalaxyMaps:
 
     @property
     def sigma_gas_msun_per_pc2(self) -> Tensor:
-        return gas.gas_surface_density_msun_per_pc2(self.sigma_sfr_msun_per_yr_per_kpc2)
+        return gas.gas_surface_density_msun_per_pc2(
+            self.sigma_sfr_msun_per_yr_per_kpc2, _col(self.q_disk)
+        )
 
     @property
     def sigma_hi_msun_per_pc2(self) -> Tensor:
-        return gas.hi_surface_density_msun_per_pc2(self.sigma_gas_msun_per_pc2)
+        return gas.hi_surface_density_msun_per_pc2(self.sigma_gas_msun_per_pc2, _col(self.q_disk))
 
     @property
     def lg_zstar_mass_weighted_zsun(self) -> Tensor:
@@ -210,6 +215,7 @@ def physical_maps(
     params: Mapping[str, Tensor],
     r_disk_kpc: Tensor,
     cos_inclination: Tensor,
+    q_disk: Tensor,
     pixel_area_kpc2: Tensor,
     unit_bulge: Tensor,
     unit_disk: Tensor,
@@ -220,7 +226,8 @@ def physical_maps(
     Args:
         params: physical latents ``{name: (B,)}``.
         r_disk_kpc: (B, H, W) in-plane radius of each pixel centre.
-        cos_inclination: (B,).
+        cos_inclination: (B,) of the disk's inclination (the dust slab's path).
+        q_disk: (B,) the disk's projected axis ratio (the gas laws' deprojection).
         pixel_area_kpc2: (B,).
         unit_bulge, unit_disk, unit_sfr: (B, H, W) pixel-integrated unit-flux profiles of the
             bulge mass, disk mass and star formation.
@@ -244,6 +251,7 @@ def physical_maps(
         age_bulge_gyr=params["age_bulge_gyr"],
         age_disk_gyr=params["age_disk_gyr"],
         lg_zstar_bulge_zsun=params["log10_zstar_bulge_zsun"],
+        q_disk=q_disk,
     )
 
 

@@ -362,6 +362,7 @@ class GalaxyRenderer(nn.Module):
             params,
             geom.r_disk_kpc,
             geom.cos_inclination,
+            geom.q_disk,
             geom.pixel_area_kpc2,
             units.bulge,
             units.disk,
