@@ -62,6 +62,27 @@ ONE_SIGMA_MASS: float = math.erf(1.0 / math.sqrt(2.0))
 MIN_SIMULATED: int = 100
 
 
+def standardised_errors(u_true: torch.Tensor, loc: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+    """|u_true - loc| / sd per latent, (N, D) in unconstrained space.
+
+    For a latent that is an angle (:attr:`galae.latent.Param.period`) the error is taken on the
+    circle in physical units and divided by the physical width at ``loc`` (the bijection's
+    slope there times ``sd``): the Gaussian in unconstrained space cannot wrap, so a truth at
+    179 deg and an estimate at 1 deg would otherwise count as a 178-degree error and inflate
+    the position angle's width for every galaxy.
+    """
+    z = ((u_true - loc) / sd).abs()
+    for j, param in enumerate(REGISTRY):
+        if param.period is None:
+            continue
+        x_true = param.from_unconstrained(u_true[:, j].double())
+        x_loc = param.from_unconstrained(loc[:, j].double())
+        slope = param.log_abs_det_jacobian(loc[:, j].double()).exp()
+        d = (x_true - x_loc + param.period / 2) % param.period - param.period / 2
+        z[:, j] = (d.abs() / (slope.abs() * sd[:, j].double()).clamp_min(1e-12)).to(z.dtype)
+    return z
+
+
 @torch.no_grad()
 def posterior_scales(
     model: Any,
@@ -107,7 +128,7 @@ def posterior_scales(
             if refine_steps > 0:
                 out = refine_posterior(model, guide, out, sim, refine_steps, calibrated=False)
             var = (out.cov_factor**2).sum(-1) + out.cov_diag
-            errors.append(((u - out.loc) / var.sqrt()).abs().cpu())
+            errors.append(standardised_errors(u, out.loc, var.sqrt()).cpu())
     finally:
         encoder.posterior_scale.copy_(saved)
     if not errors:

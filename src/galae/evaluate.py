@@ -90,9 +90,19 @@ MIN_PARTICLES_PER_PIXEL: int = 10
 _RADIUS_PARAMS = ("r_eff_bulge_kpc", "r_d_kpc", "r_sfr_kpc")
 
 
-def robust_stats(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """Bias and scatter of pred - true: median, 1.4826 MAD, mean, std, and N."""
-    d = np.asarray(pred, np.float64) - np.asarray(true, np.float64)
+def wrapped_difference(a: np.ndarray, b: np.ndarray, period: float | None) -> np.ndarray:
+    """a - b, or for an angle of ``period`` the difference on the circle, in [-period/2,
+    period/2) (position angles 179 and 1 deg differ by -2 deg, not 178)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return d if period is None else (d + period / 2) % period - period / 2
+
+
+def robust_stats(
+    pred: np.ndarray, true: np.ndarray, period: float | None = None
+) -> dict[str, float]:
+    """Bias and scatter of pred - true (on the circle for an angle of ``period``): median,
+    1.4826 MAD, mean, std, and N."""
+    d = wrapped_difference(pred, true, period)
     d = d[np.isfinite(d)]
     if d.size == 0:
         return {"n": 0}
@@ -163,11 +173,30 @@ def radial_residual_profile(
     return {"r_over_rhalf_edges": edges, "median": med, "p16": lo, "p84": hi, "n": n}
 
 
-def interval_hits(samples: np.ndarray, truth: np.ndarray, level: float) -> np.ndarray:
-    """(N,) bool: truth inside the central ``level`` interval of samples (k, N)."""
-    lo = np.quantile(samples, 0.5 - level / 2, axis=0)
-    hi = np.quantile(samples, 0.5 + level / 2, axis=0)
-    return (truth >= lo) & (truth <= hi)
+def _period(name: str) -> float | None:
+    """The period of a latent that is an angle (:attr:`galae.latent.Param.period`), else None
+    (derived observables too)."""
+    return REGISTRY[name].period if name in REGISTRY else None
+
+
+def interval_hits(
+    samples: np.ndarray, truth: np.ndarray, level: float, period: float | None = None
+) -> np.ndarray:
+    """(N,) bool: truth inside the central ``level`` interval of samples (k, N).
+
+    For an angle of ``period`` the interval is an arc: about the draws' circular mean, out to
+    the ``level`` quantile of their distances from it on the circle, so that a truth at 179
+    deg is inside an interval of draws about 1 deg (an equal-tailed interval on the line puts
+    it 178 deg away).
+    """
+    if period is None:
+        lo = np.quantile(samples, 0.5 - level / 2, axis=0)
+        hi = np.quantile(samples, 0.5 + level / 2, axis=0)
+        return (truth >= lo) & (truth <= hi)
+    phase = 2 * np.pi * np.asarray(samples, np.float64) / period
+    centre = np.arctan2(np.sin(phase).mean(0), np.cos(phase).mean(0)) * period / (2 * np.pi)
+    radius = np.quantile(np.abs(wrapped_difference(samples, centre, period)), level, axis=0)
+    return np.abs(wrapped_difference(truth, centre, period)) <= radius
 
 
 def coverage(
@@ -198,7 +227,7 @@ def evaluate(
     out: str | Path | None = None,
     n: int | None = None,
     batch_size: int = 64,
-    n_posterior: int = 200,
+    n_posterior: int = 1000,
     n_mc_derived: int = 64,
     device: str = "cpu",
     figures: bool = True,
@@ -210,6 +239,11 @@ def evaluate(
     flips: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on the mock data set ``data``; returns the metrics dict.
+
+    The coverage of the latents' intervals comes from ``n_posterior`` draws per galaxy (cheap:
+    no rendering); with 200 draws an exactly calibrated Gaussian posterior read 0.679 / 0.942
+    for 68% / 95%, with 1000 0.678 / 0.948 (20,000 trials).  Angles (position angle) are on the
+    circle (:func:`interval_hits`, :func:`robust_stats`).
 
     A U-Net checkpoint (the supervised baseline) is evaluated on the same map metrics (on the
     raw images: ``mask_neighbours``, the segmentation of other sources, is the autoencoder's).
@@ -327,8 +361,9 @@ def evaluate(
             if name in d["truth"]["params"]:
                 t = d["truth"]["params"][name]
                 smp = draws[name].cpu().numpy()
-                push(f"in68/{name}", interval_hits(smp, t, 0.68))
-                push(f"in95/{name}", interval_hits(smp, t, 0.95))
+                period = REGISTRY[name].period
+                push(f"in68/{name}", interval_hits(smp, t, 0.68, period))
+                push(f"in95/{name}", interval_hits(smp, t, 0.95, period))
         for k, v in d["truth"]["params"].items():
             truth_params.setdefault(k, []).append(v)
         for k, v in d["truth"]["maps"].items():
@@ -392,7 +427,7 @@ def evaluate(
     }
     for name in sorted(set(tp) & {k.split("/", 1)[1] for k in cat if k.startswith("pred/")}):
         pred, true = cat[f"pred/{name}"], tp[name]
-        entry = robust_stats(pred, true)
+        entry = robust_stats(pred, true, _period(name))
         if name in _RADIUS_PARAMS or name.startswith("r_half_arcsec_"):
             with np.errstate(divide="ignore", invalid="ignore"):
                 frac = np.abs(pred / true - 1.0)
@@ -432,7 +467,9 @@ def evaluate(
 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     per_galaxy = {
-        f"params/{name}/pred_minus_true": np.asarray(cat[f"pred/{name}"], np.float64) - tp[name]
+        f"params/{name}/pred_minus_true": wrapped_difference(
+            cat[f"pred/{name}"], tp[name], _period(name)
+        )
         for name in metrics["params"]
     }
     if res:

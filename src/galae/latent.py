@@ -58,6 +58,9 @@ class Param:
         scale: "linear" or "log" - the space in which the broad prior is uniform.
         family: variational family of the guide's marginal in unconstrained space.
         description: one line of meaning.
+        period: for an angle, the period in its unit after which it repeats (a position angle
+            is an axis: 180 deg); errors and intervals of such a latent are taken on the circle
+            (``galae.evaluate``, ``galae.calibrate``).  None for the others.
     """
 
     name: str
@@ -69,6 +72,7 @@ class Param:
     scale: str = "linear"
     family: str = "normal"
     description: str = ""
+    period: float | None = None
 
     def __post_init__(self) -> None:
         if not self.low < self.high:
@@ -157,6 +161,7 @@ PARAMS: tuple[Param, ...] = (
         r"PA [deg]",
         "geometry",
         description="position angle, counter-clockwise from +x to the major axis",
+        period=180.0,
     ),
     Param(
         "inclination_deg",

@@ -596,7 +596,9 @@ def _derived_and_map_moments(
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
     """:func:`_derived_flat`, and with ``map_moments`` the per-pixel mean and standard deviation
     over the k draws of every public map (the maps come with the derived observables' PSF-free
-    drawing at no extra cost).
+    drawing at no extra cost).  The draws come in antithetic pairs, whose mean holds the linear
+    part of a function exactly, so the spread is about that mean with divisor k (k - 1 would
+    widen it by sqrt(k / (k - 1)): 7% for 8 draws).
 
     Returns ({name: (k, N)}, {map: (N, H, W)} mean, {map: (N, H, W)} std); the map dicts are
     empty without ``map_moments``.  Sums are kept in float64 (float32 where the device has no
@@ -623,10 +625,7 @@ def _derived_and_map_moments(
                 s2[name].index_add_(0, galaxy, x * x)
     derived = {name: torch.cat(v).reshape(k, n) for name, v in parts.items()}
     mean = {name: (v / k) for name, v in s1.items()}
-    std = {
-        name: ((s2[name] - k * m * m) / max(k - 1, 1)).clamp_min(0.0).sqrt()
-        for name, m in mean.items()
-    }
+    std = {name: ((s2[name] - k * m * m) / k).clamp_min(0.0).sqrt() for name, m in mean.items()}
     mean = {name: v.float() for name, v in mean.items()}
     return derived, mean, {name: v.float() for name, v in std.items()}
 
@@ -1164,12 +1163,13 @@ class GalaeModel:
             out = mix.component(mix.n_nodes // 2)  # at the photo-z median
             z_render = mix.z[mix.n_nodes // 2]
         phys = REGISTRY.from_unconstrained(u)
+        # antithetic draws: spreads about their mean with divisor k (_derived_and_map_moments)
         mean = {k: v.mean(0) for k, v in phys.items()}
-        std = {k: v.std(0) for k, v in phys.items()}
+        std = {k: v.std(0, correction=0) for k, v in phys.items()}
         if mix is None:
             mean["redshift"], std["redshift"] = b.redshift, torch.zeros_like(b.redshift)
         else:
-            mean["redshift"], std["redshift"] = z_all.mean(0), z_all.std(0)
+            mean["redshift"], std["redshift"] = z_all.mean(0), z_all.std(0, correction=0)
         # derived observables and maps: averages over a few rendered draws
         map_mean: dict[str, Tensor] = {}
         map_std: dict[str, Tensor] = {}
@@ -1182,7 +1182,7 @@ class GalaeModel:
             )
             for k, st in dv.items():
                 mean[k] = st.mean(0)
-                std[k] = st.std(0) if st.shape[0] > 1 else torch.zeros_like(st[0])
+                std[k] = st.std(0, correction=0)
         ren = self.model.render(out.loc, b, z_render)
         return {
             "mean": mean,
