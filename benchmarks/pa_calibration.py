@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import write_result
+from conditions_ft import MAPS  # the particle scatters, by the same keys
 
 
 def _summary(folder: Path) -> dict[str, Any]:
@@ -43,18 +44,7 @@ def _summary(folder: Path) -> dict[str, Any]:
         out["pa_deg_scatter_mad"] = params["pa_deg"]["scatter_mad"]
         out["pa_deg_scatter_std"] = params["pa_deg"]["scatter_std"]
     maps = m.get("maps", {})
-    for key, (name, stat) in {
-        "log_mstar_2rhalf": ("log10_mstar_2rhalf", "scatter_dex"),
-        "log_sfr_2rhalf": ("log10_sfr_2rhalf", "scatter_dex"),
-        "pixel_mstar_well_sampled": (
-            "log10_sigma_mstar_msun_per_kpc2",
-            "per_pixel_scatter_well_sampled",
-        ),
-        "pixel_sfr_well_sampled": (
-            "log10_sigma_sfr_msun_per_yr_per_kpc2",
-            "per_pixel_scatter_well_sampled",
-        ),
-    }.items():
+    for key, (name, stat) in MAPS.items():
         if name in maps and stat in maps[name]:
             out[key] = maps[name][stat]
     return out
