@@ -251,3 +251,9 @@ def test_latent_refuses_mismatched_batch_shapes() -> None:
         Latent({**values, "pa_deg": values["pa_deg"][:, None]})
     shared = Latent({**values, "pa_deg": torch.tensor(30.0)})  # a scalar is shared
     assert shared.batch_shape == (2,)
+
+
+def test_observation_shape_must_be_integers() -> None:
+    with pytest.raises(ValueError, match="integers >= 4"):
+        Observation.create(0.1, 1.2, shape=(64.5, 64))  # was truncated to (64, 64)
+    assert Observation.create(0.1, 1.2, shape=(np.int64(48), 40)).shape == (48, 40)

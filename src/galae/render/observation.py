@@ -52,8 +52,14 @@ class Observation:
             raise ValueError("redshift must be finite and > 0 (pass redshift=None when unknown)")
         if not (np.isfinite(self.pixel_scale_arcsec) and self.pixel_scale_arcsec > 0):
             raise ValueError(f"pixel_scale_arcsec must be > 0, got {self.pixel_scale_arcsec}")
-        if len(self.shape) != 2 or min(self.shape) < 4:
-            raise ValueError(f"shape must be (H, W) with H, W >= 4, got {self.shape}")
+        if (
+            len(self.shape) != 2
+            or not all(
+                isinstance(v, int | np.integer) and not isinstance(v, bool) for v in self.shape
+            )
+            or min(self.shape) < 4
+        ):
+            raise ValueError(f"shape must be (H, W), integers >= 4, got {self.shape}")
 
     @property
     def batch_size(self) -> int:
@@ -97,4 +103,4 @@ class Observation:
                     f"psf_fwhm_arcsec must be (B, C) = ({n_b}, {n_c}), got {tuple(fwhm.shape)}"
                 )
             psf = GaussianPSF(fwhm.contiguous())
-        return cls(z, psf, float(pixel_scale_arcsec), (int(shape[0]), int(shape[1])), tuple(bands))
+        return cls(z, psf, float(pixel_scale_arcsec), tuple(shape), tuple(bands))
