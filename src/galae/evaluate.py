@@ -465,6 +465,7 @@ def evaluate(
             "within_2rhalf": "aperture sums of the maps at the posterior mean latent (model_maps)",
         }
 
+    metrics["out_dir"] = str(out_dir)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     per_galaxy = {
         f"params/{name}/pred_minus_true": wrapped_difference(
@@ -1043,6 +1044,7 @@ def evaluate_unet(
         "machine": {"platform": platform.platform(), "device": device},
         "maps": _map_metrics_of(res, tmc, pmc) if res else {},
     }
+    metrics["out_dir"] = str(out_dir)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     if res:
         save_per_galaxy(out_dir, per_galaxy_map_stats(res), tpc, data)
@@ -1404,6 +1406,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             indent=2,
         )
     )
+    print(f"wrote {m['out_dir']} (metrics.json{'' if a.no_figures else ', figures'})")
     return m
 
 
