@@ -361,7 +361,7 @@ def evaluate(
             if name in d["truth"]["params"]:
                 t = d["truth"]["params"][name]
                 smp = draws[name].cpu().numpy()
-                period = REGISTRY[name].period
+                period = _period(name)
                 push(f"in68/{name}", interval_hits(smp, t, 0.68, period))
                 push(f"in95/{name}", interval_hits(smp, t, 0.95, period))
         for k, v in d["truth"]["params"].items():

@@ -425,15 +425,6 @@ def _shift_centre(params: dict[str, Tensor], shift: tuple[float, float]) -> dict
     return out
 
 
-def _count(value: Any, name: str) -> int:
-    """``value`` as a count of galaxies (an integer >= 1), or a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 def _integer(value: Any, name: str, minimum: int) -> int:
     """``value`` as an integer >= ``minimum`` (numpy integers too), or a ValueError naming it."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -748,7 +739,7 @@ class GalaeModel:
                 f"{int(bad_s.sum())} pixels of NaN/inf sigma masked "
                 f"({_rows_and_bands(bad_s, self.bands)})"
             )
-        m = m | bad | ~torch.isfinite(s)
+        m = m | bad | bad_s  # every non-finite sigma, the ones already masked included
         good_s = s[~m]
         if (good_s <= 0).any():
             raise ValueError("sigma must be > 0 on every unmasked pixel (mask the others)")
@@ -1358,7 +1349,7 @@ class GalaeModel:
         not given is drawn from SDSS-like conditions with the same seed.  Work is done in chunks
         of ``batch_size`` so memory stays constant in n.
         """
-        n = _count(n, "n")
+        n = _integer(n, "n", 1)
         batch_size = _integer(batch_size, "batch_size", 1)
         seed = _seed(seed)
         if seed is None:
@@ -1435,7 +1426,7 @@ class GalaeModel:
         ``refine_steps`` and ``mask_neighbours`` must be left at their defaults (they are the
         posterior's).  It must come from this model and hold this one galaxy: the same images,
         sigma, PSF and redshift."""
-        n = _count(n, "n")
+        n = _integer(n, "n", 1)
         batch_size = _integer(batch_size, "batch_size", 1)
         refine_steps = _integer(refine_steps, "refine_steps", 0)
         seed = _seed(seed)
