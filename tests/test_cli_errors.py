@@ -44,7 +44,7 @@ def test_evaluate_refuses_data_without_truth(mocks: Path, tmp_path: Path) -> Non
         ({"n_mc_derived": 1}, "n_mc_derived must be >= 2"),
         ({"n_mc_derived": 0}, "n_mc_derived must be >= 2"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
-        ({"device": "foo"}, "not a torch device"),
+        ({"device": "foo"}, "device must be 'cpu', 'cuda'"),
     ],
 )
 def test_evaluate_arguments(mocks: Path, tmp_path: Path, kwargs: dict, message: str) -> None:
@@ -54,7 +54,7 @@ def test_evaluate_arguments(mocks: Path, tmp_path: Path, kwargs: dict, message: 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_evaluate_on_cuda_without_cuda(mocks: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="has no CUDA"):
+    with pytest.raises(ValueError, match="sees no CUDA GPU"):
         evaluate(default_model_path(), mocks, tmp_path / "ev", figures=False, device="cuda")
 
 
@@ -101,10 +101,14 @@ def test_compare_says_when_the_galaxies_differ(tmp_path: Path) -> None:
 
 def test_calibrate_checks_its_arguments_before_simulating(mocks: Path, tmp_path: Path) -> None:
     ckpt = default_model_path()
-    with pytest.raises(ValueError, match="refine_steps must be an integer >= 0"):
+    with pytest.raises(ValueError, match="refine_steps must be >= 0"):
         calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, refine_steps=-2)
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+    with pytest.raises(ValueError, match="refine_steps must be an integer >= 0"):
+        calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, refine_steps=2.5)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
         calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, batch_size=True)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         calibrate_checkpoint(ckpt, mocks, tmp_path / "missing" / "c.pt", n=128)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from galae.evaluate import (
+    LATENT_COMBINATIONS,
     MIN_PARTICLES_PER_PIXEL,
     aperture_log_ratio,
     interval_hits,
@@ -328,6 +329,10 @@ def test_evaluate_cli_defaults_to_the_packaged_model(tmp_path, monkeypatch) -> N
     m = main(["--data", str(data), "--n", "2", "--no-figures", "--n-mc-derived", "4"])
     assert (tmp_path / "eval_default_model_few" / "metrics.json").is_file()
     assert m["n_galaxies"] == 2 and np.isfinite(m["chi2_per_pixel"]["median"])
+    # mock truth holds every latent, so the combinations of latents are scored too
+    assert set(m["coverage_combinations"]) == set(LATENT_COMBINATIONS)
+    for levels in m["coverage_combinations"].values():
+        assert set(levels) == {"68", "95"} and 0.0 <= levels["68"] <= levels["95"] <= 1.0
 
 
 def test_position_angle_errors_and_intervals_are_taken_on_the_circle() -> None:
@@ -386,3 +391,23 @@ def test_calibration_errors_of_an_angle_are_taken_on_the_circle() -> None:
         standardised_errors(u, loc, sd)[:, others],
         linear[:, None].new_zeros(2, len(others)) + ((u - loc) / sd).abs()[:, others],
     )
+
+
+def test_latent_combinations_by_hand() -> None:
+    """Bulge and disk of 1e10 Msun each: 2e10 Msun, B/T 0.5; SFR 1 Msun/yr: sSFR 1/(2e10)."""
+    p = {
+        "log10_mstar_bulge_msun": np.array([10.0, 9.0]),
+        "log10_mstar_disk_msun": np.array([10.0, 11.0]),
+        "log10_sfr_msun_per_yr": np.array([0.0, 1.0]),
+    }
+    total = LATENT_COMBINATIONS["log10_mstar_total_msun"](p)
+    np.testing.assert_allclose(total, [10.0 + np.log10(2.0), np.log10(1.01e11)], rtol=1e-12)
+    np.testing.assert_allclose(
+        LATENT_COMBINATIONS["log10_ssfr_per_yr"](p), [-np.log10(2e10), 1.0 - np.log10(1.01e11)]
+    )
+    np.testing.assert_allclose(
+        LATENT_COMBINATIONS["bulge_to_total_mass"](p), [0.5, 1.0 / 101.0], rtol=1e-12
+    )
+    # shapes of posterior draws (k, N) pass through
+    draws = {k: np.broadcast_to(v, (7, 2)) for k, v in p.items()}
+    assert LATENT_COMBINATIONS["bulge_to_total_mass"](draws).shape == (7, 2)

@@ -122,3 +122,30 @@ def test_refined_posterior_is_the_gaussian_posterior_of_a_linear_renderer() -> N
     torch.testing.assert_close(corr_e, corr_x, rtol=0, atol=0.03)  # 0.7% standard error
     with pytest.raises(ValueError, match="refine steps must be > 0"):
         refine_posterior(model, _Guide(), out32, batch32, steps=0)
+
+
+def test_a_prior_in_place_of_q_gives_that_posterior() -> None:
+    # refine_mean's log_prior and laplace_covariance's prior_precision replace q's terms: with a
+    # Gaussian prior N(m0, P0^-1) the mode and covariance are the linear-Gaussian posterior's
+    from galae.refine import refine_mean
+
+    model, out, batch = _setup()
+    g = torch.Generator().manual_seed(7)
+    m0 = torch.randn(D, generator=g, dtype=torch.float64)
+    root = torch.randn(D, D, generator=g, dtype=torch.float64)
+    p0 = root @ root.T / D + 0.5 * torch.eye(D, dtype=torch.float64)
+    prior = torch.distributions.MultivariateNormal(m0.float(), precision_matrix=p0.float())
+    out32 = EncoderOutput(
+        *(t.float() for t in (out.loc, out.cov_factor, out.cov_diag)), out.z_loc, out.z_scale
+    )
+    batch32 = _Batch(batch.images.float(), batch.sigma.float(), batch.mask, batch.redshift)
+    u = refine_mean(model, _Guide(), out32, batch32, 600, 0.03, batch.redshift, prior.log_prob)
+    w = torch.where(batch.mask, 0.0, 1.0 / batch.sigma**2).flatten(1)
+    prec = torch.einsum("pi,bp,pj->bij", model.a, w, model.a) + p0
+    rhs = ((batch.images.flatten(1) - model.c) * w) @ model.a + p0 @ m0
+    mode = torch.linalg.solve(prec, rhs.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(u.double(), mode, atol=2e-3, rtol=0)
+    cov = laplace_covariance(
+        model, out, out.loc, batch, batch.redshift, prior_precision=p0.expand(B, D, D)
+    )
+    torch.testing.assert_close(cov, torch.linalg.inv(prec), rtol=1e-8, atol=1e-12)

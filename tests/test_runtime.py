@@ -1,4 +1,5 @@
-"""galae.runtime: the allocator tuning and the error manners of galae's command-line jobs."""
+"""galae.runtime: the allocator tuning, the error manners of galae's command-line jobs and the
+device check they share."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from galae.runtime import cli_errors, tune_cpu_allocator
+from galae.runtime import checked_device, cli_errors, parse_device, tune_cpu_allocator
 
 
 def test_tuning_can_be_turned_off(monkeypatch):
@@ -67,3 +69,42 @@ def test_evaluate_command_names_a_missing_data_file(tmp_path):
     assert "Traceback" not in run.stderr
     assert run.stderr.startswith("python -m galae.evaluate: error:")
     assert "nowhere.h5" in run.stderr
+
+
+@pytest.mark.parametrize("name", ["foo", "gpu", "cuda:x", "meta", "auto", ""])
+def test_parse_device_names_what_it_accepts(name: str) -> None:
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda', 'cuda:N' or 'mps'"):
+        parse_device(name)
+
+
+def test_checked_device() -> None:
+    assert checked_device("cpu") == torch.device("cpu")
+    assert checked_device(torch.device("cpu")) == torch.device("cpu")
+    assert parse_device("auto", allow_auto=True) is None
+    expect = "cuda" if torch.cuda.is_available() else "cpu"
+    assert checked_device("auto", allow_auto=True).type == expect
+    with pytest.raises(ValueError, match="'auto', 'cpu'"):
+        checked_device("foo", allow_auto=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_checked_device_without_cuda() -> None:
+    with pytest.raises(ValueError, match="torch sees no CUDA GPU on this machine"):
+        checked_device("cuda:0")
+
+
+def test_every_loader_checks_its_device(tmp_path) -> None:
+    """galae.load, load_unet and calibrate refuse a device name before any work (they raised
+    torch's RuntimeError, or an AssertionError for CUDA on a CPU-only build)."""
+    import galae
+    from galae.calibrate import calibrate_checkpoint
+    from galae.sampling import default_model_path
+    from galae.unet import load_unet
+
+    for call in (
+        lambda: galae.load(default_model_path(), device="gpu"),
+        lambda: load_unet(tmp_path / "missing.pt", device="gpu"),
+        lambda: calibrate_checkpoint(default_model_path(), tmp_path / "x.h5", device="gpu"),
+    ):
+        with pytest.raises(ValueError, match="device must be"):
+            call()

@@ -45,7 +45,7 @@ from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
 from galae.prior import BroadPrior, PopulationPrior, with_broad
-from galae.runtime import cli_errors, tune_cpu_allocator
+from galae.runtime import checked_device, checked_integer, cli_errors, tune_cpu_allocator
 
 __all__ = [
     "SIMULATION_PRIORS",
@@ -206,10 +206,9 @@ def calibrate_checkpoint(
         raise ValueError(
             f"calibration needs at least {MIN_SIMULATED} simulated galaxies (n), got {n!r}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
-    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
-        raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps}")
+    batch_size = checked_integer(batch_size, "batch_size", 1)
+    refine_steps = checked_integer(refine_steps, "refine_steps", 0)
+    dev = checked_device(device)
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")
     if not out.parent.is_dir():
@@ -218,7 +217,6 @@ def calibrate_checkpoint(
     if state["kind"] != "galae-autoencoder":
         raise ValueError(f"{checkpoint} is not an autoencoder checkpoint")
     model, guide = modules_from_state(state, where=str(checkpoint))
-    dev = torch.device(device)
     model, guide = model.to(dev).eval(), guide.to(dev).eval()
     simulator = simulation_prior(model, prior, broad_fraction).to(dev)
     bands = tuple(model.renderer.bands)

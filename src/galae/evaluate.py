@@ -9,7 +9,9 @@ Writes ``metrics.json`` and figures to ``--out`` (default ``<checkpoint dir>/eva
 * maps, as the seed work measured them (Buck & Wolf 2021, sect. 4): mean and scatter of
   log(true) - log(predicted) for stellar mass and SFR integrated within 2 half-light radii;
   radial residual profiles of every map from 0.5 to 5 half-light radii; per-pixel statistics;
-* calibration: coverage of the central 68% and 95% posterior intervals of every latent;
+* calibration: coverage of the central 68% and 95% posterior intervals of every latent, and
+  of combinations of latents (:data:`LATENT_COMBINATIONS`: total stellar mass, specific SFR,
+  bulge-to-total mass), whose intervals are right only if the posterior's correlations are;
 * figures: data / model / residual for the galaxies at the 100th, 70th and 40th percentile of
   fit quality (best fit = 100th), map comparisons and radial residual profiles.
 
@@ -34,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from galae.checkpoint import versions
@@ -42,7 +43,7 @@ from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
 from galae.physics.maps import MAP_NAMES
 from galae.physics.sfh import LEGACY_DISK_HISTORY
-from galae.runtime import cli_errors, tune_cpu_allocator
+from galae.runtime import checked_device, cli_errors, tune_cpu_allocator
 from galae.sampling import POOR_FIT_CHI2_PER_PIXEL, POOR_FIT_MESSAGE
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "MIN_PARTICLES_PER_PIXEL",
     "coverage",
     "interval_hits",
+    "LATENT_COMBINATIONS",
     "evaluate",
     "compare_reports",
     "compare_markdown",
@@ -199,6 +201,23 @@ def interval_hits(
     return np.abs(wrapped_difference(truth, centre, period)) <= radius
 
 
+def _log10_mstar_total(p: dict[str, np.ndarray]) -> np.ndarray:
+    return np.logaddexp(
+        np.log(10.0) * p["log10_mstar_bulge_msun"], np.log(10.0) * p["log10_mstar_disk_msun"]
+    ) / np.log(10.0)
+
+
+#: Functions of the latents whose posterior intervals :func:`evaluate` scores
+#: (``metrics["coverage_combinations"]``): name -> f(latents by name, arrays of any shape).  A
+#: sum or difference of two latents covers its truths only if the posterior holds their
+#: correlation, which the per-latent coverage cannot see.
+LATENT_COMBINATIONS: dict[str, Any] = {
+    "log10_mstar_total_msun": _log10_mstar_total,
+    "log10_ssfr_per_yr": lambda p: p["log10_sfr_msun_per_yr"] - _log10_mstar_total(p),
+    "bulge_to_total_mass": lambda p: 10.0 ** (p["log10_mstar_bulge_msun"] - _log10_mstar_total(p)),
+}
+
+
 def coverage(
     samples: np.ndarray, truth: np.ndarray, levels: Sequence[float] = (0.68, 0.95)
 ) -> dict:
@@ -270,7 +289,7 @@ def evaluate(
             f"n_mc_derived must be >= 2 (the derived observables and the maps' spread are "
             f"means and spreads over rendered draws), got {n_mc_derived}"
         )
-    device = _checked_device(device)
+    device = str(checked_device(device))
     state = load_checkpoint(checkpoint)  # read once; checks format and registry
     if state["kind"] == "galae-unet":
         refining = refine_steps or refine_above_chi2 is not None
@@ -364,6 +383,13 @@ def evaluate(
                 period = _period(name)
                 push(f"in68/{name}", interval_hits(smp, t, 0.68, period))
                 push(f"in95/{name}", interval_hits(smp, t, 0.95, period))
+        truth_now = d["truth"]["params"]
+        if all(name in truth_now for name in REGISTRY.names):
+            latent_draws = {name: draws[name].cpu().numpy() for name in REGISTRY.names}
+            for cname, f in LATENT_COMBINATIONS.items():
+                smp, t = f(latent_draws), f(truth_now)
+                push(f"combo68/{cname}", interval_hits(smp, t, 0.68))
+                push(f"combo95/{cname}", interval_hits(smp, t, 0.95))
         for k, v in d["truth"]["params"].items():
             truth_params.setdefault(k, []).append(v)
         for k, v in d["truth"]["maps"].items():
@@ -423,6 +449,7 @@ def evaluate(
         },
         "params": {},
         "coverage": {},
+        "coverage_combinations": {},
         "maps": {},
     }
     for name in sorted(set(tp) & {k.split("/", 1)[1] for k in cat if k.startswith("pred/")}):
@@ -438,6 +465,13 @@ def evaluate(
             metrics["coverage"][name] = {
                 "68": float(cat[f"in68/{name}"].mean()),
                 "95": float(cat[f"in95/{name}"].mean()),
+            }
+
+    for cname in LATENT_COMBINATIONS:
+        if f"combo68/{cname}" in cat:
+            metrics["coverage_combinations"][cname] = {
+                "68": float(cat[f"combo68/{cname}"].mean()),
+                "95": float(cat[f"combo95/{cname}"].mean()),
             }
 
     if hide_redshift:
@@ -947,17 +981,6 @@ def split_scatter(diff: np.ndarray, sel: np.ndarray) -> tuple[float, float]:
 def _fraction(hits: np.ndarray, sel: np.ndarray) -> float:
     """Mean of boolean ``hits`` over the selected entries (NaN when none is selected)."""
     return float(hits[sel].mean()) if sel.any() else float("nan")
-
-
-def _checked_device(device: str) -> str:
-    """``device`` if torch knows it and this machine has it, else a ValueError naming it."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device {device!r} is not a torch device ({err})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: this machine (or this torch build) has no CUDA")
-    return device
 
 
 def _require_truth(info: Any, what: str) -> None:

@@ -14,6 +14,10 @@ glibc's defaults.
 :func:`cli_errors` gives those entry points argparse's manners for bad input: a missing or
 truncated file, a value out of range or a checkpoint of another config ends the command with
 one line naming the problem and exit status 2, not a traceback.
+
+:func:`parse_device` and :func:`checked_device` are the one check of a device name that
+training, evaluation, calibration and ``galae.load`` share; :func:`checked_integer` the one
+check of a count.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["tune_cpu_allocator", "cli_errors"]
+import numpy as np
+import torch
+
+__all__ = ["tune_cpu_allocator", "cli_errors", "parse_device", "checked_device", "checked_integer"]
+
+#: The device types galae runs on.
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -76,3 +86,62 @@ def cli_errors(prog: str) -> Iterator[None]:
             raise
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def parse_device(name: str | torch.device, allow_auto: bool = False) -> torch.device | None:
+    """``name`` as a device ("cpu", "cuda", "cuda:1", "mps"; None for "auto" where allowed).
+
+    Only the spelling is checked; whether this machine has the device is
+    :func:`checked_device`'s check.
+
+    Raises:
+        ValueError: anything else, naming what is accepted.
+    """
+    if allow_auto and name == "auto":
+        return None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        accepted = "'auto', " if allow_auto else ""
+        raise ValueError(
+            f"device must be {accepted}'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}"
+        ) from None
+    return dev
+
+
+def checked_device(name: str | torch.device, allow_auto: bool = False) -> torch.device:
+    """The device named by ``name``, checked against this machine ("auto", where allowed: CUDA
+    when available, else the CPU).
+
+    Raises:
+        ValueError: an unknown device name, or a device this machine (or this torch build) does
+            not have.
+    """
+    dev = parse_device(name, allow_auto)
+    if dev is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(name)!r}, but torch sees no CUDA GPU on this machine "
+                f"(torch {torch.__version__}); use device=cpu"
+                + (" or device=auto" if allow_auto else "")
+            )
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device={str(name)!r}, but this machine has {n} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={str(name)!r}, but MPS is not available on this machine")
+    return dev
+
+
+def checked_integer(value: object, name: str, minimum: int) -> int:
+    """``value`` as an integer >= ``minimum`` (numpy integers too; not bools or floats), or a
+    ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)

@@ -34,6 +34,8 @@ from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.physics.maps import MAP_UNITS
 from galae.render.observation import Observation, as_tensor
 from galae.render.psf import GaussianPSF
+from galae.runtime import checked_device
+from galae.runtime import checked_integer as _integer
 
 __all__ = [
     "GalaeModel",
@@ -425,15 +427,6 @@ def _shift_centre(params: dict[str, Tensor], shift: tuple[float, float]) -> dict
     return out
 
 
-def _integer(value: Any, name: str, minimum: int) -> int:
-    """``value`` as an integer >= ``minimum`` (numpy integers too), or a ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _seed(value: Any) -> int | None:
     """A random seed: None (fresh randomness) or an integer >= 0."""
     return None if value is None else _integer(value, "seed", 0)
@@ -637,7 +630,7 @@ class GalaeModel:
         state: dict[str, Any],
         device: str | torch.device = "cpu",
     ) -> None:
-        self.device = torch.device(device)
+        self.device = checked_device(device)
         self.model = model.to(self.device).eval()
         self.guide = guide.to(self.device).eval()
         self.state = state

@@ -35,6 +35,7 @@ from pyro.infer import Trace_ELBO
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from galae import runtime
 from galae.checkpoint import (
     build_modules,
     load_checkpoint,
@@ -100,17 +101,7 @@ def _check_widths(widths: object, model: str) -> None:
 def parse_device(name: str) -> torch.device | None:
     """``name`` as a device ("cpu", "cuda", "cuda:1", "mps"), None for "auto"; ValueError for
     anything else.  Whether the machine has that device is :func:`resolve_device`'s check."""
-    if name == "auto":
-        return None
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}"
-        ) from None
-    return dev
+    return runtime.parse_device(name, allow_auto=True)
 
 
 @dataclass(frozen=True)
@@ -830,21 +821,7 @@ def resolve_device(name: str) -> torch.device:
     Raises:
         ValueError: an unknown device name, or a device this machine does not have.
     """
-    dev = parse_device(name)
-    if dev is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={name!r}, but torch sees no CUDA GPU on this machine "
-                f"(torch {torch.__version__}); use device=cpu or device=auto"
-            )
-        n = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= n:
-            raise ValueError(f"device={name!r}, but this machine has {n} CUDA device(s)")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={name!r}, but MPS is not available on this machine")
-    return dev
+    return runtime.checked_device(name, allow_auto=True)
 
 
 def check_run_inputs(cfg: TrainConfig) -> torch.device:

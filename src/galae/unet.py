@@ -1301,9 +1301,12 @@ def load_unet(path: str | Path, device: str | torch.device = "cpu") -> UNetPredi
     Raises:
         FileNotFoundError: no such file.
         CheckpointError: not a galae checkpoint, another format version, or an autoencoder.
+        ValueError: ``device`` is not a device name, or this machine does not have it.
     """
     from galae.checkpoint import CheckpointError, load_checkpoint
+    from galae.runtime import checked_device
 
+    device = checked_device(device)
     state = load_checkpoint(path, map_location=device)
     if state["kind"] != CHECKPOINT_KIND:
         raise CheckpointError(

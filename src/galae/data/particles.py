@@ -89,6 +89,7 @@ from galae.render import psf as psf_mod
 from galae.render.geometry import galaxy_geometry
 from galae.render.raster import sersic_image
 from galae.render.shading import BIRTH_CLOUD_EXTRA
+from galae.runtime import checked_device
 from galae.settings import DEFAULT_SETTINGS, RenderSettings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1670,7 +1671,7 @@ def generate_particle_mocks(
             f"population table bands {tuple(sps.bands)} differ from config bands {config.bands}"
         )
     _band_wavelengths_angstrom(tuple(config.bands))
-    device = torch.device(device)
+    device = checked_device(device)
     dtype = config.torch_dtype
 
     if conditions is None:
