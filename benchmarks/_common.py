@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -89,3 +90,50 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=2))
     print(json.dumps(payload, indent=2))
     return path
+
+
+def evaluate_summary(report: str | Path, checkpoint: str | Path | None) -> dict[str, Any]:
+    """The issue-4 figures of a ``galae.evaluate`` report on analytic mocks, with the
+    calibration behind its widths (amortized or refined, from ``checkpoint``)."""
+    m = json.loads((Path(report) / "metrics.json").read_text())
+    cov, p = m["coverage"], m["params"]
+    out = {
+        "report": str(report),
+        "chi2_per_pixel_median": m["chi2_per_pixel"]["median"],
+        "r_half_r_median_abs_frac_error": p["r_half_arcsec_r"]["median_abs_frac_error"],
+        "log10_mstar_scatter_mad_dex": p["log10_mstar_msun"]["scatter_mad"],
+        "log10_mstar_scatter_std_dex": p["log10_mstar_msun"]["scatter_std"],
+        "coverage_68_range": [
+            min(v["68"] for v in cov.values()),
+            max(v["68"] for v in cov.values()),
+        ],
+        "coverage_95_range": [
+            min(v["95"] for v in cov.values()),
+            max(v["95"] for v in cov.values()),
+        ],
+        "coverage_per_latent": cov,
+        "coverage_combinations": m["coverage_combinations"],
+        "seconds_per_galaxy": m["seconds_per_galaxy"],
+    }
+    if checkpoint is not None:
+        cal = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        key = "refined_posterior_calibration" if m["refine_steps"] > 0 else "posterior_calibration"
+        summary = cal[key]
+        before = list(summary["coverage_68_before"].values())
+        out["uncalibrated_coverage_68_range"] = [min(before), max(before)]
+        out["calibration_scale"] = summary["scale"]
+        out["calibration_history_scale_dex"] = summary.get("history_scale_dex")
+    return out
+
+
+def calibration_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of the benchmarks that calibrate the packaged model again and score it on
+    the analytic test mocks: the calibrated checkpoint, the calibration and test sets, the
+    number of test galaxies and of refine steps."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--checkpoint", default="runs/pa_cal/model_refcal.pt")
+    ap.add_argument("--train", default="data/analytic_train.h5")
+    ap.add_argument("--test", default="data/analytic_test.h5")
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=60)
+    return ap

@@ -13,21 +13,23 @@ SFR, bulge-to-total), and a paired bootstrap of the r_half error and the log M* 
 
     python benchmarks/refine_prior.py [--checkpoint runs/pa_cal/model_refcal.pt]
 
+Needs ``runs/pa_cal/model_refcal.pt`` (the packaged model, made as
+``src/galae/default_model/README.md`` says) and the analytic mocks of
+``benchmarks/deep_data.sh``.
+
 About 15 minutes on 2 CPU cores (reports already in ``--runs`` are reused).  Results:
 ``results/refine_prior.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 import torch
-from _common import mad, per_galaxy, write_result
+from _common import calibration_parser, evaluate_summary, mad, per_galaxy, write_result
 from torch import Tensor
 
 import galae.refine
@@ -76,43 +78,8 @@ def _use_population_prior() -> None:
     galae.refine.laplace_covariance = laplace_covariance_population
 
 
-def _summary(report: Path, checkpoint: Path | None) -> dict[str, Any]:
-    m = json.loads((report / "metrics.json").read_text())
-    cov, p = m["coverage"], m["params"]
-    out = {
-        "report": str(report),
-        "chi2_per_pixel_median": m["chi2_per_pixel"]["median"],
-        "r_half_r_median_abs_frac_error": p["r_half_arcsec_r"]["median_abs_frac_error"],
-        "log10_mstar_scatter_mad_dex": p["log10_mstar_msun"]["scatter_mad"],
-        "log10_mstar_scatter_std_dex": p["log10_mstar_msun"]["scatter_std"],
-        "coverage_68_range": [
-            min(v["68"] for v in cov.values()),
-            max(v["68"] for v in cov.values()),
-        ],
-        "coverage_95_range": [
-            min(v["95"] for v in cov.values()),
-            max(v["95"] for v in cov.values()),
-        ],
-        "coverage_combinations": m["coverage_combinations"],
-        "seconds_per_galaxy": m["seconds_per_galaxy"],
-    }
-    if checkpoint is not None:
-        cal = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if m["refine_steps"] > 0:
-            summary = cal["refined_posterior_calibration"]
-            before = list(summary["coverage_68_before"].values())
-            out["uncalibrated_coverage_68_range"] = [min(before), max(before)]
-            out["calibration_scale"] = summary["scale"]
-    return out
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="runs/pa_cal/model_refcal.pt")
-    ap.add_argument("--train", default="data/analytic_train.h5")
-    ap.add_argument("--test", default="data/analytic_test.h5")
-    ap.add_argument("--n", type=int, default=400)
-    ap.add_argument("--steps", type=int, default=60)
+    ap = calibration_parser(__doc__)
     ap.add_argument("--n-calibrate", type=int, default=1024, help="simulated galaxies")
     ap.add_argument("--runs", default="runs/popref")
     ap.add_argument("--name", default="refine_prior", help="results/<name>.json")
@@ -154,9 +121,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_galaxies": a.n,
         "refine_steps": a.steps,
         "prior_curvature_floor": PRIOR_CURVATURE_FLOOR,
-        "amortized": _summary(amortized, ckpt),
-        "refined_q_as_prior": _summary(q_refined, ckpt),
-        "refined_population_prior": _summary(pop_refined, pop_ckpt),
+        "amortized": evaluate_summary(amortized, ckpt),
+        "refined_q_as_prior": evaluate_summary(q_refined, ckpt),
+        "refined_population_prior": evaluate_summary(pop_refined, pop_ckpt),
         "population_minus_q_ci95": {
             "r_half_r_median_abs_frac_error": ci(d_rhalf),
             "log10_mstar_scatter_mad_dex": ci(d_mstar),

@@ -681,9 +681,15 @@ def test_calibration_simulation_priors(trained: Trained) -> None:
         batch_size=64,
         prior="learned",
         broad_fraction=0.1,
+        history_scale_dex=0.25,
     )
     summary = load_checkpoint(out)["posterior_calibration"]
     assert summary["prior"] == "learned" and summary["broad_fraction"] == 0.1
+    # the simulations' disk-history variability: as given, else the checkpoint's training value
+    assert summary["history_scale_dex"] == 0.25
+    trained_value = load_checkpoint(trained.checkpoint)["config"]["sleep_history_scale_dex"]
+    out = calibrate_checkpoint(trained.checkpoint, trained.cfg.data, trained.root / "c2.pt", n=128)
+    assert load_checkpoint(out)["posterior_calibration"]["history_scale_dex"] == trained_value
 
 
 def kw_two(kw: dict) -> dict:

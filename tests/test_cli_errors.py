@@ -109,6 +109,9 @@ def test_calibrate_checks_its_arguments_before_simulating(mocks: Path, tmp_path:
         calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, batch_size=0)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, batch_size=True)
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="history_scale_dex must be a number >= 0"):
+            calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, history_scale_dex=bad)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         calibrate_checkpoint(ckpt, mocks, tmp_path / "missing" / "c.pt", n=128)
 

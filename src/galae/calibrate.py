@@ -185,6 +185,7 @@ def calibrate_checkpoint(
     prior: str = "population",
     broad_fraction: float = 0.0,
     refine_steps: int = 0,
+    history_scale_dex: float | None = None,
 ) -> Path:
     """Calibrate the posterior widths of ``checkpoint`` by simulation; write the result.
 
@@ -197,7 +198,9 @@ def calibrate_checkpoint(
     ``broad_fraction`` of the broad prior.  Writes ``out`` (default:
     ``<checkpoint stem>_calibrated.pt`` beside it) with the encoder's ``posterior_scale`` set and
     the summary under ``posterior_calibration``.  The simulations have the disk-history
-    variability the checkpoint was trained with (``sleep_history_scale_dex``).
+    variability ``history_scale_dex`` (default: the checkpoint's training value,
+    ``sleep_history_scale_dex``, the bursty histories of real galaxies and particle mocks; 0 for
+    data of smooth histories, such as the analytic mocks).
     """
     from galae.model import Batch
 
@@ -208,6 +211,10 @@ def calibrate_checkpoint(
         )
     batch_size = checked_integer(batch_size, "batch_size", 1)
     refine_steps = checked_integer(refine_steps, "refine_steps", 0)
+    if history_scale_dex is not None and not (
+        math.isfinite(history_scale_dex) and history_scale_dex >= 0
+    ):
+        raise ValueError(f"history_scale_dex must be a number >= 0, got {history_scale_dex}")
     dev = checked_device(device)
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")
@@ -246,8 +253,12 @@ def calibrate_checkpoint(
                 done += size
                 bar.update(size)
 
-    # the simulations the encoder was trained on: its disks' history variability too
-    history_scale = float(state["config"].get("sleep_history_scale_dex", 0.0))
+    # by default the simulations the encoder was trained on: its disks' history variability too
+    history_scale = (
+        float(state["config"].get("sleep_history_scale_dex", 0.0))
+        if history_scale_dex is None
+        else float(history_scale_dex)
+    )
     scales, summary = posterior_scales(
         model,
         guide,
@@ -304,6 +315,13 @@ def main(argv: list[str] | None = None) -> Path:
         default=0,
         help="calibrate the refined posterior of this many steps (after the amortized one)",
     )
+    ap.add_argument(
+        "--history-scale-dex",
+        type=float,
+        default=None,
+        help="disk-history variability of the simulations (default: the checkpoint's training "
+        "value; 0 for smooth histories)",
+    )
     a = ap.parse_args(argv)
     tune_cpu_allocator()
     torch.set_flush_denormal(True)
@@ -318,6 +336,7 @@ def main(argv: list[str] | None = None) -> Path:
         prior=a.prior,
         broad_fraction=a.broad_fraction,
         refine_steps=a.refine_steps,
+        history_scale_dex=a.history_scale_dex,
     )
     key = "refined_posterior_calibration" if a.refine_steps > 0 else "posterior_calibration"
     summary = load_checkpoint(out)[key]
