@@ -137,3 +137,20 @@ def calibration_parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--steps", type=int, default=60)
     return ap
+
+
+def use_width_floor(f: float) -> None:
+    """Every refined posterior from here on (calibration and ``encode``) with the width floor
+    ``f`` (``galae.refine.floor_widths``), and calibrations recording it: for the benchmarks
+    measured with another floor than galae's default."""
+    import functools
+
+    import galae.refine
+
+    if not hasattr(use_width_floor, "original"):
+        use_width_floor.original = galae.refine.refine_posterior  # type: ignore[attr-defined]
+    galae.refine.REFINED_WIDTH_FLOOR = f
+    galae.refine.refine_posterior = functools.partial(
+        use_width_floor.original,  # type: ignore[attr-defined]
+        width_floor=f,
+    )

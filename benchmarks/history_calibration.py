@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from _common import calibration_parser, evaluate_summary, write_result
+from _common import calibration_parser, evaluate_summary, use_width_floor, write_result
 
 from galae.calibrate import calibrate_checkpoint
 from galae.evaluate import evaluate
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--amortized-baseline", default="runs/popref/amortized_400")
     ap.add_argument("--runs", default="runs/hist0")
     a = ap.parse_args(argv)
+    use_width_floor(0.0)  # measured before the width floor (galae.refine.floor_widths)
     runs = Path(a.runs)
     runs.mkdir(parents=True, exist_ok=True)
     ckpt, smooth = Path(a.checkpoint), runs / "model_refcal_h0.pt"

@@ -29,7 +29,14 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from _common import calibration_parser, evaluate_summary, mad, per_galaxy, write_result
+from _common import (
+    calibration_parser,
+    evaluate_summary,
+    mad,
+    per_galaxy,
+    use_width_floor,
+    write_result,
+)
 from torch import Tensor
 
 import galae.refine
@@ -84,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--runs", default="runs/popref")
     ap.add_argument("--name", default="refine_prior", help="results/<name>.json")
     a = ap.parse_args(argv)
+    use_width_floor(0.0)  # measured before the width floor (galae.refine.floor_widths)
     runs = Path(a.runs)
     runs.mkdir(parents=True, exist_ok=True)
     ckpt = Path(a.checkpoint)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import write_result
+from _common import use_width_floor, write_result
 
 import galae
 import galae.refine
@@ -51,7 +51,7 @@ def _with_gauss_newton(n_steps: int, log: list[dict[str, float]]):
 
     def refine_posterior(model, guide, out, batch, steps, lr=0.05, redshift=None, calibrated=True):
         z = batch.redshift if redshift is None else redshift
-        first = _REFINE(model, guide, out, batch, steps, lr, z, calibrated=False)
+        first = _REFINE(model, guide, out, batch, steps, lr, z, calibrated=False, width_floor=0.0)
         u = first.loc
         for _ in range(n_steps):
             cov = galae.refine.laplace_covariance(model, out, u, batch, z)
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--steps", type=int, default=60)
     a = ap.parse_args(argv)
+    use_width_floor(0.0)  # measured before the width floor (galae.refine.floor_widths)
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     m = galae.load(a.checkpoint)
     d = read_h5(a.data, np.arange(a.n), with_maps=False, expected_bands=m.bands)

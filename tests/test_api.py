@@ -731,6 +731,17 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
         cal = galae.load(out).encode(d["images"], d["sigma"], refine_steps=2, **kw)
     with pytest.warns(RuntimeWarning, match="calibrated for 2 refine steps, not 3"):
         galae.load(out).encode(d["images"][:2], d["sigma"][:2], refine_steps=3, **kw_two(kw))
+    # a calibration made with another width floor (or before there was one) is named
+    from galae.refine import REFINED_WIDTH_FLOOR
+
+    assert summary["width_floor"] == REFINED_WIDTH_FLOOR
+    other = load_checkpoint(out)
+    other["refined_posterior_calibration"]["width_floor"] = REFINED_WIDTH_FLOOR + 0.1
+    torch.save(other, trained.root / "other_floor.pt")
+    with pytest.warns(RuntimeWarning, match="calibrated with a width floor of"):
+        galae.load(trained.root / "other_floor.pt").encode(
+            d["images"][:2], d["sigma"][:2], refine_steps=2, **kw_two(kw)
+        )
     assert set(plain.params) >= ALL_NAMES and plain._cov_factor.shape[-1] == REGISTRY.dim
     torch.testing.assert_close(cal._loc, plain._loc)
     sd0 = ((plain._cov_factor**2).sum(-1) + plain._cov_diag).sqrt()
@@ -762,6 +773,12 @@ def test_encode_masks_neighbours_on_request(trained: Trained) -> None:
     assert set(post.params) >= ALL_NAMES
     plain = trained.model.encode(images, sigma, **kw)
     assert not bool(plain.mask[0, :, 4, 27].any())
+    # analogues from that posterior: the star's pixels differ from the call's image (the
+    # posterior's batch holds them masked), the pixels it used do not
+    one = {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"][:1], "redshift": d["redshift"][:1]}
+    post0 = trained.model.encode(images[:1], sigma[:1], mask_neighbours=True, n_mc_derived=0, **one)
+    twins = trained.model.analogues(images[0], sigma[0], n=2, posterior=post0, **one)
+    assert twins.images.shape[0] == 2
 
 
 def test_stamps_of_other_sizes_are_framed_for_the_encoder(trained: Trained) -> None:

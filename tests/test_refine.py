@@ -103,7 +103,8 @@ def test_refined_posterior_is_the_gaussian_posterior_of_a_linear_renderer() -> N
         *(t.float() for t in (out.loc, out.cov_factor, out.cov_diag)), out.z_loc, out.z_scale
     )
     batch32 = _Batch(batch.images.float(), batch.sigma.float(), batch.mask, batch.redshift)
-    ref = refine_posterior(model, _Guide(), out32, batch32, steps=600, lr=0.03)
+    # without the width floor (tested below), which would widen latents narrower than q by 2x
+    ref = refine_posterior(model, _Guide(), out32, batch32, steps=600, lr=0.03, width_floor=0.0)
     prior = out.cov_factor @ out.cov_factor.transpose(-1, -2) + torch.diag_embed(out.cov_diag)
     w = torch.where(batch.mask, 0.0, 1.0 / batch.sigma**2).flatten(1)
     prec = torch.einsum("pi,bp,pj->bij", model.a, w, model.a) + torch.linalg.inv(prior)
@@ -149,3 +150,22 @@ def test_a_prior_in_place_of_q_gives_that_posterior() -> None:
         model, out, out.loc, batch, batch.redshift, prior_precision=p0.expand(B, D, D)
     )
     torch.testing.assert_close(cov, torch.linalg.inv(prec), rtol=1e-8, atol=1e-12)
+
+
+def test_floor_widths_raises_narrow_widths_and_keeps_correlations() -> None:
+    from galae.refine import floor_widths
+
+    model, out, batch = _setup()
+    cov = laplace_covariance(model, out, out.loc, batch, batch.redshift)
+    amortized = ((out.cov_factor**2).sum(-1) + out.cov_diag).sqrt()
+    refined = cov.diagonal(0, -2, -1).sqrt()
+    f = float((refined / amortized).median())  # half the latents under the floor
+    floored = floor_widths(cov, out, f)
+    sd = floored.diagonal(0, -2, -1).sqrt()
+    torch.testing.assert_close(sd, torch.maximum(refined, f * amortized), rtol=1e-12, atol=0)
+    corr = cov / (refined[..., :, None] * refined[..., None, :])
+    corr_f = floored / (sd[..., :, None] * sd[..., None, :])
+    torch.testing.assert_close(corr_f, corr, rtol=1e-12, atol=1e-14)
+    assert torch.equal(floor_widths(cov, out, 0.0), cov)
+    with pytest.raises(ValueError, match="width_floor must be in"):
+        refine_posterior(model, _Guide(), out, batch, steps=1, width_floor=1.5)

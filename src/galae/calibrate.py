@@ -113,7 +113,7 @@ def posterior_scales(
     Returns:
         scales (D,) and a summary (number of galaxies, coverage before and after, per latent).
     """
-    from galae.refine import refine_posterior
+    from galae.refine import REFINED_WIDTH_FLOOR, refine_posterior
     from galae.train import simulate_like
 
     encoder = guide.encoder
@@ -151,6 +151,7 @@ def posterior_scales(
     }
     if refine_steps > 0:
         summary["refine_steps"] = int(refine_steps)
+        summary["width_floor"] = REFINED_WIDTH_FLOOR
     return scales.to(saved), summary
 
 

@@ -1096,7 +1096,7 @@ class GalaeModel:
 
     def _refine(self, out: EncoderOutput, b: Batch, steps: int, lr: float) -> EncoderOutput:
         """The semi-amortized posterior (:func:`galae.refine.refine_posterior`)."""
-        from galae.refine import refine_posterior
+        from galae.refine import REFINED_WIDTH_FLOOR, refine_posterior
 
         cal = self.state.get("refined_posterior_calibration")
         if cal is None:
@@ -1108,6 +1108,12 @@ class GalaeModel:
             _warn_caller(
                 f"the refined posterior's widths were calibrated for "
                 f"{cal['refine_steps']} refine steps, not {steps}: they may be off"
+            )
+        elif float(cal.get("width_floor", 0.0)) != REFINED_WIDTH_FLOOR:
+            _warn_caller(
+                f"the refined posterior's widths were calibrated with a width floor of "
+                f"{float(cal.get('width_floor', 0.0))}, not galae's {REFINED_WIDTH_FLOOR}: they "
+                "may be off (python -m galae.calibrate --refine-steps N again)"
             )
         # unknown redshifts: the photo-z posterior's median (its logit-normal has no closed mean)
         z = b.redshift if b.redshift_known else _z_transform()(out.z_loc)
@@ -1454,11 +1460,14 @@ class GalaeModel:
                 )
             rows, cols = posterior._crop
             pb = posterior._batch
+            # compared where the posterior used the pixels: mask_neighbours set the others
+            # (other sources) to image 0 and sigma 1 in the posterior's batch, not in the call's
+            used = ~pb.mask[..., rows, cols]
             differ = [
                 name
                 for name, mine, theirs in (
-                    ("images", pb.images[..., rows, cols], b.images),
-                    ("sigma", pb.sigma[..., rows, cols], b.sigma),
+                    ("images", pb.images[..., rows, cols][used], b.images[used]),
+                    ("sigma", pb.sigma[..., rows, cols][used], b.sigma[used]),
                     ("psf_fwhm_arcsec", pb.psf_fwhm_arcsec, b.psf_fwhm_arcsec),
                     ("redshift", pb.redshift, b.redshift),
                 )
