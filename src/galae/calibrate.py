@@ -127,8 +127,7 @@ def posterior_scales(
             out = guide.encode(sim)
             if refine_steps > 0:
                 out = refine_posterior(model, guide, out, sim, refine_steps, calibrated=False)
-            var = (out.cov_factor**2).sum(-1) + out.cov_diag
-            errors.append(standardised_errors(u, out.loc, var.sqrt()).cpu())
+            errors.append(standardised_errors(u, out.loc, out.marginal_variance().sqrt()).cpu())
     finally:
         encoder.posterior_scale.copy_(saved)
     if not errors:

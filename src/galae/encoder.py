@@ -89,6 +89,14 @@ class EncoderOutput:
             self.loc, self.cov_factor, self.cov_diag
         )
 
+    def marginal_variance(self, dtype: torch.dtype | None = None) -> Tensor:
+        """(B, D) the diagonal of W W^T + diag(cov_diag), computed in ``dtype`` (default the
+        factor's)."""
+        factor, diag = self.cov_factor, self.cov_diag
+        if dtype is not None:
+            factor, diag = factor.to(dtype), diag.to(dtype)
+        return (factor**2).sum(-1) + diag
+
 
 def prepare_inputs(
     images: Tensor,

@@ -376,16 +376,14 @@ def evaluate(
             z_draws = draws["redshift"].cpu().numpy()
             push("in68/redshift", interval_hits(z_draws, d["redshift"], 0.68))
             push("in95/redshift", interval_hits(z_draws, d["redshift"], 0.95))
-        for name in REGISTRY.names:
-            if name in d["truth"]["params"]:
-                t = d["truth"]["params"][name]
-                smp = draws[name].cpu().numpy()
-                period = _period(name)
-                push(f"in68/{name}", interval_hits(smp, t, 0.68, period))
-                push(f"in95/{name}", interval_hits(smp, t, 0.95, period))
         truth_now = d["truth"]["params"]
-        if all(name in truth_now for name in REGISTRY.names):
-            latent_draws = {name: draws[name].cpu().numpy() for name in REGISTRY.names}
+        latent_draws = {n: draws[n].cpu().numpy() for n in REGISTRY.names if n in truth_now}
+        for name, smp in latent_draws.items():
+            t = truth_now[name]
+            period = _period(name)
+            push(f"in68/{name}", interval_hits(smp, t, 0.68, period))
+            push(f"in95/{name}", interval_hits(smp, t, 0.95, period))
+        if len(latent_draws) == REGISTRY.dim:
             for cname, f in LATENT_COMBINATIONS.items():
                 smp, t = f(latent_draws), f(truth_now)
                 push(f"combo68/{cname}", interval_hits(smp, t, 0.68))

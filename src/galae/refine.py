@@ -157,7 +157,7 @@ def floor_widths(cov: Tensor, out: EncoderOutput, width_floor: float) -> Tensor:
     """
     if width_floor <= 0:
         return cov
-    amortized = ((out.cov_factor.double() ** 2).sum(-1) + out.cov_diag.double()).sqrt()
+    amortized = out.marginal_variance(torch.float64).sqrt()
     refined = cov.diagonal(0, -2, -1).sqrt()
     d = torch.clamp(width_floor * amortized / refined, min=1.0)
     return cov * d.unsqueeze(-1) * d.unsqueeze(-2)

@@ -1109,10 +1109,10 @@ class GalaeModel:
                 f"the refined posterior's widths were calibrated for "
                 f"{cal['refine_steps']} refine steps, not {steps}: they may be off"
             )
-        elif float(cal.get("width_floor", 0.0)) != REFINED_WIDTH_FLOOR:
+        elif (floor := float(cal.get("width_floor", 0.0))) != REFINED_WIDTH_FLOOR:
             _warn_caller(
                 f"the refined posterior's widths were calibrated with a width floor of "
-                f"{float(cal.get('width_floor', 0.0))}, not galae's {REFINED_WIDTH_FLOOR}: they "
+                f"{floor}, not galae's {REFINED_WIDTH_FLOOR}: they "
                 "may be off (python -m galae.calibrate --refine-steps N again)"
             )
         # unknown redshifts: the photo-z posterior's median (its logit-normal has no closed mean)
