@@ -139,10 +139,11 @@ def calibration_parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
-def use_width_floor(f: float) -> None:
+def use_width_floor(f: float, scale_form: str = "covariance") -> None:
     """Every refined posterior from here on (calibration and ``encode``) with the width floor
     ``f`` (``galae.refine.floor_widths``), and calibrations recording it: for the benchmarks
-    measured with another floor than galae's default."""
+    measured with another floor than galae's default.  Their calibrations also take the
+    refined scales' ``scale_form`` they were measured with (``galae.refine.SCALE_FORMS``)."""
     import functools
 
     import galae.refine
@@ -150,6 +151,7 @@ def use_width_floor(f: float) -> None:
     if not hasattr(use_width_floor, "original"):
         use_width_floor.original = galae.refine.refine_posterior  # type: ignore[attr-defined]
     galae.refine.REFINED_WIDTH_FLOOR = f
+    galae.refine.REFINED_SCALE_FORM = scale_form
     galae.refine.refine_posterior = functools.partial(
         use_width_floor.original,  # type: ignore[attr-defined]
         width_floor=f,

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import galae
-from galae.checkpoint import CheckpointError, load_checkpoint
+from galae.checkpoint import CheckpointError, load_checkpoint, restore_rng_states, rng_states
 from galae.data.conditions import median_psf_fwhm_arcsec
 from galae.data.hdf5 import read_h5
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
@@ -552,6 +552,23 @@ def test_resume_continues_from_the_last_step(
     assert steps == [2, 3]  # one row from the first run, one from the resumed step
 
 
+def test_rng_states_round_trip_from_any_device_and_dtype() -> None:
+    """A resumed run draws what it would have drawn, whatever map_location the checkpoint met.
+
+    Loaded with map_location set to a GPU, the saved generator state arrives as a CUDA tensor,
+    which torch.set_rng_state refuses ("RNG state must be a torch.ByteTensor"): seen resuming on
+    an H200.  restore_rng_states brings it back to a CPU byte tensor (here: from int64).
+    """
+    torch.manual_seed(5)
+    saved = rng_states()
+    expected = torch.rand(4)
+    torch.rand(10)
+    restore_rng_states({**saved, "rng_cpu": saved["rng_cpu"].to(torch.int64)})
+    torch.testing.assert_close(torch.rand(4), expected)
+    restore_rng_states({"rng_cpu": saved["rng_cpu"]})  # a checkpoint from before rng_cuda
+    torch.testing.assert_close(torch.rand(4), expected)
+
+
 def test_checkpoint_of_another_config_is_refused(trained: Trained) -> None:
     out = _copy_run(trained, "other_config")
     cfg = replace(trained.cfg, out_dir=str(out), widths=(8, 8), resume=True)
@@ -716,6 +733,7 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     assert summary["refine_steps"] == 2 and "posterior_calibration" not in state
     scales = state["encoder_state"]["refined_posterior_scale"]
     assert torch.equal(state["encoder_state"]["posterior_scale"], torch.ones(REGISTRY.dim))
+    assert summary["scale_form"] == "covariance"  # galae.refine.REFINED_SCALE_FORM
     for name, cov in summary["coverage_68_after"].items():
         if summary["scale"][name] < 20.0:
             assert abs(cov - 0.6827) < 0.02, name
@@ -747,6 +765,31 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     sd0 = ((plain._cov_factor**2).sum(-1) + plain._cov_diag).sqrt()
     sd1 = ((cal._cov_factor**2).sum(-1) + cal._cov_diag).sqrt()
     torch.testing.assert_close(sd1, sd0 * scales.float(), rtol=1e-4, atol=1e-6)
+    # the alternative form (measured, not kept: galae.refine), read from the calibration that
+    # records it: the scales temper the pixels' information, so no width moves by more than
+    # the extreme scales
+    tempered = calibrate_checkpoint(
+        trained.checkpoint,
+        trained.cfg.data,
+        trained.root / "refcal_lik.pt",
+        n=128,
+        batch_size=64,
+        refine_steps=2,
+        scale_form="likelihood",
+    )
+    lik = load_checkpoint(tempered)
+    assert lik["refined_posterior_calibration"]["scale_form"] == "likelihood"
+    s_lik = lik["encoder_state"]["refined_posterior_scale"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{POOR_FIT_MESSAGE}")
+        post_lik = galae.load(tempered).encode(d["images"], d["sigma"], refine_steps=2, **kw)
+    sd2 = ((post_lik._cov_factor**2).sum(-1) + post_lik._cov_diag).sqrt()
+    lo, hi = min(1.0, float(s_lik.min())), max(1.0, float(s_lik.max()))
+    assert bool((sd2 >= sd0 * lo * (1 - 1e-4)).all() and (sd2 <= sd0 * hi * (1 + 1e-4)).all())
+    with pytest.raises(ValueError, match="scale_form must be one of"):
+        calibrate_checkpoint(
+            trained.checkpoint, trained.cfg.data, trained.root / "x.pt", n=128, scale_form="x"
+        )
     draws = cal.samples(8, seed=0, derived=False)
     assert all(bool(torch.isfinite(v).all()) for v in draws.values())
     # unknown redshift: refined at the photo-z head's median redshift

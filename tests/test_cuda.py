@@ -9,6 +9,7 @@ short mixed-precision training run work end to end and give checkpoints the CPU 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -217,3 +218,28 @@ def test_device_data_cache_trains_on_cuda(tmp_path: Path) -> None:
     )
     ckpt = train(cfg)
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["step"] == 3
+
+
+def test_training_resumes_on_cuda(tmp_path: Path) -> None:
+    """last.pt, loaded onto the GPU, resumes (its RNG states come back to the CPU)."""
+    data = tmp_path / "train.h5"
+    run_mock(MockConfig(n=24, seed=7, shape=(32, 32), chunk=24, out=str(data)), progress=False)
+    cfg = TrainConfig(
+        data=str(data),
+        widths=(8, 16),
+        hidden=32,
+        batch_size=8,
+        max_steps=2,
+        warmup_steps=1,
+        fit_prior=False,
+        val_fraction=0.25,
+        out_dir=str(tmp_path / "run"),
+        device="cuda",
+        tensorboard=False,
+        progress=False,
+    )
+    train(cfg)
+    state = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)
+    assert state["rng_cuda"] is not None
+    ckpt = train(dataclasses.replace(cfg, max_steps=4))
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["step"] == 4

@@ -120,6 +120,19 @@ def test_training_with_the_wake_sleep_prior_update(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="another encoder architecture"):
         train(replace(follow, widths=(8, 8), out_dir=str(tmp_path / "other")))
 
+    # max_steps=0: no step, only the learned prior fitted again on init_from's encoder (how a
+    # GPU-trained encoder gets its prior on the CPU); the encoder and its step count are kept
+    refit = replace(
+        follow, max_steps=0, fit_prior=True, prior_epochs=1, out_dir=str(tmp_path / "refit")
+    )
+    state3 = load_checkpoint(train(refit))
+    assert state3["step"] == state["step"] and state3["prior_kind"] == "flow"
+    for k, v in state["encoder_state"].items():
+        torch.testing.assert_close(state3["encoder_state"][k], v)
+    assert any(
+        not torch.equal(state3["prior_state"][k], v) for k, v in state["prior_state"].items()
+    )
+
 
 def test_population_prior_draws_physical_galaxies() -> None:
     from galae.latent import REGISTRY

@@ -169,3 +169,54 @@ def test_floor_widths_raises_narrow_widths_and_keeps_correlations() -> None:
     assert torch.equal(floor_widths(cov, out, 0.0), cov)
     with pytest.raises(ValueError, match="width_floor must be in"):
         refine_posterior(model, _Guide(), out, batch, steps=1, width_floor=1.5)
+
+
+def test_tempered_covariance_limits() -> None:
+    """Tempering the pixels' information by s: s = 1 is the Laplace covariance; where the image
+    alone sets the widths they scale by s; where the prior alone does they stay the prior's."""
+    from galae.refine import laplace_terms, tempered_covariance
+
+    model, out, batch = _setup()
+    fisher, prior = laplace_terms(model, out, out.loc, batch, batch.redshift)
+    cov = laplace_covariance(model, out, out.loc, batch, batch.redshift)
+    torch.testing.assert_close(tempered_covariance(fisher, prior), cov, rtol=1e-12, atol=0)
+    s = torch.tensor([1.0, 2.0, 0.5, 1.5], dtype=torch.float64)
+    tiny = 1e-9 * prior
+    image_only = tempered_covariance(fisher, tiny, s)
+    expect = torch.linalg.inv(fisher) * s[:, None] * s[None, :]
+    torch.testing.assert_close(image_only, expect, rtol=1e-6, atol=1e-10)
+    prior_only = tempered_covariance(1e-9 * fisher, prior, s)
+    torch.testing.assert_close(prior_only, torch.linalg.inv(prior), rtol=1e-6, atol=1e-10)
+    # in between, every width lies between the untempered one and max(s) (or min(s)) times it
+    sd0 = cov.diagonal(0, -2, -1).sqrt()
+    sd = tempered_covariance(fisher, prior, s).diagonal(0, -2, -1).sqrt()
+    assert bool(
+        (sd <= sd0 * s.max() * (1 + 1e-9)).all() and (sd >= sd0 * s.min() * (1 - 1e-9)).all()
+    )
+
+
+def test_likelihood_scales_recover_an_overconfident_likelihood() -> None:
+    """Truths drawn from a posterior whose pixel information is k^2 times smaller than the one
+    the Laplace terms claim: the fixed point finds s = k for the latents the image sets, and
+    the calibrated 68% intervals cover 68% of the truths."""
+    from galae.calibrate import ONE_SIGMA_MASS, likelihood_scales
+    from galae.latent import REGISTRY
+
+    g = torch.Generator().manual_seed(3)
+    n, d = 4000, REGISTRY.dim
+    k = 0.6 + 2.0 * torch.rand(d, generator=g, dtype=torch.float64)
+    root = torch.randn(d, d, generator=g, dtype=torch.float64)
+    fisher = (root @ root.T / d + torch.eye(d, dtype=torch.float64)).expand(n, d, d)
+    prior = (1e-4 * torch.eye(d, dtype=torch.float64)).expand(n, d, d)  # the image dominates
+    true_cov = torch.linalg.inv(fisher[0] / (k[:, None] * k[None, :]) + prior[0])
+    mode = 0.1 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    chol = torch.linalg.cholesky(true_cov)
+    u_true = mode + torch.randn(n, d, generator=g, dtype=torch.float64) @ chol.T
+    amortized = torch.full((n, d), 10.0, dtype=torch.float64)
+    scale, before, after, iterations = likelihood_scales(u_true, mode, fisher, prior, amortized)
+    linear = torch.tensor([p.period is None for p in REGISTRY])  # the angle's errors wrap
+    torch.testing.assert_close(scale[linear], k[linear], rtol=0.05, atol=0)
+    assert iterations < 50
+    target = torch.full((int(linear.sum()),), ONE_SIGMA_MASS, dtype=torch.float64)
+    torch.testing.assert_close(after[linear], target, atol=0.01, rtol=0)
+    assert float((before - ONE_SIGMA_MASS).abs().max()) > 0.1  # it was miscalibrated

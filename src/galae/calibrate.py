@@ -92,13 +92,17 @@ def posterior_scales(
     simulator: torch.nn.Module | None = None,
     refine_steps: int = 0,
     history_scale_dex: float = 0.0,
+    scale_form: str | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-latent scales of q's widths that calibrate its 68% intervals on simulated galaxies.
 
     With ``refine_steps`` > 0 the scales are those of the refined posterior
-    (:func:`galae.refine.refine_posterior` with that many steps, its Laplace widths unscaled),
-    for the encoder's ``refined_posterior_scale``; the amortized posterior it starts from keeps
-    its own calibration.
+    (:func:`galae.refine.refine_posterior` with that many steps), for the encoder's
+    ``refined_posterior_scale``; the amortized posterior it starts from keeps its own
+    calibration.  In ``scale_form`` "covariance" (default:
+    :data:`galae.refine.REFINED_SCALE_FORM`) they scale the Laplace widths (the 68% quantile of
+    the unscaled standardised errors); in "likelihood" they temper the pixels' information,
+    and are found by :func:`likelihood_scales`.
 
     Args:
         model, guide: :class:`galae.model.GalaxyModel` and :class:`galae.model.GalaxyGuide`
@@ -113,36 +117,56 @@ def posterior_scales(
     Returns:
         scales (D,) and a summary (number of galaxies, coverage before and after, per latent).
     """
-    from galae.refine import REFINED_WIDTH_FLOOR, refine_posterior
+    import galae.refine as gr
     from galae.train import simulate_like
 
+    form = gr.REFINED_SCALE_FORM if scale_form is None else scale_form
+    if form not in gr.SCALE_FORMS:
+        raise ValueError(f"scale_form must be one of {gr.SCALE_FORMS}, got {form!r}")
+    tempered = refine_steps > 0 and form == "likelihood"
+    floor = gr.REFINED_WIDTH_FLOOR
     encoder = guide.encoder
     saved = encoder.posterior_scale.clone()
     if refine_steps <= 0:
         encoder.posterior_scale.fill_(1.0)
-    errors = []
+    errors, kept = [], []
     try:
         for batch in batches:
             u, sim = simulate_like(model, batch, generator, simulator, history_scale_dex)
             out = guide.encode(sim)
+            if tempered:  # the pieces of the Laplace covariance, to fit the tempering
+                mode = gr.refine_mean(model, guide, out, sim, refine_steps, 0.05, sim.redshift)
+                terms = gr.laplace_terms(model, out, mode, sim, sim.redshift)
+                amortized = out.marginal_variance(torch.float64).sqrt()
+                kept.append([t.cpu() for t in (u, mode, *terms, amortized)])
+                continue
             if refine_steps > 0:
-                out = refine_posterior(model, guide, out, sim, refine_steps, calibrated=False)
+                out = gr.refine_posterior(
+                    model, guide, out, sim, refine_steps, calibrated=False, scale_form=form
+                )
             errors.append(standardised_errors(u, out.loc, out.marginal_variance().sqrt()).cpu())
     finally:
         encoder.posterior_scale.copy_(saved)
-    if not errors:
+    n_sim = sum(len(k[0]) for k in kept) if tempered else sum(len(e) for e in errors)
+    if n_sim == 0:
         raise ValueError("no batches to calibrate on")
-    z = torch.cat(errors).double()  # (N, D)
-    if z.shape[0] < MIN_SIMULATED:
+    if n_sim < MIN_SIMULATED:
         raise ValueError(
-            f"calibration needs at least {MIN_SIMULATED} simulated galaxies, got {z.shape[0]}"
+            f"calibration needs at least {MIN_SIMULATED} simulated galaxies, got {n_sim}"
         )
-    scales = torch.quantile(z, ONE_SIGMA_MASS, dim=0).clamp(0.05, 20.0)
-    before = (z < 1.0).double().mean(0)
-    after = (z < scales).double().mean(0)
+    extra: dict[str, Any] = {}
+    if tempered:
+        pieces = [torch.cat(p) for p in zip(*kept, strict=True)]
+        scales, before, after, iterations = likelihood_scales(*pieces, width_floor=floor)
+        extra["iterations"] = iterations
+    else:
+        z = torch.cat(errors).double()  # (N, D)
+        scales = torch.quantile(z, ONE_SIGMA_MASS, dim=0).clamp(0.05, 20.0)
+        before = (z < 1.0).double().mean(0)
+        after = (z < scales).double().mean(0)
     names = REGISTRY.names
     summary = {
-        "n_simulated": int(z.shape[0]),
+        "n_simulated": int(n_sim),
         "level": ONE_SIGMA_MASS,
         "scale": dict(zip(names, scales.tolist(), strict=True)),
         "coverage_68_before": dict(zip(names, before.tolist(), strict=True)),
@@ -150,8 +174,58 @@ def posterior_scales(
     }
     if refine_steps > 0:
         summary["refine_steps"] = int(refine_steps)
-        summary["width_floor"] = REFINED_WIDTH_FLOOR
+        summary["width_floor"] = floor
+        summary["scale_form"] = form
+        summary.update(extra)
     return scales.to(saved), summary
+
+
+def likelihood_scales(
+    u_true: torch.Tensor,
+    mode: torch.Tensor,
+    fisher_info: torch.Tensor,
+    prior_precision: torch.Tensor,
+    amortized_sd: torch.Tensor,
+    width_floor: float = 0.0,
+    max_iterations: int = 50,
+    tol: float = 1e-3,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The tempering s (D,) of the pixels' information that calibrates the refined 68%
+    intervals: :func:`galae.refine.tempered_covariance` of each simulated galaxy's terms,
+    floored (:func:`galae.refine.floor_widths_sd`), covers ``ONE_SIGMA_MASS`` of its truths.
+
+    Found by the fixed point s <- s q, q the 68% quantile of the standardised errors at s: where
+    the image sets a latent's width, the width is proportional to s and one step reaches it;
+    where q's prior sets it, s has no hold and runs to its bounds [0.05, 20].
+
+    Args:
+        u_true, mode: (N, D) the simulated latents and the refined modes.
+        fisher_info, prior_precision: (N, D, D) the Laplace terms
+            (:func:`galae.refine.laplace_terms`).
+        amortized_sd: (N, D) the amortized widths, for the floor.
+    Returns:
+        s, the 68% coverage per latent before (s = 1) and after, and the iterations used.
+    """
+    from galae.refine import floor_widths_sd, tempered_covariance
+
+    def errors(scale: torch.Tensor) -> torch.Tensor:
+        cov = floor_widths_sd(
+            tempered_covariance(fisher_info, prior_precision, scale), amortized_sd, width_floor
+        )
+        return standardised_errors(u_true, mode, cov.diagonal(0, -2, -1).sqrt()).double()
+
+    scale = torch.ones(u_true.shape[-1], dtype=torch.float64)
+    before = (errors(scale) < 1.0).double().mean(0)
+    iterations = 0
+    for it in range(1, max_iterations + 1):
+        q = torch.quantile(errors(scale), ONE_SIGMA_MASS, dim=0)
+        new = (scale * q).clamp(0.05, 20.0)
+        done = bool(((new / scale - 1.0).abs() < tol).all())
+        scale, iterations = new, it
+        if done:
+            break
+    after = (errors(scale) < 1.0).double().mean(0)
+    return scale, before, after, iterations
 
 
 #: Simulation priors by name: model -> prior module with ``sample(n, generator)``.
@@ -186,6 +260,7 @@ def calibrate_checkpoint(
     broad_fraction: float = 0.0,
     refine_steps: int = 0,
     history_scale_dex: float | None = None,
+    scale_form: str | None = None,
 ) -> Path:
     """Calibrate the posterior widths of ``checkpoint`` by simulation; write the result.
 
@@ -200,7 +275,8 @@ def calibrate_checkpoint(
     the summary under ``posterior_calibration``.  The simulations have the disk-history
     variability ``history_scale_dex`` (default: the checkpoint's training value,
     ``sleep_history_scale_dex``, the bursty histories of real galaxies and particle mocks; 0 for
-    data of smooth histories, such as the analytic mocks).
+    data of smooth histories, such as the analytic mocks).  ``scale_form`` is the refined
+    scales' form (:data:`galae.refine.SCALE_FORMS`; default the current one), recorded with them.
     """
     from galae.model import Batch
 
@@ -215,6 +291,10 @@ def calibrate_checkpoint(
         math.isfinite(history_scale_dex) and history_scale_dex >= 0
     ):
         raise ValueError(f"history_scale_dex must be a number >= 0, got {history_scale_dex}")
+    from galae.refine import SCALE_FORMS
+
+    if scale_form is not None and scale_form not in SCALE_FORMS:
+        raise ValueError(f"scale_form must be one of {SCALE_FORMS}, got {scale_form!r}")
     dev = checked_device(device)
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")
@@ -267,6 +347,7 @@ def calibrate_checkpoint(
         simulator,
         refine_steps=refine_steps,
         history_scale_dex=history_scale,
+        scale_form=scale_form,
     )
     summary.update(
         {
@@ -322,6 +403,14 @@ def main(argv: list[str] | None = None) -> Path:
         help="disk-history variability of the simulations (default: the checkpoint's training "
         "value; 0 for smooth histories)",
     )
+    ap.add_argument(
+        "--scale-form",
+        choices=("likelihood", "covariance"),
+        default=None,
+        help="how the refined scales enter: scaling the whole Laplace covariance (covariance, "
+        "the default) or tempering the pixels' information per latent (likelihood: measured, "
+        "not kept; galae.refine)",
+    )
     a = ap.parse_args(argv)
     tune_cpu_allocator()
     torch.set_flush_denormal(True)
@@ -337,6 +426,7 @@ def main(argv: list[str] | None = None) -> Path:
         broad_fraction=a.broad_fraction,
         refine_steps=a.refine_steps,
         history_scale_dex=a.history_scale_dex,
+        scale_form=a.scale_form,
     )
     key = "refined_posterior_calibration" if a.refine_steps > 0 else "posterior_calibration"
     summary = load_checkpoint(out)[key]

@@ -37,6 +37,8 @@ __all__ = [
     "build_modules",
     "save_checkpoint",
     "load_checkpoint",
+    "rng_states",
+    "restore_rng_states",
     "checkpoint_disk_history",
     "modules_from_state",
 ]
@@ -145,7 +147,7 @@ def save_checkpoint(
         "likelihood": model.likelihood,
         "student_df": model.df,
         "step": step,
-        "rng_cpu": torch.get_rng_state(),
+        **rng_states(),
     }
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
@@ -154,6 +156,30 @@ def save_checkpoint(
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def rng_states() -> dict[str, Any]:
+    """The random generators' states for a resumable checkpoint.
+
+    ``rng_cpu`` is torch's CPU generator; ``rng_cuda`` the state of every CUDA device's generator
+    (None without CUDA), so that a run resumed on a GPU draws what it would have drawn.
+    """
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return {"rng_cpu": torch.get_rng_state(), "rng_cuda": cuda}
+
+
+def restore_rng_states(state: dict[str, Any]) -> None:
+    """Set the generators from :func:`rng_states`'s entries of a loaded checkpoint.
+
+    A checkpoint loaded with ``map_location`` set to a GPU holds its states as CUDA tensors, which
+    the generators refuse ("RNG state must be a torch.ByteTensor"): they are brought back to the
+    CPU first.  The CUDA states are restored only when the run has as many CUDA devices as the one
+    that saved them (a resume on other hardware draws afresh).
+    """
+    torch.set_rng_state(state["rng_cpu"].to("cpu", torch.uint8))
+    cuda = state.get("rng_cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in cuda])
 
 
 def load_checkpoint(

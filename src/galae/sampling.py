@@ -1096,7 +1096,7 @@ class GalaeModel:
 
     def _refine(self, out: EncoderOutput, b: Batch, steps: int, lr: float) -> EncoderOutput:
         """The semi-amortized posterior (:func:`galae.refine.refine_posterior`)."""
-        from galae.refine import REFINED_WIDTH_FLOOR, refine_posterior
+        from galae.refine import REFINED_SCALE_FORM, REFINED_WIDTH_FLOOR, refine_posterior
 
         cal = self.state.get("refined_posterior_calibration")
         if cal is None:
@@ -1117,7 +1117,9 @@ class GalaeModel:
             )
         # unknown redshifts: the photo-z posterior's median (its logit-normal has no closed mean)
         z = b.redshift if b.redshift_known else _z_transform()(out.z_loc)
-        return refine_posterior(self.model, self.guide, out, b, steps, lr, z)
+        # the scales' form is the calibration's own (those that do not record it: covariance)
+        form = REFINED_SCALE_FORM if cal is None else cal.get("scale_form", "covariance")
+        return refine_posterior(self.model, self.guide, out, b, steps, lr, z, scale_form=form)
 
     def _encode_part(
         self,

@@ -39,6 +39,7 @@ from galae import runtime
 from galae.checkpoint import (
     build_modules,
     load_checkpoint,
+    restore_rng_states,
     save_checkpoint,
 )
 from galae.config import config_to_dict, load_config, parse_overrides
@@ -1036,6 +1037,10 @@ def train(cfg: TrainConfig) -> Path:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
 
     step = 0
+    if cfg.max_steps == 0 and init_state is not None:
+        # no training steps: the run only fits the learned prior of init_from's encoder, and the
+        # model it saves is that encoder after init_from's steps
+        step = int(init_state.get("step", 0))
     last = out_dir / "last.pt"
     if cfg.resume and last.exists():
         state = load_checkpoint(last, expect_config=cfg, map_location=device)
@@ -1043,7 +1048,7 @@ def train(cfg: TrainConfig) -> Path:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
-        torch.set_rng_state(state["rng_cpu"])
+        restore_rng_states(state)
         if main_proc:
             print(f"resumed from {last} at step {step}")
 

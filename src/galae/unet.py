@@ -979,7 +979,7 @@ def _checkpoint_state(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
 ) -> dict[str, Any]:
-    from galae.checkpoint import FORMAT_VERSION, versions
+    from galae.checkpoint import FORMAT_VERSION, rng_states, versions
 
     specs = {n: TARGET_SPECS[n].to_dict() for n in ucfg.targets}
     state: dict[str, Any] = {
@@ -994,7 +994,7 @@ def _checkpoint_state(
         "normalisation": specs,
         "model_state": model.state_dict(),
         "step": step,
-        "rng_cpu": torch.get_rng_state(),
+        **rng_states(),
     }
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
@@ -1020,7 +1020,7 @@ def train_unet(cfg: TrainConfig) -> Path:
             PSF FWHM; ``cfg.model`` is not "unet"; the run is launched on several processes.
         CheckpointError: ``last.pt`` in ``out_dir`` comes from another model or config.
     """
-    from galae.checkpoint import CheckpointError, load_checkpoint
+    from galae.checkpoint import CheckpointError, load_checkpoint, restore_rng_states
     from galae.data.loader import ensure_data
     from galae.train import check_run_inputs, clear_run, set_aside_stale_log
 
@@ -1095,7 +1095,7 @@ def train_unet(cfg: TrainConfig) -> Path:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
-        torch.set_rng_state(state["rng_cpu"])
+        restore_rng_states(state)
         print(f"resumed from {last} at step {step}")
 
     log = _CsvLog(out_dir, _train_fields(targets), cfg.tensorboard)

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The packaged model's simulation-based training continued on one GPU, at 64 times its CPU batch,
+# in one prepared device call (about 8 minutes):
+#
+#   bash benchmarks/gpu_finetune.sh          # from the repository root, galae importable
+#
+# The packaged encoder learned from about 2 million simulated galaxies, in CPU stages of 6000
+# steps of batch 32 (src/galae/default_model/README.md).  On a GPU a step of the renderer costs
+# about the same from batch 256 to 2048 (the host launching small kernels bounds it:
+# results/train_step_cuda.json), so a few minutes there show it several million more.  Three runs
+# share the GPU at once (each is launch-bound, the GPU mostly idle), on the packaged model's
+# recipe (its README's training line) with the 2000 analytic mocks of data/analytic_train.h5 made
+# again there (seed 1) for the simulations' noise, PSFs and redshifts:
+#   ft_lo  the packaged model, lr 6e-4 at batch 2048
+#   ft_hi  the packaged model, lr 1.6e-3 at batch 2048 (2e-4 at 32, scaled as the square root)
+#   big    the configs/sdss.yaml encoder (3.9 M parameters) from scratch, same recipe, lr 2.83e-3
+# Each model comes back as $OUT/<name>.pt (a file over 15 MB in pieces, <name>.pt.part*: join
+# with cat), with the logs in $OUT/gpu_finetune_logs.tar.gz.  Evaluate and calibrate them on the
+# CPU afterwards (docs/results.md, "GPU-trained encoders").
+# GPU_VARIANTS, GPU_TRAIN_MINUTES (6), GPU_STEPS (2500), GPU_BATCH (2048), GPU_N_TRAIN (2000),
+# GPU_DEVICE (cuda) change the run; a CPU dry run:
+#   GPU_DEVICE=cpu GPU_BATCH=4 GPU_STEPS=3 GPU_N_TRAIN=16 GPU_TRAIN_MINUTES=1 bash benchmarks/gpu_finetune.sh
+set -u
+OUT=${OUT:-benchmarks/results/gpu}
+mkdir -p "$OUT" data runs
+export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+dev=${GPU_DEVICE:-cuda}
+minutes=${GPU_TRAIN_MINUTES:-6}
+steps=${GPU_STEPS:-2500}
+bs=${GPU_BATCH:-2048}
+n_train=${GPU_N_TRAIN:-2000}
+variants=${GPU_VARIANTS:-ft_lo ft_hi big}
+LOGS=runs/gpu_finetune_logs
+mkdir -p "$LOGS"
+[[ $dev == cuda* ]] && nvidia-smi -L
+start=$(date +%s)
+python3 -m galae.mock --config configs/mock_analytic.yaml --n "$n_train" --seed 1 \
+  --out data/gpu_train.h5 --workers 12 --overwrite >"$LOGS"/mock.log 2>&1 || {
+  tail -n 20 "$LOGS"/mock.log
+  exit 1
+}
+echo "mocks: $(($(date +%s) - start)) s"
+
+# the packaged model's recipe (src/galae/default_model/README.md, sixteenth release)
+recipe=(--config configs/analytic_pop.yaml data=data/gpu_train.h5 disk_history=tau
+  sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2
+  sleep_history_scale_dex=0.3 "sleep_sigma_scale_dex=[-1.0,0.5]" sleep_sigma_scale_fraction=0.5
+  "sleep_psf_scale_dex=[0.0,0.35]" sleep_psf_scale_fraction=0.3 batch_size="$bs"
+  max_steps="$steps" max_minutes="$minutes" fit_prior=false data_cache=device device="$dev"
+  eval_every=500 ckpt_every=100000 num_workers=0 progress=false resume=false overwrite=true)
+declare -A extra=(
+  [ft_lo]="init_from=src/galae/default_model/model.pt lr=6e-4 warmup_steps=50 seed=11"
+  [ft_hi]="init_from=src/galae/default_model/model.pt lr=1.6e-3 warmup_steps=50 seed=12"
+  [big]="widths=[32,64,128,192] blocks_per_stage=2 hidden=512 rank=6 lr=2.83e-3 warmup_steps=125 seed=13"
+)
+pids=()
+for v in $variants; do
+  # shellcheck disable=SC2086
+  OMP_NUM_THREADS=4 timeout $((60 * minutes + 120)) python3 -m galae.train "${recipe[@]}" \
+    out_dir=runs/gpu_"$v" ${extra[$v]} >"$LOGS/$v.log" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+echo "training: $(($(date +%s) - start)) s"
+for v in $variants; do
+  echo "== $v"
+  tail -n 3 "$LOGS/$v.log"
+  cp runs/gpu_"$v"/log.csv "$LOGS/$v.csv" 2>/dev/null
+  f=runs/gpu_"$v"/model.pt
+  [[ -f $f ]] || continue
+  if (($(stat -c %s "$f") > 15000000)); then
+    split -b 15000000 -d "$f" "$OUT/$v.pt.part"
+  else
+    cp "$f" "$OUT/$v.pt"
+  fi
+done
+tar czf "$OUT"/gpu_finetune_logs.tar.gz "$LOGS"
+ls -la "$OUT"

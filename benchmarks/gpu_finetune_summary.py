@@ -1,0 +1,103 @@
+"""One JSON result for the GPU training runs of benchmarks/gpu_finetune.sh and their continuation.
+
+    python benchmarks/gpu_finetune_summary.py --runs ft_lo=LOG.csv ft_hi=LOG.csv big=LOG.csv \
+        big2=LOG.csv big3=LOG.csv --check packaged=DIR ft_lo=DIR ft_hi=DIR big3=DIR \
+        --test packaged=DIR big3=DIR --minutes ft_lo=6 ... --device-name "NVIDIA H200"
+
+For each training run (its log.csv): steps, the simulation loss (-log q(u_true | x) per latent
+dimension, lower is better) over its first and last ten logged steps, and the steps per second
+for its wall time.  For each evaluation (galae.evaluate's metrics.json folders, amortized
+posterior): median chi2 per pixel, r-band half-light radius median |fractional error|, log
+stellar mass scatter (1.4826 MAD and std), log SFR scatter, per-latent 68% coverage range, the
+scatter of the r-band magnitude and bulge-to-total.  Writes ``results/gpu_finetune.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import RESULTS
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not value:
+            raise SystemExit(f"expected NAME=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
+def run_summary(log_csv: Path, minutes: float | None) -> dict[str, Any]:
+    rows = list(csv.DictReader(log_csv.open()))
+    if not rows:
+        raise SystemExit(f"{log_csv}: no logged steps")
+    loss = [float(r["loss_sleep"]) for r in rows]
+    steps = int(rows[-1]["step"])
+    out: dict[str, Any] = {
+        "last_logged_step": steps,
+        "loss_sleep_first10_mean": statistics.mean(loss[:10]),
+        "loss_sleep_last10_mean": statistics.mean(loss[-10:]),
+        "lr_last": float(rows[-1]["lr"]),
+    }
+    if minutes:
+        out["wall_minutes"] = minutes
+        out["steps_per_second"] = steps / (60 * minutes)
+    return out
+
+
+def eval_summary(folder: Path) -> dict[str, Any]:
+    m = json.loads((folder / "metrics.json").read_text())
+    p = m["params"]
+    cov68 = [v["68"] for v in m["coverage"].values()]
+    return {
+        "metrics": str(folder / "metrics.json"),
+        "n": p["log10_mstar_msun"]["n"],
+        "chi2_per_pixel_median": m["chi2_per_pixel"]["median"],
+        "r_half_r_median_abs_frac_error": p["r_half_arcsec_r"]["median_abs_frac_error"],
+        "log10_mstar_scatter_mad_dex": p["log10_mstar_msun"]["scatter_mad"],
+        "log10_mstar_scatter_std_dex": p["log10_mstar_msun"]["scatter_std"],
+        "log10_sfr_scatter_mad_dex": p["log10_sfr_msun_per_yr"]["scatter_mad"],
+        "mag_r_scatter_mad": p["mag_r"]["scatter_mad"],
+        "mag_g_scatter_mad": p["mag_g"]["scatter_mad"],
+        "bulge_to_total_r_scatter_mad": p["bulge_to_total_r"]["scatter_mad"],
+        "coverage_68_min": min(cov68),
+        "coverage_68_max": max(cov68),
+        "log10_mstar_2rhalf_scatter_mad_dex": m["maps"]["log10_mstar_2rhalf"]["scatter_mad_dex"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", nargs="+", required=True, help="NAME=log.csv")
+    ap.add_argument("--minutes", nargs="*", default=[], help="NAME=wall minutes")
+    ap.add_argument("--check", nargs="*", default=[], help="NAME=evaluation folder (validation)")
+    ap.add_argument("--test", nargs="*", default=[], help="NAME=evaluation folder (test)")
+    ap.add_argument("--device-name", default="NVIDIA H200")
+    ap.add_argument("--what", default="")
+    ap.add_argument("--out-name", default="gpu_finetune")
+    a = ap.parse_args()
+    minutes = {k: float(v) for k, v in _pairs(a.minutes).items()}
+    payload: dict[str, Any] = {
+        "benchmark": a.out_name,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "what": a.what,
+        "machine": {"cuda_device": a.device_name},
+        "runs": {k: run_summary(Path(v), minutes.get(k)) for k, v in _pairs(a.runs).items()},
+        "validation": {k: eval_summary(Path(v)) for k, v in _pairs(a.check).items()},
+        "test": {k: eval_summary(Path(v)) for k, v in _pairs(a.test).items()},
+    }
+    path = RESULTS / f"{a.out_name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    print(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()
