@@ -73,6 +73,7 @@ __all__ = [
     "refine_mean",
     "laplace_covariance",
     "floor_widths",
+    "floor_widths_sd",
     "laplace_terms",
     "tempered_covariance",
     "refine_posterior",
