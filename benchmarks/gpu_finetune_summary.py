@@ -4,12 +4,14 @@
         big2=LOG.csv big3=LOG.csv --check packaged=DIR ft_lo=DIR ft_hi=DIR big3=DIR \
         --test packaged=DIR big3=DIR --minutes ft_lo=6 ... --device-name "NVIDIA H200"
 
-For each training run (its log.csv): steps, the simulation loss (-log q(u_true | x) per latent
-dimension, lower is better) over its first and last ten logged steps, and the steps per second
-for its wall time.  For each evaluation (galae.evaluate's metrics.json folders, amortized
-posterior): median chi2 per pixel, r-band half-light radius median |fractional error|, log
-stellar mass scatter (1.4826 MAD and std), log SFR scatter, per-latent 68% coverage range, the
-scatter of the r-band magnitude and bulge-to-total.  Writes ``results/gpu_finetune.json``.
+For each training run (its log.csv): its last logged step, the simulation loss
+(-log q(u_true | x) per latent dimension, lower is better) over its first and last ten logged
+steps, and the steps per second for its wall time.  For each evaluation (galae.evaluate's
+metrics.json folders, amortized posterior): median chi2 per pixel, r-band half-light radius
+median |fractional error|, log stellar mass scatter (1.4826 MAD and std), per-latent 68% and
+95% coverage ranges (``_common.evaluate_summary``), and the log SFR scatter, the scatter of the
+r- and g-band magnitudes and bulge-to-total, and of the stellar mass inside 2 r_half.  Writes
+``results/gpu_finetune.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS
+from _common import RESULTS, evaluate_summary
 
 
 def _pairs(items: list[str]) -> dict[str, str]:
@@ -54,22 +56,16 @@ def run_summary(log_csv: Path, minutes: float | None) -> dict[str, Any]:
 
 
 def eval_summary(folder: Path) -> dict[str, Any]:
+    """:func:`_common.evaluate_summary` of the report, with the figures that set the encoders
+    apart: SFR, colours, bulge-to-total and the stellar mass inside 2 r_half."""
     m = json.loads((folder / "metrics.json").read_text())
     p = m["params"]
-    cov68 = [v["68"] for v in m["coverage"].values()]
-    return {
-        "metrics": str(folder / "metrics.json"),
+    return evaluate_summary(folder, None) | {
         "n": p["log10_mstar_msun"]["n"],
-        "chi2_per_pixel_median": m["chi2_per_pixel"]["median"],
-        "r_half_r_median_abs_frac_error": p["r_half_arcsec_r"]["median_abs_frac_error"],
-        "log10_mstar_scatter_mad_dex": p["log10_mstar_msun"]["scatter_mad"],
-        "log10_mstar_scatter_std_dex": p["log10_mstar_msun"]["scatter_std"],
         "log10_sfr_scatter_mad_dex": p["log10_sfr_msun_per_yr"]["scatter_mad"],
         "mag_r_scatter_mad": p["mag_r"]["scatter_mad"],
         "mag_g_scatter_mad": p["mag_g"]["scatter_mad"],
         "bulge_to_total_r_scatter_mad": p["bulge_to_total_r"]["scatter_mad"],
-        "coverage_68_min": min(cov68),
-        "coverage_68_max": max(cov68),
         "log10_mstar_2rhalf_scatter_mad_dex": m["maps"]["log10_mstar_2rhalf"]["scatter_mad_dex"],
     }
 

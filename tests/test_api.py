@@ -12,6 +12,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -720,14 +721,18 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     those widths, and leaves the amortized calibration alone."""
     from galae.calibrate import calibrate_checkpoint
 
-    out = calibrate_checkpoint(
-        trained.checkpoint,
-        trained.cfg.data,
-        trained.root / "refcal.pt",
-        n=128,
-        batch_size=64,
-        refine_steps=2,
-    )
+    def refined_calibration(name: str, **kw: Any) -> Path:
+        return calibrate_checkpoint(
+            trained.checkpoint,
+            trained.cfg.data,
+            trained.root / name,
+            n=128,
+            batch_size=64,
+            refine_steps=2,
+            **kw,
+        )
+
+    out = refined_calibration("refcal.pt")
     state = load_checkpoint(out)
     summary = state["refined_posterior_calibration"]
     assert summary["refine_steps"] == 2 and "posterior_calibration" not in state
@@ -768,15 +773,7 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     # the alternative form (measured, not kept: galae.refine), read from the calibration that
     # records it: the scales temper the pixels' information, so no width moves by more than
     # the extreme scales
-    tempered = calibrate_checkpoint(
-        trained.checkpoint,
-        trained.cfg.data,
-        trained.root / "refcal_lik.pt",
-        n=128,
-        batch_size=64,
-        refine_steps=2,
-        scale_form="likelihood",
-    )
+    tempered = refined_calibration("refcal_lik.pt", scale_form="likelihood")
     lik = load_checkpoint(tempered)
     assert lik["refined_posterior_calibration"]["scale_form"] == "likelihood"
     s_lik = lik["encoder_state"]["refined_posterior_scale"]

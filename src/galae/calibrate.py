@@ -120,9 +120,7 @@ def posterior_scales(
     import galae.refine as gr
     from galae.train import simulate_like
 
-    form = gr.REFINED_SCALE_FORM if scale_form is None else scale_form
-    if form not in gr.SCALE_FORMS:
-        raise ValueError(f"scale_form must be one of {gr.SCALE_FORMS}, got {form!r}")
+    form = gr.checked_scale_form(scale_form)
     tempered = refine_steps > 0 and form == "likelihood"
     floor = gr.REFINED_WIDTH_FLOOR
     encoder = guide.encoder
@@ -135,7 +133,9 @@ def posterior_scales(
             u, sim = simulate_like(model, batch, generator, simulator, history_scale_dex)
             out = guide.encode(sim)
             if tempered:  # the pieces of the Laplace covariance, to fit the tempering
-                mode = gr.refine_mean(model, guide, out, sim, refine_steps, 0.05, sim.redshift)
+                mode = gr.refine_mean(
+                    model, guide, out, sim, refine_steps, gr.REFINE_LR, sim.redshift
+                )
                 terms = gr.laplace_terms(model, out, mode, sim, sim.redshift)
                 amortized = out.marginal_variance(torch.float64).sqrt()
                 kept.append([t.cpu() for t in (u, mode, *terms, amortized)])
@@ -291,10 +291,9 @@ def calibrate_checkpoint(
         math.isfinite(history_scale_dex) and history_scale_dex >= 0
     ):
         raise ValueError(f"history_scale_dex must be a number >= 0, got {history_scale_dex}")
-    from galae.refine import SCALE_FORMS
+    from galae.refine import checked_scale_form
 
-    if scale_form is not None and scale_form not in SCALE_FORMS:
-        raise ValueError(f"scale_form must be one of {SCALE_FORMS}, got {scale_form!r}")
+    checked_scale_form(scale_form)
     dev = checked_device(device)
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")

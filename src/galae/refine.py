@@ -74,12 +74,14 @@ __all__ = [
     "laplace_covariance",
     "floor_widths",
     "floor_widths_sd",
+    "checked_scale_form",
     "laplace_terms",
     "tempered_covariance",
     "refine_posterior",
     "SCALE_FORMS",
     "REFINED_SCALE_FORM",
     "FD_STEP",
+    "REFINE_LR",
     "REFINED_WIDTH_FLOOR",
 ]
 
@@ -95,6 +97,10 @@ SCALE_FORMS: tuple[str, ...] = ("covariance", "likelihood")
 #: The form new calibrations use; a checkpoint's calibration records its own (those made
 #: before the form was recorded: "covariance").
 REFINED_SCALE_FORM: str = "covariance"
+
+#: Learning rate of the refinement's Adam steps (:func:`refine_posterior`, ``encode``'s
+#: ``refine_lr``, and the calibration, which must refine as ``encode`` does).
+REFINE_LR: float = 0.05
 
 #: Central-difference step in the unconstrained latent (whose posterior widths are ~0.01-1).
 FD_STEP: float = 1e-2
@@ -198,13 +204,21 @@ def laplace_covariance(
     redshift: Tensor,
     step: float = FD_STEP,
     prior_precision: Tensor | None = None,
-    likelihood_scale: Tensor | None = None,
 ) -> Tensor:
-    """(B, D, D) float64: (J^T W J + Sigma_q^-1)^-1 at u (see the module docstring), the
-    pixels' information tempered by ``likelihood_scale`` if given (:func:`tempered_covariance`);
-    the arguments as in :func:`laplace_terms`."""
-    terms = laplace_terms(model, out, u, batch, redshift, step, prior_precision)
-    return tempered_covariance(*terms, likelihood_scale)
+    """(B, D, D) float64: (J^T W J + Sigma_q^-1)^-1 at u (see the module docstring); the
+    arguments as in :func:`laplace_terms`."""
+    return tempered_covariance(
+        *laplace_terms(model, out, u, batch, redshift, step, prior_precision)
+    )
+
+
+def checked_scale_form(scale_form: str | None) -> str:
+    """``scale_form`` (None: :data:`REFINED_SCALE_FORM`), or a ValueError unless it is one of
+    :data:`SCALE_FORMS`."""
+    form = REFINED_SCALE_FORM if scale_form is None else scale_form
+    if form not in SCALE_FORMS:
+        raise ValueError(f"scale_form must be one of {SCALE_FORMS}, got {form!r}")
+    return form
 
 
 def floor_widths(cov: Tensor, out: EncoderOutput, width_floor: float) -> Tensor:
@@ -243,7 +257,7 @@ def refine_posterior(
     out: EncoderOutput,
     batch: Any,
     steps: int,
-    lr: float = 0.05,
+    lr: float = REFINE_LR,
     redshift: Tensor | None = None,
     calibrated: bool = True,
     width_floor: float = REFINED_WIDTH_FLOOR,
@@ -269,8 +283,7 @@ def refine_posterior(
         raise ValueError(f"refine steps must be > 0, got {steps}")
     if not 0.0 <= width_floor <= 1.0:
         raise ValueError(f"width_floor must be in [0, 1], got {width_floor}")
-    if scale_form not in SCALE_FORMS:
-        raise ValueError(f"scale_form must be one of {SCALE_FORMS}, got {scale_form!r}")
+    scale_form = checked_scale_form(scale_form)
     z = batch.redshift if redshift is None else redshift
     u = refine_mean(model, guide, out, batch, steps, lr, z)
     scale = guide.encoder.refined_posterior_scale

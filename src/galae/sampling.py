@@ -32,6 +32,7 @@ from galae.latent import REGISTRY
 from galae.likelihood import chi2_per_pixel
 from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.physics.maps import MAP_UNITS
+from galae.refine import REFINE_LR
 from galae.render.observation import Observation, as_tensor
 from galae.render.psf import GaussianPSF
 from galae.runtime import checked_device
@@ -826,7 +827,7 @@ class GalaeModel:
         batch_size: int = 256,
         seed: int = 0,
         refine_steps: int = 0,
-        refine_lr: float = 0.05,
+        refine_lr: float = REFINE_LR,
         mask_neighbours: bool = False,
         refine_above_chi2: float | None = None,
         flips: bool = False,
@@ -1129,7 +1130,7 @@ class GalaeModel:
         n_mc_derived: int,
         seed: int,
         refine_steps: int = 0,
-        refine_lr: float = 0.05,
+        refine_lr: float = REFINE_LR,
         flips: bool = False,
     ) -> dict[str, Any]:
         b = self._sub(full, ix)
@@ -1198,7 +1199,7 @@ class GalaeModel:
         return _flip_average([self.guide.encode(_flipped(view, fx, fy)) for fx, fy in FLIPS], FLIPS)
 
     def _photo_z_mixture(
-        self, b: Batch, refine_steps: int = 0, refine_lr: float = 0.05, flips: bool = False
+        self, b: Batch, refine_steps: int = 0, refine_lr: float = REFINE_LR, flips: bool = False
     ) -> tuple[EncoderOutput, PhotoZMixture]:
         """The encoder's output for an unknown redshift (its photo-z head) and the joint
         posterior q(z | x) q(u | x, z) of these galaxies (:class:`PhotoZMixture`).  The CNN runs
