@@ -6,12 +6,14 @@
 
 For each training run (its log.csv): its last logged step, the simulation loss
 (-log q(u_true | x) per latent dimension, lower is better) over its first and last ten logged
-steps, and the steps per second for its wall time.  For each evaluation (galae.evaluate's
-metrics.json folders, amortized posterior): median chi2 per pixel, r-band half-light radius
-median |fractional error|, log stellar mass scatter (1.4826 MAD and std), per-latent 68% and
-95% coverage ranges (``_common.evaluate_summary``), and the log SFR scatter, the scatter of the
-r- and g-band magnitudes and bulge-to-total, and of the stellar mass inside 2 r_half.  Writes
-``results/gpu_finetune.json``.
+steps (and those of the ELBO term, where the run had one), the validation chi2 per pixel at its
+first and last evaluation, and the steps per second for its wall time.  For each evaluation
+(galae.evaluate's metrics.json folders, amortized posterior): median chi2 per pixel, r-band
+half-light radius median |fractional error|, log stellar mass scatter (1.4826 MAD and std),
+per-latent 68% and 95% coverage ranges (``_common.evaluate_summary``), and the log SFR scatter,
+the scatter of the u-, g- and r-band magnitudes and bulge-to-total, and of the stellar mass
+inside 2 r_half.  Writes ``results/<out-name>.json`` (default gpu_finetune; the ELBO runs of
+benchmarks/gpu_wake.sh: --out-name gpu_wake).
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ def run_summary(log_csv: Path, minutes: float | None) -> dict[str, Any]:
         "loss_sleep_last10_mean": statistics.mean(loss[-10:]),
         "lr_last": float(rows[-1]["lr"]),
     }
+    wake = [float(r["loss_wake"]) for r in rows if r.get("loss_wake")]
+    if wake:  # the ELBO term (negative ELBO per pixel and band, lower is better)
+        out["loss_wake_first10_mean"] = statistics.mean(wake[:10])
+        out["loss_wake_last10_mean"] = statistics.mean(wake[-10:])
+    val = [r for r in rows if r.get("val_chi2_median")]
+    if val:  # the median chi2 per pixel at q's mean on the run's held-out stamps
+        out["val_chi2_median_first"] = float(val[0]["val_chi2_median"])
+        out["val_chi2_median_last"] = float(val[-1]["val_chi2_median"])
     if minutes:
         out["wall_minutes"] = minutes
         out["steps_per_second"] = steps / (60 * minutes)
@@ -65,6 +75,7 @@ def eval_summary(folder: Path) -> dict[str, Any]:
         "log10_sfr_scatter_mad_dex": p["log10_sfr_msun_per_yr"]["scatter_mad"],
         "mag_r_scatter_mad": p["mag_r"]["scatter_mad"],
         "mag_g_scatter_mad": p["mag_g"]["scatter_mad"],
+        "mag_u_scatter_mad": p["mag_u"]["scatter_mad"],
         "bulge_to_total_r_scatter_mad": p["bulge_to_total_r"]["scatter_mad"],
         "log10_mstar_2rhalf_scatter_mad_dex": m["maps"]["log10_mstar_2rhalf"]["scatter_mad_dex"],
     }

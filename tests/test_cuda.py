@@ -109,9 +109,15 @@ def test_posterior_maps_on_cuda_match_cpu() -> None:
     se = cpu.maps_std[name][c] / 256**0.5
     gap = (gpu.maps[name].cpu()[c] - cpu.maps[name][c]).abs()
     assert float((gap <= 4 * 2**0.5 * se + 2e-2).float().mean()) > 0.97
-    torch.testing.assert_close(
-        gpu.maps_std[name].cpu()[c], cpu.maps_std[name][c], rtol=0.3, atol=2e-2
-    )
+    # A standard deviation of 256 draws scatters by sqrt((kurtosis - 1) / 1024) of itself, and
+    # the log maps are heavy-tailed where the light fades; all pixels of a galaxy share the same
+    # draws, so a whole galaxy's widths move together.  Two CPU runs of other seeds differ by a
+    # median |log ratio| of 0.07-0.10 (one galaxy by 0.2), 94-100% of the pixels within 30%;
+    # the GPU against the CPU, measured on an H200: 0.071 and 97%.
+    s_gpu, s_cpu = gpu.maps_std[name].cpu()[c], cpu.maps_std[name][c]
+    close = (s_gpu - s_cpu).abs() <= 0.3 * s_cpu + 2e-2
+    assert float(close.float().mean()) > 0.9
+    assert float((s_gpu / s_cpu).log().abs().median()) < 0.15
     draws = gpu.map_samples(8, seed=1, names=[name])[name]
     assert draws.device.type == "cuda" and draws.shape == (8, 4, 64, 64)
     assert bool(torch.isfinite(draws).all())

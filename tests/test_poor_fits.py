@@ -36,6 +36,10 @@ def test_deep_images_are_flagged_and_refining_repairs_them() -> None:
         warnings.filterwarnings("ignore", message=f".*{POOR_FIT_MESSAGE}")
         refined = m.encode(x, sigma, n_mc_derived=2, refine_steps=60, **kw)
     # measured (three noise seeds, fourteenth-session model): chi2 per pixel 50-2300 amortized,
-    # 2.2-34 refined; the ratio of the medians 32-35 (the previous release: 1350-13000, 7-73, 85)
-    ratio = torch.median(amortized.chi2_per_pixel) / torch.median(refined.chi2_per_pixel)
-    assert float(ratio) > 10.0
+    # 2.2-34 refined; the ratio of the medians 32-35 (the previous release: 1350-13000, 7-73, 85).
+    # The twentieth release fits such images better amortized (17-15000; refined 1.5-105), so
+    # the test asks every galaxy to improve by 4x and their geometric mean by 10x (measured: 8-145
+    # per galaxy, geometric mean 27; the nineteenth release 24-166, 53)
+    ratio = amortized.chi2_per_pixel / refined.chi2_per_pixel
+    assert bool((ratio > 4.0).all())
+    assert float(ratio.log().mean().exp()) > 10.0

@@ -53,6 +53,7 @@ def test_mixture_rejects_a_fraction_outside_0_1() -> None:
 
 def test_flow_fits_a_correlated_gaussian() -> None:
     # maximum likelihood on a correlated Gaussian: the fitted NLL approaches its entropy
+    torch.manual_seed(0)  # the flow's initial weights
     g = torch.Generator().manual_seed(2)
     cov = torch.eye(D) + 0.8 * (torch.ones(D, D) - torch.eye(D))
     chol = torch.linalg.cholesky(cov)
@@ -65,7 +66,13 @@ def test_flow_fits_a_correlated_gaussian() -> None:
     assert hist[-1] < independent - 2.0
     with torch.no_grad():
         s = flow.sample(8000, generator=g)
-    torch.testing.assert_close(torch.cov(s.T), cov, atol=0.2, rtol=0.0)
+    # the correlations, and the widths from the quartiles (the variances of 8000 draws ride on
+    # the flow's extrapolated tails: over eight initial seeds up to 1.14**2, the correlations
+    # within 0.05 and the quartile widths within 0.10 of the truth)
+    torch.testing.assert_close(torch.corrcoef(s.T), cov, atol=0.1, rtol=0.0)
+    quartiles = torch.quantile(s, torch.tensor([0.25, 0.75]), dim=0)
+    widths = (quartiles[1] - quartiles[0]) / 1.349  # 1.349 sigma between a Gaussian's quartiles
+    torch.testing.assert_close(widths, torch.ones(D), atol=0.15, rtol=0.0)
 
 
 def test_refit_schedule() -> None:
@@ -127,6 +134,8 @@ def test_training_with_the_wake_sleep_prior_update(tmp_path: Path) -> None:
     )
     state3 = load_checkpoint(train(refit))
     assert state3["step"] == state["step"] and state3["prior_kind"] == "flow"
+    # trained by its init's terms (simulation only), not this run's (which name the ELBO)
+    assert state3["loss_terms"] == state["loss_terms"] != refit.loss_terms
     for k, v in state["encoder_state"].items():
         torch.testing.assert_close(state3["encoder_state"][k], v)
     assert any(

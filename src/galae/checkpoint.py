@@ -126,14 +126,19 @@ def save_checkpoint(
     scheduler: Any,
     step: int,
     final: bool = False,
+    loss_terms: str | None = None,
 ) -> None:
-    """Write atomically (temporary file, then rename): an interruption never leaves half a file."""
+    """Write atomically (temporary file, then rename): an interruption never leaves half a file.
+
+    ``loss_terms`` (default ``cfg.loss_terms``) names the terms that trained the encoder: a run
+    that takes no step of its own (``max_steps=0`` with ``init_from``) records its init's.
+    """
     prior = model.prior
     state: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "kind": "galae-autoencoder",
         "config": config_to_dict(cfg),
-        "loss_terms": cfg.loss_terms,
+        "loss_terms": cfg.loss_terms if loss_terms is None else loss_terms,
         "versions": versions(),
         "registry": registry_layout(model.registry),
         "data_info": dict(data_info),

@@ -1037,10 +1037,12 @@ def train(cfg: TrainConfig) -> Path:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
 
     step = 0
+    trained_with = cfg.loss_terms
     if cfg.max_steps == 0 and init_state is not None:
         # no training steps: the run only fits the learned prior of init_from's encoder, and the
-        # model it saves is that encoder after init_from's steps
+        # model it saves is that encoder after init_from's steps, trained by init_from's terms
         step = int(init_state.get("step", 0))
+        trained_with = str(init_state.get("loss_terms", trained_with))
     last = out_dir / "last.pt"
     if cfg.resume and last.exists():
         state = load_checkpoint(last, expect_config=cfg, map_location=device)
@@ -1141,8 +1143,8 @@ def train(cfg: TrainConfig) -> Path:
             from galae.sampling import fit_population_prior
 
             fit_population_prior(model, guide, train_loader, cfg, device, flow=sleep_flow)
-        save_checkpoint(final, cfg, data_info, model, guide, None, None, step, final=True)
-        print(f"saved {final} (step {step}, loss terms: {cfg.loss_terms})")
+        save_checkpoint(final, cfg, data_info, model, guide, None, None, step, True, trained_with)
+        print(f"saved {final} (step {step}, loss terms: {trained_with})")
     if distributed:
         torch_dist.barrier()
         torch_dist.destroy_process_group()
@@ -1236,6 +1238,16 @@ def _init_from(path: str, state: dict, model: GalaxyModel, guide: GalaxyGuide) -
         )
     guide.encoder.load_state_dict(theirs_w)
     model.prior = modules_from_state(state, where=f"init_from={path!r}")[0].prior
+    enc = guide.encoder
+    if not (
+        bool((enc.posterior_scale == 1).all()) and bool((enc.refined_posterior_scale == 1).all())
+    ):
+        # the scales are buffers: the run trains q with them applied, and once q moves they are
+        # no longer its calibration
+        print(
+            f"init_from={path!r} is calibrated: its width scales stay applied while this run "
+            "trains; calibrate the trained model again (python -m galae.calibrate)"
+        )
 
 
 def _initial_sleep_prior(cfg: TrainConfig, device: torch.device) -> torch.nn.Module | None:
