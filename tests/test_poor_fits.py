@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 import galae
 from galae.render.profile_api import noisy_disk_grid
