@@ -83,7 +83,9 @@ def test_refit_schedule() -> None:
     assert not _refit_due(TrainConfig(), 1000, never_fitted=True)  # off by default
 
 
-def test_training_with_the_wake_sleep_prior_update(tmp_path: Path) -> None:
+def test_training_with_the_wake_sleep_prior_update(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "train.h5"
     run_mock(MockConfig(n=16, seed=4, shape=(32, 32), chunk=16, out=str(data)), progress=False)
     cfg = TrainConfig(
@@ -121,6 +123,7 @@ def test_training_with_the_wake_sleep_prior_update(tmp_path: Path) -> None:
         out_dir=str(tmp_path / "follow"),
     )
     state2 = load_checkpoint(train(follow))
+    assert "is calibrated" not in capsys.readouterr().out
     assert state2["prior_kind"] == "flow"
     for k, v in state["prior_state"].items():
         torch.testing.assert_close(state2["prior_state"][k], v)
@@ -140,6 +143,21 @@ def test_training_with_the_wake_sleep_prior_update(tmp_path: Path) -> None:
         torch.testing.assert_close(state3["encoder_state"][k], v)
     assert any(
         not torch.equal(state3["prior_state"][k], v) for k, v in state["prior_state"].items()
+    )
+
+    # a calibrated init: its width scales are buffers the run carries, which it says
+    calibrated = dict(state, encoder_state=dict(state["encoder_state"]))
+    calibrated["encoder_state"]["posterior_scale"] = 0.5 * state["encoder_state"]["posterior_scale"]
+    torch.save(calibrated, tmp_path / "calibrated.pt")
+    capsys.readouterr()
+    state4 = load_checkpoint(
+        train(
+            replace(refit, init_from=str(tmp_path / "calibrated.pt"), out_dir=str(tmp_path / "c"))
+        )
+    )
+    assert "is calibrated: its width scales stay applied" in capsys.readouterr().out
+    torch.testing.assert_close(
+        state4["encoder_state"]["posterior_scale"], calibrated["encoder_state"]["posterior_scale"]
     )
 
 
