@@ -20,15 +20,10 @@
 # GPU_VARIANTS, GPU_TRAIN_MINUTES (6), GPU_STEPS (2500), GPU_BATCH (2048), GPU_N_TRAIN (2000),
 # GPU_DEVICE (cuda) change the run; a CPU dry run:
 #   GPU_DEVICE=cpu GPU_BATCH=4 GPU_STEPS=3 GPU_N_TRAIN=16 GPU_TRAIN_MINUTES=1 bash benchmarks/gpu_finetune.sh
-set -u
-OUT=${OUT:-benchmarks/results/gpu}
-mkdir -p "$OUT" data runs
-export PYTHONUNBUFFERED=1
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-dev=${GPU_DEVICE:-cuda}
+# shellcheck source=benchmarks/_gpu_common.sh
+source "$(dirname "$0")"/_gpu_common.sh
 minutes=${GPU_TRAIN_MINUTES:-6}
 steps=${GPU_STEPS:-2500}
-bs=${GPU_BATCH:-2048}
 n_train=${GPU_N_TRAIN:-2000}
 variants=${GPU_VARIANTS:-ft_lo ft_hi big}
 LOGS=runs/gpu_finetune_logs
@@ -42,13 +37,8 @@ python3 -m galae.mock --config configs/mock_analytic.yaml --n "$n_train" --seed 
 }
 echo "mocks: $(($(date +%s) - start)) s"
 
-# the packaged model's recipe (src/galae/default_model/README.md, sixteenth release)
-recipe=(--config configs/analytic_pop.yaml data=data/gpu_train.h5 disk_history=tau
-  sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2
-  sleep_history_scale_dex=0.3 "sleep_sigma_scale_dex=[-1.0,0.5]" sleep_sigma_scale_fraction=0.5
-  "sleep_psf_scale_dex=[0.0,0.35]" sleep_psf_scale_fraction=0.3 batch_size="$bs"
-  max_steps="$steps" max_minutes="$minutes" fit_prior=false data_cache=device device="$dev"
-  eval_every=500 ckpt_every=100000 num_workers=0 progress=false resume=false overwrite=true)
+recipe=("${sleep_recipe[@]}" data=data/gpu_train.h5 max_steps="$steps" max_minutes="$minutes"
+  eval_every=500)
 declare -A extra=(
   [ft_lo]="init_from=src/galae/default_model/model.pt lr=6e-4 warmup_steps=50 seed=11"
   [ft_hi]="init_from=src/galae/default_model/model.pt lr=1.6e-3 warmup_steps=50 seed=12"
@@ -67,13 +57,7 @@ for v in $variants; do
   echo "== $v"
   tail -n 3 "$LOGS/$v.log"
   cp runs/gpu_"$v"/log.csv "$LOGS/$v.csv" 2>/dev/null
-  f=runs/gpu_"$v"/model.pt
-  [[ -f $f ]] || continue
-  if (($(stat -c %s "$f") > 15000000)); then
-    split -b 15000000 -d "$f" "$OUT/$v.pt.part"
-  else
-    cp "$f" "$OUT/$v.pt"
-  fi
+  ship_model "$v"
 done
 tar czf "$OUT"/gpu_finetune_logs.tar.gz "$LOGS"
 ls -la "$OUT"

@@ -13,21 +13,16 @@
 #      wake  the simulation term plus the ELBO on the mocks (wake_weight 1, ramped in over 100
 #            steps; the learned population prior of the packaged model is the ELBO's p(u))
 #      ctl   the simulation term alone, the same steps, learning rate and seed
-# Each model comes back as $OUT/<name>.pt.part* (join with cat), the logs in
-# $OUT/gpu_wake_logs.tar.gz.  Give them their prior and widths, and score them, on the CPU
-# (benchmarks/gpu_wake_eval.sh).
+# Each model comes back as $OUT/<name>.pt (a file over 15 MB in pieces, <name>.pt.part*: join
+# with cat), the logs in $OUT/gpu_wake_logs.tar.gz.  Score them on the CPU (docs/results.md,
+# "Twentieth submission"); benchmarks/gpu_wake_release.sh calibrates "wake" and measures it.
 # GPU_STEPS (600), GPU_WAKE_MINUTES (5.5), GPU_BATCH (2048), GPU_N_TRAIN (20000), GPU_LR (3e-4),
 # GPU_DEVICE (cuda) change the run; a CPU dry run:
 #   GPU_DEVICE=cpu GPU_BATCH=4 GPU_STEPS=2 GPU_N_TRAIN=16 GPU_WAKE_MINUTES=1 bash benchmarks/gpu_wake.sh
-set -u
-OUT=${OUT:-benchmarks/results/gpu}
-mkdir -p "$OUT" data runs
-export PYTHONUNBUFFERED=1
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-dev=${GPU_DEVICE:-cuda}
+# shellcheck source=benchmarks/_gpu_common.sh
+source "$(dirname "$0")"/_gpu_common.sh
 minutes=${GPU_WAKE_MINUTES:-5.5}
 steps=${GPU_STEPS:-600}
-bs=${GPU_BATCH:-2048}
 n_train=${GPU_N_TRAIN:-20000}
 lr=${GPU_LR:-3e-4}
 LOGS=runs/gpu_wake_logs
@@ -49,16 +44,10 @@ if [[ -n ${tests:-} ]]; then
   echo "test_cuda: $(tail -n 1 "$LOGS"/test_cuda.log) ($(($(date +%s) - start)) s)"
 fi
 
-# the packaged model's recipe (src/galae/default_model/README.md, nineteenth release)
-recipe=(--config configs/analytic_pop.yaml data=data/gpu_wake.h5 disk_history=tau
-  sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2
-  sleep_history_scale_dex=0.3 "sleep_sigma_scale_dex=[-1.0,0.5]" sleep_sigma_scale_fraction=0.5
-  "sleep_psf_scale_dex=[0.0,0.35]" sleep_psf_scale_fraction=0.3 batch_size="$bs"
-  "widths=[32,64,128,192]" blocks_per_stage=2 hidden=512 rank=6
-  init_from=src/galae/default_model/model.pt lr="$lr" warmup_steps=20 seed=21
-  max_steps="$steps" max_minutes="$minutes" fit_prior=false data_cache=device device="$dev"
-  val_fraction=0.02 eval_every=100 ckpt_every=100000 num_workers=0 progress=false resume=false
-  overwrite=true)
+# the packaged model's recipe (nineteenth release: the sixteenth's, on the configs/sdss.yaml encoder)
+recipe=("${sleep_recipe[@]}" data=data/gpu_wake.h5 "widths=[32,64,128,192]" blocks_per_stage=2
+  hidden=512 rank=6 init_from=src/galae/default_model/model.pt lr="$lr" warmup_steps=20 seed=21
+  max_steps="$steps" max_minutes="$minutes" val_fraction=0.02 eval_every=100)
 declare -A extra=(
   [wake]="wake_weight=1.0 wake_start_step=0 wake_ramp_steps=100"
   [ctl]="wake_weight=0.0"
@@ -76,8 +65,7 @@ for v in wake ctl; do
   echo "== $v"
   tail -n 3 "$LOGS/$v.log"
   cp runs/gpu_"$v"/log.csv "$LOGS/$v.csv" 2>/dev/null
-  f=runs/gpu_"$v"/model.pt
-  [[ -f $f ]] && split -b 15000000 -d "$f" "$OUT/$v.pt.part"
+  ship_model "$v"
 done
 tar czf "$OUT"/gpu_wake_logs.tar.gz "$LOGS"
 ls -la "$OUT"

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import RESULTS, evaluate_summary, machine
+from _common import evaluate_summary, per_galaxy, write_result
 
 import galae.calibrate as gc
 import galae.refine as gr
@@ -49,7 +49,7 @@ from galae.latent import REGISTRY
 
 def tail_fraction(report: Path, dex: float = 0.3) -> float:
     """Fraction of the galaxies whose total log M* lies more than ``dex`` from the truth."""
-    err = np.load(report / "per_galaxy.npz")["params/log10_mstar_msun/pred_minus_true"]
+    err = per_galaxy(report)["params/log10_mstar_msun/pred_minus_true"]
     return float((np.abs(err) > dex).mean())
 
 
@@ -94,60 +94,59 @@ def main() -> None:
         in_q_widths.append((z.double() * sd.double() / amortized_sd["last"]).cpu())
         return torch.where(z < limit, z, torch.full_like(z, math.inf))
 
+    name = f"refined_ceiling_{a.ceiling:g}"
     gr.refine_posterior, gc.standardised_errors = capped_refine, capped_errors
     t0 = time.time()
-    cal = gc.calibrate_checkpoint(
-        a.checkpoint,
-        a.train,
-        n=a.n_cal,
-        refine_steps=a.steps,
-        out=out_dir / f"refcal_ceiling{a.ceiling:g}.pt",
-    )
-    # a cap of c sigma_q covers at most the truths within c sigma_q of the refined mode: where
-    # that is under 68%, no scale calibrates the latent (its quantile is infinite)
-    r = torch.cat(in_q_widths)
-    reachable = {
-        f"{c:g}": dict(zip(REGISTRY.names, (r < c).double().mean(0).tolist(), strict=True))
-        for c in (1.0, 1.5, 2.0, 3.0, 5.0)
-    }
-    scales = torch.load(cal, map_location="cpu", weights_only=False)["encoder_state"][
-        "refined_posterior_scale"
-    ]
-    payload: dict[str, Any] = {
-        "benchmark": "refined_ceiling",
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": machine(),
-        "ceiling": a.ceiling,
-        "n_simulated": int(r.shape[0]),
-        "highest_coverage_68_under_a_ceiling_of": reachable,
-        "uncalibratable_latents": [
-            n for n, v in zip(REGISTRY.names, scales.tolist(), strict=True) if not math.isfinite(v)
-        ],
-    }
-    path = RESULTS / f"refined_ceiling_{a.ceiling:g}.json"
-    if payload["uncalibratable_latents"]:
-        gr.refine_posterior, gc.standardised_errors = refine_posterior, standardised_errors
-        path.write_text(json.dumps(payload, indent=2))
-        print(json.dumps(payload, indent=2))
-        print(f"wrote {path}: a ceiling of {a.ceiling:g} cannot be calibrated")
-        return
-    report = out_dir / f"analytic_refined_ceiling{a.ceiling:g}"
-    evaluate_main(
-        [
-            "--no-figures",
-            "--checkpoint",
-            str(cal),
-            "--data",
-            a.test,
-            "--n",
-            str(a.n),
-            "--refine-steps",
-            str(a.steps),
-            "--out",
-            str(report),
+    try:
+        cal = gc.calibrate_checkpoint(
+            a.checkpoint,
+            a.train,
+            n=a.n_cal,
+            refine_steps=a.steps,
+            out=out_dir / f"refcal_ceiling{a.ceiling:g}.pt",
+        )
+        # a cap of c sigma_q covers at most the truths within c sigma_q of the refined mode:
+        # where that is under 68%, no scale calibrates the latent (its quantile is infinite)
+        r = torch.cat(in_q_widths)
+        reachable = {
+            f"{c:g}": dict(zip(REGISTRY.names, (r < c).double().mean(0).tolist(), strict=True))
+            for c in (1.0, 1.5, 2.0, 3.0, 5.0)
+        }
+        scales = torch.load(cal, map_location="cpu", weights_only=False)["encoder_state"][
+            "refined_posterior_scale"
         ]
-    )
-    gr.refine_posterior, gc.standardised_errors = refine_posterior, standardised_errors
+        payload: dict[str, Any] = {
+            "ceiling": a.ceiling,
+            "n_simulated": int(r.shape[0]),
+            "highest_coverage_68_under_a_ceiling_of": reachable,
+            "uncalibratable_latents": [
+                n
+                for n, v in zip(REGISTRY.names, scales.tolist(), strict=True)
+                if not math.isfinite(v)
+            ],
+        }
+        if payload["uncalibratable_latents"]:
+            path = write_result(name, payload)
+            print(f"wrote {path}: a ceiling of {a.ceiling:g} cannot be calibrated")
+            return
+        report = out_dir / f"analytic_refined_ceiling{a.ceiling:g}"
+        evaluate_main(
+            [
+                "--no-figures",
+                "--checkpoint",
+                str(cal),
+                "--data",
+                a.test,
+                "--n",
+                str(a.n),
+                "--refine-steps",
+                str(a.steps),
+                "--out",
+                str(report),
+            ]
+        )
+    finally:
+        gr.refine_posterior, gc.standardised_errors = refine_posterior, standardised_errors
 
     def summary(folder: Path, checkpoint: str | None) -> dict[str, Any]:
         m = json.loads((folder / "metrics.json").read_text())
@@ -164,7 +163,7 @@ def main() -> None:
         "capped": summary(report, str(cal)),
         "baseline": summary(Path(a.baseline), a.checkpoint),
     }
-    path.write_text(json.dumps(payload, indent=2))
+    path = write_result(name, payload)
     for k in ("capped", "baseline"):
         s = payload[k]
         print(
