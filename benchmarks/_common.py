@@ -157,3 +157,38 @@ def use_width_floor(f: float, scale_form: str = "covariance") -> None:
         use_width_floor.original,  # type: ignore[attr-defined]
         width_floor=f,
     )
+
+
+#: nominal coverage of the central intervals that ``galae.evaluate`` scores, by their label
+NOMINAL_COVERAGE: dict[str, float] = {"68": 0.6827, "95": 0.95}
+
+
+def coverage_distance(summary: dict[str, Any], level: str) -> float:
+    """Mean over the latents of |coverage - nominal| of the ``level`` ("68" or "95") intervals in
+    an :func:`evaluate_summary`."""
+    import numpy as np
+
+    cov = summary["coverage_per_latent"]
+    return float(np.mean([abs(v[level] - NOMINAL_COVERAGE[level]) for v in cov.values()]))
+
+
+def choose_on_validation(
+    rows: dict[str, dict[str, Any]], allowed: Callable[[dict[str, Any]], bool], key: str
+) -> str | None:
+    """The label of the row whose ``validation`` summary has the smallest ``key`` among the rows
+    that have one and pass ``allowed`` (None where none does): a setting chosen on the
+    validation mocks, to be scored on the test mocks."""
+    ok = [t for t, r in rows.items() if "validation" in r and allowed(r)]
+    return min(ok, key=lambda t: rows[t]["validation"][key], default=None)
+
+
+def choice_header(a: argparse.Namespace) -> dict[str, Any]:
+    """The settings of a benchmark that chooses on the validation mocks and scores on the test
+    mocks (``a``: its parsed ``checkpoint``, ``check``, ``test``, ``n`` and ``steps``)."""
+    return {
+        "checkpoint": a.checkpoint,
+        "validation_data": a.check,
+        "test_data": a.test,
+        "n_galaxies": a.n,
+        "refine_steps": a.steps,
+    }

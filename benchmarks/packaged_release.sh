@@ -30,17 +30,7 @@ $E --checkpoint $AE --data data/particles_test.h5 --mask-neighbours --refine-ste
 $P benchmarks/refine_poor_fits.py --data data/analytic_test.h5 --n 128
 $P benchmarks/refine_poor_fits.py --data data/analytic_deep.h5 --n 128 --name deep
 $P benchmarks/refine_poor_fits.py --data data/particles_test.h5 --n 128 --name particles
-$P benchmarks/deep_data.py --out-name packaged_release --runs \
-  analytic_amortized=$O/analytic_400 analytic_refined=$O/analytic_refined_400 \
-  analytic_photo_z=$O/analytic_photoz_200 \
-  deep_amortized=$O/analytic_deep deep_refined=$O/analytic_deep_refined \
-  particles_test_amortized=$O/ae_masked_particles_test \
-  particles_test_refined=$O/ae_refined_masked_particles_test \
-  analytic_refined_above_chi2_3=$O/analytic_above3_400 deep_refined_above_chi2_3=$O/analytic_deep_above3 \
-  particles_test_refined_above_chi2_3=$O/particles_above3_masked_test
-$P benchmarks/ae_vs_unet.py $O docs/ae_vs_unet.png          # results/ae_vs_unet.json
-mkdir -p runs && $P benchmarks/ae_vs_unet_table.py > runs/ae_vs_unet_table.md  # the README's issue-6 table
-$P benchmarks/real_sdss.py
+bash benchmarks/release_summaries.sh $O   # results/packaged_release.json, ae_vs_unet.json, real_sdss.json
 # what limits the particle stellar masses (docs/results.md, issue 4)
 $P benchmarks/particle_mass_diagnostic.py $O/ae_masked_particles_test --data data/particles_test.h5
 $P benchmarks/particle_mass_diagnostic.py $O/ae_refined_masked_particles_test --data data/particles_test.h5 --name refined

@@ -22,8 +22,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from _common import calibration_parser, evaluate_summary, use_width_floor, write_result
+from _common import (
+    calibration_parser,
+    choice_header,
+    choose_on_validation,
+    coverage_distance,
+    evaluate_summary,
+    use_width_floor,
+    write_result,
+)
 
 from galae.calibrate import calibrate_checkpoint
 from galae.evaluate import evaluate
@@ -57,26 +64,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
 
     def ok(row: dict[str, Any]) -> bool:
-        lo, hi = row["coverage_68_range"]
+        lo, hi = row["validation"]["coverage_68_range"]
         return 0.60 <= lo and hi <= 0.76
-
-    def distance_95(row: dict[str, Any]) -> float:
-        cov = row["coverage_per_latent"]
-        return float(np.mean([abs(v["95"] - 0.95) for v in cov.values()]))
 
     for row in rows.values():
         for part in row.values():
-            part["mean_abs_distance_95_from_0.95"] = distance_95(part)
-    allowed = [t for t, r in rows.items() if ok(r["validation"])]
-    chosen = min(
-        allowed, key=lambda t: rows[t]["validation"]["mean_abs_distance_95_from_0.95"], default=None
-    )
+            part["mean_abs_distance_95_from_0.95"] = coverage_distance(part, "95")
+    chosen = choose_on_validation(rows, ok, "mean_abs_distance_95_from_0.95")
     payload = {
-        "checkpoint": a.checkpoint,
-        "validation_data": a.check,
-        "test_data": a.test,
-        "n_galaxies": a.n,
-        "refine_steps": a.steps,
+        **choice_header(a),
         "history_scale_dex": 0.0,
         "floors": rows,
         "chosen_on_validation": chosen,

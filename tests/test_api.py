@@ -8,6 +8,7 @@ check the contract (names, shapes, units, ranges, determinism, errors), not the 
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import warnings
 from dataclasses import dataclass, replace
@@ -718,8 +719,10 @@ def kw_two(kw: dict) -> dict:
 def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     """encode(refine_steps=k): the refined posterior (galae.refine) has the contract's names and
     full-rank widths; galae.calibrate --refine-steps fits its own scales, which scale exactly
-    those widths, and leaves the amortized calibration alone."""
+    those widths up to the width ceiling it records, and leaves the amortized calibration
+    alone."""
     from galae.calibrate import calibrate_checkpoint
+    from galae.refine import REFINED_WIDTH_CEILING
 
     def refined_calibration(name: str, **kw: Any) -> Path:
         return calibrate_checkpoint(
@@ -732,10 +735,19 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
             **kw,
         )
 
-    out = refined_calibration("refcal.pt")
+    # a barely trained model: the refined modes of some latents lie too far from the truths for
+    # the ceiling, and those are named and left without one
+    with pytest.warns(RuntimeWarning, match="calibrated without a ceiling"):
+        out = refined_calibration("refcal.pt")
     state = load_checkpoint(out)
     summary = state["refined_posterior_calibration"]
     assert summary["refine_steps"] == 2 and "posterior_calibration" not in state
+    assert summary["width_ceiling"] == REFINED_WIDTH_CEILING
+    ceiling = torch.tensor([summary["width_ceiling_per_latent"][n] for n in REGISTRY.names])
+    reach = summary["coverage_68_reachable_under_ceiling"]
+    for name, c in zip(REGISTRY.names, ceiling.tolist(), strict=True):
+        assert c == (REFINED_WIDTH_CEILING if reach[name] >= 0.6827 else math.inf), name
+    assert bool(torch.isinf(ceiling).any() and torch.isfinite(ceiling).any())
     scales = state["encoder_state"]["refined_posterior_scale"]
     assert torch.equal(state["encoder_state"]["posterior_scale"], torch.ones(REGISTRY.dim))
     assert summary["scale_form"] == "covariance"  # galae.refine.REFINED_SCALE_FORM
@@ -769,11 +781,28 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     torch.testing.assert_close(cal._loc, plain._loc)
     sd0 = ((plain._cov_factor**2).sum(-1) + plain._cov_diag).sqrt()
     sd1 = ((cal._cov_factor**2).sum(-1) + cal._cov_diag).sqrt()
-    torch.testing.assert_close(sd1, sd0 * scales.float(), rtol=1e-4, atol=1e-6)
+    # the scaled widths, capped at the ceiling times the amortized ones (the checkpoint's
+    # amortized widths are uncalibrated here: scale 1)
+    amortized = trained.model.encode(d["images"], d["sigma"], **kw)
+    sd_q = ((amortized._cov_factor**2).sum(-1) + amortized._cov_diag).sqrt()
+    expected = torch.minimum(sd0 * scales.float(), ceiling.float() * sd_q)
+    torch.testing.assert_close(sd1, expected, rtol=1e-4, atol=1e-6)
+    assert bool((sd0 * scales.float() > ceiling.float() * sd_q * 1.01).any())  # it binds
+    # without a ceiling, recorded as None: the scales alone
+    free = refined_calibration("refcal_free.pt", width_ceiling=None)
+    assert load_checkpoint(free)["refined_posterior_calibration"]["width_ceiling"] is None
+    s_free = load_checkpoint(free)["encoder_state"]["refined_posterior_scale"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{POOR_FIT_MESSAGE}")
+        post_free = galae.load(free).encode(d["images"], d["sigma"], refine_steps=2, **kw)
+    sd3 = ((post_free._cov_factor**2).sum(-1) + post_free._cov_diag).sqrt()
+    torch.testing.assert_close(sd3, sd0 * s_free.float(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="width_ceiling must be a finite number >= 1"):
+        refined_calibration("x.pt", width_ceiling=0.5)
     # the alternative form (measured, not kept: galae.refine), read from the calibration that
     # records it: the scales temper the pixels' information, so no width moves by more than
     # the extreme scales
-    tempered = refined_calibration("refcal_lik.pt", scale_form="likelihood")
+    tempered = refined_calibration("refcal_lik.pt", scale_form="likelihood", width_ceiling=None)
     lik = load_checkpoint(tempered)
     assert lik["refined_posterior_calibration"]["scale_form"] == "likelihood"
     s_lik = lik["encoder_state"]["refined_posterior_scale"]
@@ -1073,6 +1102,9 @@ def test_evaluate_refines_only_the_poor_fits(trained: Trained) -> None:
         **kw,
     )
     assert amortized["fraction_refined"] == 0.0 and amortized["refine_above_chi2"] is None
+    # each report says which calibrations its widths have (this checkpoint's: none)
+    assert amortized["widths_calibration"] == {"amortized": None}
+    assert m["widths_calibration"] == {"amortized": None, "refined": None}
     assert m["refine_above_chi2"] == t
     assert m["fraction_refined"] == pytest.approx(float(np.mean(chi2 > t)))
     assert m["seconds_per_galaxy"] > 0.0

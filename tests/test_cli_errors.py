@@ -112,8 +112,23 @@ def test_calibrate_checks_its_arguments_before_simulating(mocks: Path, tmp_path:
     for bad in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="history_scale_dex must be a number >= 0"):
             calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, history_scale_dex=bad)
+    for bad in (0.5, float("inf"), "1.5"):
+        with pytest.raises(ValueError, match="width_ceiling must be"):
+            calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, width_ceiling=bad)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         calibrate_checkpoint(ckpt, mocks, tmp_path / "missing" / "c.pt", n=128)
+
+
+def test_calibrate_command_names_a_bad_width_ceiling(mocks: Path, tmp_path: Path, capsys) -> None:
+    from galae.calibrate import main as calibrate_main
+    from galae.runtime import cli_errors
+
+    args = ["--checkpoint", str(default_model_path()), "--data", str(mocks)]
+    out = ["--out", str(tmp_path / "c.pt"), "--refine-steps", "2", "--width-ceiling", "0.7"]
+    with pytest.raises(SystemExit) as exit_info, cli_errors("python -m galae.calibrate"):
+        calibrate_main(args + out)
+    assert exit_info.value.code == 2
+    assert "width_ceiling must be a finite number >= 1" in capsys.readouterr().err
 
 
 def test_plots_reports_a_truncated_file(mocks: Path, tmp_path: Path, capsys) -> None:

@@ -411,3 +411,30 @@ def test_latent_combinations_by_hand() -> None:
     # shapes of posterior draws (k, N) pass through
     draws = {k: np.broadcast_to(v, (7, 2)) for k, v in p.items()}
     assert LATENT_COMBINATIONS["bulge_to_total_mass"](draws).shape == (7, 2)
+
+
+def test_calibration_record_names_the_calibrations_in_strict_json() -> None:
+    """A report records the settings of the calibrations behind its widths; a latent left
+    without a width ceiling (inf) is null, so that the metrics stay strict JSON."""
+    import json
+
+    from galae.evaluate import calibration_record
+
+    state = {
+        "posterior_calibration": {"n_simulated": 2048, "history_scale_dex": 0.3, "scale": {}},
+        "refined_posterior_calibration": {
+            "refine_steps": 60,
+            "width_floor": 0.5,
+            "width_ceiling": 1.5,
+            "width_ceiling_per_latent": {"a": 1.5, "b": float("inf")},
+            "scale_form": "covariance",
+            "coverage_68_after": {},
+        },
+    }
+    rec = calibration_record(state, refine_steps=60)
+    assert rec["amortized"] == {"n_simulated": 2048, "history_scale_dex": 0.3}
+    assert rec["refined"]["width_ceiling_per_latent"] == {"a": 1.5, "b": None}
+    assert rec["refined"]["width_ceiling"] == 1.5 and "coverage_68_after" not in rec["refined"]
+    json.dumps(rec, allow_nan=False)
+    assert calibration_record(state, refine_steps=0) == {"amortized": rec["amortized"]}
+    assert calibration_record({}, refine_steps=60) == {"amortized": None, "refined": None}

@@ -220,3 +220,105 @@ def test_likelihood_scales_recover_an_overconfident_likelihood() -> None:
     target = torch.full((int(linear.sum()),), ONE_SIGMA_MASS, dtype=torch.float64)
     torch.testing.assert_close(after[linear], target, atol=0.01, rtol=0)
     assert float((before - ONE_SIGMA_MASS).abs().max()) > 0.1  # it was miscalibrated
+
+
+def test_ceil_widths_lowers_wide_widths_and_keeps_correlations() -> None:
+    from galae.refine import ceil_widths_sd
+
+    model, out, batch = _setup()
+    cov = laplace_covariance(model, out, out.loc, batch, batch.redshift) * 9.0  # 3x wider
+    amortized = ((out.cov_factor**2).sum(-1) + out.cov_diag).sqrt()
+    refined = cov.diagonal(0, -2, -1).sqrt()
+    c = float((refined / amortized).median())  # half the latents over the ceiling
+    capped = ceil_widths_sd(cov, amortized, c)
+    sd = capped.diagonal(0, -2, -1).sqrt()
+    torch.testing.assert_close(sd, torch.minimum(refined, c * amortized), rtol=1e-12, atol=0)
+    corr = cov / (refined[..., :, None] * refined[..., None, :])
+    corr_c = capped / (sd[..., :, None] * sd[..., None, :])
+    torch.testing.assert_close(corr_c, corr, rtol=1e-12, atol=1e-14)
+    assert torch.equal(ceil_widths_sd(cov, amortized, None), cov)
+    # one ceiling per latent, inf for none: the latents without one keep their widths
+    per = torch.tensor([c, float("inf"), c, float("inf")], dtype=torch.float64)
+    sd_per = ceil_widths_sd(cov, amortized, per).diagonal(0, -2, -1).sqrt()
+    torch.testing.assert_close(sd_per, torch.minimum(refined, per * amortized), rtol=1e-12, atol=0)
+
+
+def test_refined_widths_are_capped_after_the_calibration_scale() -> None:
+    """sigma_i = min(s_i sigma_Laplace,i, c sigma_q,i) when calibrated; the calibration's own
+    (uncalibrated) widths are not capped; bad ceilings are named."""
+    from galae.refine import checked_width_ceiling
+
+    model, out, batch = _setup()
+    out32 = EncoderOutput(
+        *(t.float() for t in (out.loc, out.cov_factor, out.cov_diag)), out.z_loc, out.z_scale
+    )
+    batch32 = _Batch(batch.images.float(), batch.sigma.float(), batch.mask, batch.redshift)
+    guide = _Guide()
+    guide.encoder.refined_posterior_scale = torch.tensor([0.5, 4.0, 1.0, 8.0])
+    kw = {"steps": 5, "width_floor": 0.0}
+
+    def widths(ref: EncoderOutput) -> torch.Tensor:
+        return ((ref.cov_factor.double() ** 2).sum(-1) + ref.cov_diag.double()).sqrt()
+
+    raw = widths(refine_posterior(model, guide, out32, batch32, calibrated=False, **kw))
+    free = widths(refine_posterior(model, guide, out32, batch32, width_ceiling=None, **kw))
+    capped = widths(refine_posterior(model, guide, out32, batch32, width_ceiling=1.5, **kw))
+    s = guide.encoder.refined_posterior_scale.double()
+    amortized = ((out.cov_factor**2).sum(-1) + out.cov_diag).sqrt()
+    torch.testing.assert_close(free, raw * s, rtol=1e-4, atol=0)
+    torch.testing.assert_close(capped, torch.minimum(raw * s, 1.5 * amortized), rtol=1e-4, atol=0)
+    assert bool((raw * s > 1.6 * amortized).any())  # the ceiling binds somewhere
+    same = widths(refine_posterior(model, guide, out32, batch32, calibrated=False, **kw))
+    torch.testing.assert_close(same, raw, rtol=1e-6, atol=0)  # uncalibrated: never capped
+    assert checked_width_ceiling(None) is None and checked_width_ceiling(2) == 2.0
+    torch.testing.assert_close(
+        checked_width_ceiling([1.5, float("inf")]),
+        torch.tensor([1.5, float("inf")], dtype=torch.float64),
+    )
+    for bad in (0.5, float("nan"), float("inf"), True, "x", [[1.5]], [0.9, 2.0]):
+        with pytest.raises(ValueError, match="width_ceiling"):
+            checked_width_ceiling(bad)
+    with pytest.raises(ValueError, match="width_ceiling must be a finite number >= 1"):
+        refine_posterior(model, guide, out32, batch32, width_ceiling=0.8, **kw)
+
+
+def test_a_calibration_under_the_ceiling_covers_68_percent() -> None:
+    """Truths N(mode, sigma_t) with Laplace widths sigma_t / k and amortized widths sigma_q: the
+    scale fitted by counting the truths beyond c sigma_q as uncovered gives the capped intervals
+    min(s sigma_L, c sigma_q) 68% coverage; a latent whose truths lie beyond c sigma_q for more
+    than 32% is named and left without a ceiling."""
+    import warnings
+
+    from galae.calibrate import ONE_SIGMA_MASS, _errors_under_ceiling
+    from galae.latent import REGISTRY
+
+    g = torch.Generator().manual_seed(5)
+    n, d, c = 20_000, REGISTRY.dim, 1.5
+    sd_true = 0.2 + torch.rand(d, generator=g, dtype=torch.float64)
+    # per galaxy, so that the errors' order in q's widths is not that in the Laplace widths
+    sd_laplace = sd_true / (0.5 + 2.0 * torch.rand(n, d, generator=g, dtype=torch.float64))
+    # q's widths: from well above the truths' (the ceiling never binds) to below them
+    sd_q = sd_true * torch.linspace(3.0, 0.4, d, dtype=torch.float64)
+    err = torch.randn(n, d, generator=g, dtype=torch.float64) * sd_true
+    z = err.abs() / sd_laplace
+    inside = err.abs() < c * sd_q
+    extra: dict = {}
+    reach = inside.double().mean(0)
+    short = reach < ONE_SIGMA_MASS
+    assert bool(short.any() and (~short).any())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zc = _errors_under_ceiling(z, inside, c, extra)
+    assert any("calibrated without a ceiling" in str(w.message) for w in caught)
+    per = torch.tensor([extra["width_ceiling_per_latent"][name] for name in REGISTRY.names])
+    assert torch.equal(torch.isinf(per), short) and bool((per[~short] == c).all())
+    scale = torch.quantile(zc, ONE_SIGMA_MASS, dim=0)
+    width = torch.minimum(scale * sd_laplace, per.double() * sd_q)
+    coverage = (err.abs() < width).double().mean(0)
+    torch.testing.assert_close(
+        coverage, torch.full_like(coverage, ONE_SIGMA_MASS), atol=2e-3, rtol=0
+    )
+    # where the ceiling binds for some truths, the scale is wider than without it
+    q0 = torch.quantile(z, ONE_SIGMA_MASS, dim=0)
+    binds = ~short & (reach < 0.99)
+    assert bool((scale >= q0).all() and (scale[binds] > q0[binds]).all())

@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
 from galae.prior import BroadPrior, PopulationPrior, with_broad
+from galae.refine import REFINED_WIDTH_CEILING
 from galae.runtime import checked_device, checked_integer, cli_errors, tune_cpu_allocator
 
 __all__ = [
@@ -93,6 +95,7 @@ def posterior_scales(
     refine_steps: int = 0,
     history_scale_dex: float = 0.0,
     scale_form: str | None = None,
+    width_ceiling: float | None = REFINED_WIDTH_CEILING,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-latent scales of q's widths that calibrate its 68% intervals on simulated galaxies.
 
@@ -103,6 +106,12 @@ def posterior_scales(
     :data:`galae.refine.REFINED_SCALE_FORM`) they scale the Laplace widths (the 68% quantile of
     the unscaled standardised errors); in "likelihood" they temper the pixels' information,
     and are found by :func:`likelihood_scales`.
+
+    The refined widths' ceiling (``width_ceiling`` times q's width, default
+    :data:`galae.refine.REFINED_WIDTH_CEILING`, None for none) is fitted with: in "covariance" a
+    truth further than the ceiling from the refined mode counts as uncovered at any scale, so
+    that the scale is the 68% quantile of errors that are infinite there; a latent for which
+    fewer than 68% of the truths lie within the ceiling cannot be calibrated (ValueError).
 
     Args:
         model, guide: :class:`galae.model.GalaxyModel` and :class:`galae.model.GalaxyGuide`
@@ -121,13 +130,14 @@ def posterior_scales(
     from galae.train import simulate_like
 
     form = gr.checked_scale_form(scale_form)
+    ceiling = gr.checked_width_ceiling(width_ceiling)
     tempered = refine_steps > 0 and form == "likelihood"
     floor = gr.REFINED_WIDTH_FLOOR
     encoder = guide.encoder
     saved = encoder.posterior_scale.clone()
     if refine_steps <= 0:
         encoder.posterior_scale.fill_(1.0)
-    errors, kept = [], []
+    errors, kept, in_ceiling = [], [], []
     try:
         for batch in batches:
             u, sim = simulate_like(model, batch, generator, simulator, history_scale_dex)
@@ -140,11 +150,17 @@ def posterior_scales(
                 amortized = out.marginal_variance(torch.float64).sqrt()
                 kept.append([t.cpu() for t in (u, mode, *terms, amortized)])
                 continue
+            amortized = out.marginal_variance(torch.float64).sqrt()
             if refine_steps > 0:
                 out = gr.refine_posterior(
                     model, guide, out, sim, refine_steps, calibrated=False, scale_form=form
                 )
-            errors.append(standardised_errors(u, out.loc, out.marginal_variance().sqrt()).cpu())
+            sd = out.marginal_variance(torch.float64).sqrt()
+            z = standardised_errors(u.double(), out.loc.double(), sd)
+            if refine_steps > 0 and ceiling is not None:  # |error| < ceiling sigma_q
+                c = ceiling.to(amortized) if isinstance(ceiling, torch.Tensor) else ceiling
+                in_ceiling.append((z * sd < c * amortized).cpu())
+            errors.append(z.cpu())
     finally:
         encoder.posterior_scale.copy_(saved)
     n_sim = sum(len(k[0]) for k in kept) if tempered else sum(len(e) for e in errors)
@@ -157,10 +173,14 @@ def posterior_scales(
     extra: dict[str, Any] = {}
     if tempered:
         pieces = [torch.cat(p) for p in zip(*kept, strict=True)]
-        scales, before, after, iterations = likelihood_scales(*pieces, width_floor=floor)
+        scales, before, after, iterations = likelihood_scales(
+            *pieces, width_floor=floor, width_ceiling=ceiling
+        )
         extra["iterations"] = iterations
     else:
         z = torch.cat(errors).double()  # (N, D)
+        if in_ceiling:
+            z = _errors_under_ceiling(z, torch.cat(in_ceiling), ceiling, extra)
         scales = torch.quantile(z, ONE_SIGMA_MASS, dim=0).clamp(0.05, 20.0)
         before = (z < 1.0).double().mean(0)
         after = (z < scales).double().mean(0)
@@ -176,8 +196,49 @@ def posterior_scales(
         summary["refine_steps"] = int(refine_steps)
         summary["width_floor"] = floor
         summary["scale_form"] = form
+        if isinstance(ceiling, torch.Tensor):
+            ceiling = dict(zip(names, ceiling.tolist(), strict=True))
+        summary["width_ceiling"] = ceiling
         summary.update(extra)
     return scales.to(saved), summary
+
+
+def _errors_under_ceiling(
+    z: torch.Tensor, inside: torch.Tensor, ceiling: float | torch.Tensor, extra: dict[str, Any]
+) -> torch.Tensor:
+    """The standardised errors ``z`` (N, D) with those of the truths beyond the width ceiling
+    (``inside`` False) set to a stand-in for infinity: uncovered at any scale.
+
+    A latent for which fewer than 68% of the truths lie inside cannot be calibrated under the
+    ceiling; it is left without one (a warning says which), and ``extra`` records the ceiling
+    per latent (``width_ceiling_per_latent``, inf for none) and each latent's fraction inside.
+    """
+    names = REGISTRY.names
+    reach = inside.double().mean(0)
+    extra["coverage_68_reachable_under_ceiling"] = dict(zip(names, reach.tolist(), strict=True))
+    per_latent = (
+        torch.as_tensor(ceiling, dtype=torch.float64, device=z.device).expand(z.shape[-1]).clone()
+    )
+    short = reach < ONE_SIGMA_MASS
+    if bool(short.any()):
+        listed = ", ".join(
+            f"{n} ({r:.2f})"
+            for n, r, s in zip(names, reach.tolist(), short.tolist(), strict=True)
+            if s
+        )
+        warnings.warn(
+            f"within the refined width ceiling of the refined mode lie fewer than "
+            f"{ONE_SIGMA_MASS:.0%} of the simulated truths of {listed}: those latents are "
+            "calibrated without a ceiling",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        per_latent[short] = math.inf
+        inside = inside | short
+    extra["width_ceiling_per_latent"] = dict(zip(names, per_latent.tolist(), strict=True))
+    # the truths beyond the ceiling sort last, fewer than 32% of them: the 68% quantile lies
+    # among the finite errors (the stand-in keeps linear interpolation from reaching nan)
+    return torch.where(inside, z, torch.full_like(z, 1e30))
 
 
 def likelihood_scales(
@@ -187,6 +248,7 @@ def likelihood_scales(
     prior_precision: torch.Tensor,
     amortized_sd: torch.Tensor,
     width_floor: float = 0.0,
+    width_ceiling: float | None = None,
     max_iterations: int = 50,
     tol: float = 1e-3,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -202,16 +264,18 @@ def likelihood_scales(
         u_true, mode: (N, D) the simulated latents and the refined modes.
         fisher_info, prior_precision: (N, D, D) the Laplace terms
             (:func:`galae.refine.laplace_terms`).
-        amortized_sd: (N, D) the amortized widths, for the floor.
+        amortized_sd: (N, D) the amortized widths, for the floor and the ceiling
+            (:func:`galae.refine.ceil_widths_sd`, applied after the tempering).
     Returns:
         s, the 68% coverage per latent before (s = 1) and after, and the iterations used.
     """
-    from galae.refine import floor_widths_sd, tempered_covariance
+    from galae.refine import ceil_widths_sd, floor_widths_sd, tempered_covariance
 
     def errors(scale: torch.Tensor) -> torch.Tensor:
         cov = floor_widths_sd(
             tempered_covariance(fisher_info, prior_precision, scale), amortized_sd, width_floor
         )
+        cov = ceil_widths_sd(cov, amortized_sd, width_ceiling)
         return standardised_errors(u_true, mode, cov.diagonal(0, -2, -1).sqrt()).double()
 
     scale = torch.ones(u_true.shape[-1], dtype=torch.float64)
@@ -261,6 +325,7 @@ def calibrate_checkpoint(
     refine_steps: int = 0,
     history_scale_dex: float | None = None,
     scale_form: str | None = None,
+    width_ceiling: float | None = REFINED_WIDTH_CEILING,
 ) -> Path:
     """Calibrate the posterior widths of ``checkpoint`` by simulation; write the result.
 
@@ -276,7 +341,8 @@ def calibrate_checkpoint(
     variability ``history_scale_dex`` (default: the checkpoint's training value,
     ``sleep_history_scale_dex``, the bursty histories of real galaxies and particle mocks; 0 for
     data of smooth histories, such as the analytic mocks).  ``scale_form`` is the refined
-    scales' form (:data:`galae.refine.SCALE_FORMS`; default the current one), recorded with them.
+    scales' form (:data:`galae.refine.SCALE_FORMS`; default the current one), recorded with them,
+    and ``width_ceiling`` their ceiling (:func:`posterior_scales`; None: none), recorded too.
     """
     from galae.model import Batch
 
@@ -291,9 +357,10 @@ def calibrate_checkpoint(
         math.isfinite(history_scale_dex) and history_scale_dex >= 0
     ):
         raise ValueError(f"history_scale_dex must be a number >= 0, got {history_scale_dex}")
-    from galae.refine import checked_scale_form
+    from galae.refine import checked_scale_form, checked_width_ceiling
 
     checked_scale_form(scale_form)
+    checked_width_ceiling(width_ceiling)
     dev = checked_device(device)
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")
@@ -347,6 +414,7 @@ def calibrate_checkpoint(
         refine_steps=refine_steps,
         history_scale_dex=history_scale,
         scale_form=scale_form,
+        width_ceiling=width_ceiling,
     )
     summary.update(
         {
@@ -410,6 +478,13 @@ def main(argv: list[str] | None = None) -> Path:
         "the default) or tempering the pixels' information per latent (likelihood: measured, "
         "not kept; galae.refine)",
     )
+    ap.add_argument(
+        "--width-ceiling",
+        type=float,
+        default=REFINED_WIDTH_CEILING,
+        help="the largest refined width as a multiple of the amortized one (default "
+        f"{REFINED_WIDTH_CEILING:g}; 0: none; galae.refine)",
+    )
     a = ap.parse_args(argv)
     tune_cpu_allocator()
     torch.set_flush_denormal(True)
@@ -426,6 +501,7 @@ def main(argv: list[str] | None = None) -> Path:
         refine_steps=a.refine_steps,
         history_scale_dex=a.history_scale_dex,
         scale_form=a.scale_form,
+        width_ceiling=a.width_ceiling or None,
     )
     key = "refined_posterior_calibration" if a.refine_steps > 0 else "posterior_calibration"
     summary = load_checkpoint(out)[key]

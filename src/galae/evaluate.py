@@ -58,6 +58,8 @@ __all__ = [
     "MIN_PARTICLES_PER_PIXEL",
     "coverage",
     "interval_hits",
+    "calibration_record",
+    "CALIBRATION_KEYS",
     "LATENT_COMBINATIONS",
     "evaluate",
     "compare_reports",
@@ -238,6 +240,42 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(type(o))
+
+
+#: What a report records of the calibrations behind its widths (:func:`calibration_record`).
+CALIBRATION_KEYS: tuple[str, ...] = (
+    "n_simulated",
+    "history_scale_dex",
+    "prior",
+    "broad_fraction",
+    "refine_steps",
+    "width_floor",
+    "width_ceiling",
+    "width_ceiling_per_latent",
+    "scale_form",
+)
+
+
+def calibration_record(state: dict[str, Any], refine_steps: int) -> dict[str, Any]:
+    """The calibrations behind a report's widths, from the checkpoint ``state``: the amortized
+    one (``posterior_calibration``) and, when refined, the refined one; each None where the
+    checkpoint's widths are uncalibrated, else the settings of :data:`CALIBRATION_KEYS` it
+    records."""
+
+    def finite(v: Any) -> Any:  # strict JSON: a latent without a ceiling (inf) as null
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    def pick(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+        if summary is None:
+            return None
+        return {k: finite(summary[k]) for k in CALIBRATION_KEYS if k in summary}
+
+    record = {"amortized": pick(state.get("posterior_calibration"))}
+    if refine_steps > 0:
+        record["refined"] = pick(state.get("refined_posterior_calibration"))
+    return record
 
 
 def evaluate(
@@ -423,6 +461,7 @@ def evaluate(
         "refine_steps": int(refine_steps),
         "refine_above_chi2": None if refine_above_chi2 is None else float(refine_above_chi2),
         "fraction_refined": float(np.mean(cat["refined"])),
+        "widths_calibration": calibration_record(state, refine_steps),
         "flips": bool(flips),
         "seconds_per_galaxy": encode_seconds / max(int(total), 1),
         "n_mc_derived": int(n_mc_derived),

@@ -837,7 +837,8 @@ class GalaeModel:
         With ``refine_steps > 0`` the posterior is semi-amortized (:mod:`galae.refine`): its mean
         is moved by that many Adam steps to the mode of -log p(image | u) - log q(u | image)
         (the likelihood through the renderer, with the encoder's posterior as the prior), and
-        its covariance is the Laplace approximation there, with calibrated widths.
+        its covariance is the Laplace approximation there, with calibrated widths, each
+        between half and the calibration's ceiling (1.5) times the amortized one.
 
         Without ``psf_fwhm_arcsec`` the PSF is taken to be the median SDSS seeing in every band
         (:func:`galae.data.conditions.median_psf_fwhm_arcsec`), with a warning: the fitted sizes
@@ -1097,7 +1098,12 @@ class GalaeModel:
 
     def _refine(self, out: EncoderOutput, b: Batch, steps: int, lr: float) -> EncoderOutput:
         """The semi-amortized posterior (:func:`galae.refine.refine_posterior`)."""
-        from galae.refine import REFINED_SCALE_FORM, REFINED_WIDTH_FLOOR, refine_posterior
+        from galae.refine import (
+            REFINED_SCALE_FORM,
+            REFINED_WIDTH_CEILING,
+            REFINED_WIDTH_FLOOR,
+            refine_posterior,
+        )
 
         cal = self.state.get("refined_posterior_calibration")
         if cal is None:
@@ -1120,7 +1126,16 @@ class GalaeModel:
         z = b.redshift if b.redshift_known else _z_transform()(out.z_loc)
         # the scales' form is the calibration's own (those that do not record it: covariance)
         form = REFINED_SCALE_FORM if cal is None else cal.get("scale_form", "covariance")
-        return refine_posterior(self.model, self.guide, out, b, steps, lr, z, scale_form=form)
+        # and so is the widths' ceiling (calibrations made before it was introduced: none), per
+        # latent where the calibration left some latents without it
+        ceiling = REFINED_WIDTH_CEILING if cal is None else cal.get("width_ceiling")
+        if cal is not None and "width_ceiling_per_latent" in cal:
+            ceiling = cal["width_ceiling_per_latent"]
+        if isinstance(ceiling, dict):
+            ceiling = [float(ceiling[n]) for n in REGISTRY.names]
+        return refine_posterior(
+            self.model, self.guide, out, b, steps, lr, z, scale_form=form, width_ceiling=ceiling
+        )
 
     def _encode_part(
         self,
