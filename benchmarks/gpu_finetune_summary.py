@@ -12,8 +12,10 @@ first and last evaluation, and the steps per second for its wall time.  For each
 half-light radius median |fractional error|, log stellar mass scatter (1.4826 MAD and std),
 per-latent 68% and 95% coverage ranges (``_common.evaluate_summary``), and the log SFR scatter,
 the scatter of the u-, g- and r-band magnitudes and bulge-to-total, and of the stellar mass
-inside 2 r_half.  Writes ``results/<out-name>.json`` (default gpu_finetune; the ELBO runs of
-benchmarks/gpu_wake.sh: --out-name gpu_wake).
+inside 2 r_half; for each report on particle mocks (``--particles``), the scatters of issue 6
+(:data:`PARTICLE_FIGURES`).  Writes ``results/<out-name>.json`` (default gpu_finetune; the ELBO
+runs of benchmarks/gpu_wake.sh: --out-name gpu_wake; those of benchmarks/particle_wake.sh on the
+CPU: --out-name particle_wake).
 """
 
 from __future__ import annotations
@@ -81,12 +83,43 @@ def eval_summary(folder: Path) -> dict[str, Any]:
     }
 
 
+#: the particle-mock scatters a summary reports (map name, metrics.json key) by label
+PARTICLE_FIGURES: dict[str, tuple[str, str]] = {
+    "log10_mstar_2rhalf_std_dex": ("log10_mstar_2rhalf", "scatter_dex"),
+    "log10_mstar_2rhalf_bias_dex": ("log10_mstar_2rhalf", "mean_log_true_over_pred"),
+    "log10_sfr_2rhalf_std_dex": ("log10_sfr_2rhalf", "scatter_dex"),
+    "log10_sfr_2rhalf_bias_dex": ("log10_sfr_2rhalf", "mean_log_true_over_pred"),
+    "sigma_mstar_per_pixel_well_sampled_dex": (
+        "log10_sigma_mstar_msun_per_kpc2",
+        "per_pixel_scatter_well_sampled",
+    ),
+    "sigma_sfr_per_pixel_well_sampled_dex": (
+        "log10_sigma_sfr_msun_per_yr_per_kpc2",
+        "per_pixel_scatter_well_sampled",
+    ),
+    "sigma_mstar_per_pixel_all_dex": ("log10_sigma_mstar_msun_per_kpc2", "per_pixel_scatter"),
+    "sigma_sfr_per_pixel_all_dex": ("log10_sigma_sfr_msun_per_yr_per_kpc2", "per_pixel_scatter"),
+}
+
+
+def particle_summary(folder: Path) -> dict[str, Any]:
+    """The issue-6 scatters of a report on particle mocks (:data:`PARTICLE_FIGURES`)."""
+    m = json.loads((folder / "metrics.json").read_text())
+    out = {k: m["maps"][name][key] for k, (name, key) in PARTICLE_FIGURES.items()}
+    return out | {
+        "report": str(folder),
+        "refine_steps": m["refine_steps"],
+        "chi2_per_pixel_median": m["chi2_per_pixel"]["median"],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", nargs="+", required=True, help="NAME=log.csv")
     ap.add_argument("--minutes", nargs="*", default=[], help="NAME=wall minutes")
     ap.add_argument("--check", nargs="*", default=[], help="NAME=evaluation folder (validation)")
     ap.add_argument("--test", nargs="*", default=[], help="NAME=evaluation folder (test)")
+    ap.add_argument("--particles", nargs="*", default=[], help="NAME=evaluation folder (particles)")
     ap.add_argument("--device-name", default="NVIDIA H200")
     ap.add_argument("--what", default="")
     ap.add_argument("--out-name", default="gpu_finetune")
@@ -100,6 +133,7 @@ def main() -> None:
         "runs": {k: run_summary(Path(v), minutes.get(k)) for k, v in _pairs(a.runs).items()},
         "validation": {k: eval_summary(Path(v)) for k, v in _pairs(a.check).items()},
         "test": {k: eval_summary(Path(v)) for k, v in _pairs(a.test).items()},
+        "particles": {k: particle_summary(Path(v)) for k, v in _pairs(a.particles).items()},
     }
     path = RESULTS / f"{a.out_name}.json"
     path.write_text(json.dumps(payload, indent=2))

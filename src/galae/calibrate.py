@@ -95,7 +95,7 @@ def posterior_scales(
     refine_steps: int = 0,
     history_scale_dex: float = 0.0,
     scale_form: str | None = None,
-    width_ceiling: float | None = REFINED_WIDTH_CEILING,
+    width_ceiling: float | torch.Tensor | None = REFINED_WIDTH_CEILING,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-latent scales of q's widths that calibrate its 68% intervals on simulated galaxies.
 
@@ -111,7 +111,9 @@ def posterior_scales(
     :data:`galae.refine.REFINED_WIDTH_CEILING`, None for none) is fitted with: in "covariance" a
     truth further than the ceiling from the refined mode counts as uncovered at any scale, so
     that the scale is the 68% quantile of errors that are infinite there; a latent for which
-    fewer than 68% of the truths lie within the ceiling cannot be calibrated (ValueError).
+    fewer than 68% of the truths lie within the ceiling cannot be calibrated under it and is
+    left without one (a warning names it; the summary records the ceiling per latent).  A
+    ceiling per latent ((D,), inf for none) is taken as given.
 
     Args:
         model, guide: :class:`galae.model.GalaxyModel` and :class:`galae.model.GalaxyGuide`
