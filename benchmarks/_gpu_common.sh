@@ -1,6 +1,6 @@
 # Sourced (not run) by the prepared GPU calls benchmarks/gpu_finetune.sh and gpu_wake.sh: the
 # output folder, the environment, the device and batch (GPU_DEVICE, GPU_BATCH), the packaged
-# model's simulation recipe, and ship_model.
+# model's simulation recipe, ship_model and train_variants.
 set -u
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT" data runs
@@ -29,4 +29,28 @@ ship_model() {
   else
     cp "$f" "$OUT/$1.pt"
   fi
+}
+
+# train_variants LIMIT_S NAME...: the runs NAME... side by side on the device, each
+# `python3 -m galae.train "${recipe[@]}" out_dir=runs/gpu_NAME ${extra[NAME]}` (the caller's
+# recipe array and extra associative array) under a timeout of LIMIT_S seconds, logged to
+# $LOGS/NAME.log; then each run's last lines, its log.csv copied to $LOGS and its model shipped
+train_variants() {
+  local limit=$1 v p
+  shift
+  local pids=()
+  for v in "$@"; do
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=4 timeout "$limit" python3 -m galae.train "${recipe[@]}" \
+      out_dir=runs/gpu_"$v" ${extra[$v]} >"$LOGS/$v.log" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  echo "training: $(($(date +%s) - start)) s"
+  for v in "$@"; do
+    echo "== $v"
+    tail -n 3 "$LOGS/$v.log"
+    cp runs/gpu_"$v"/log.csv "$LOGS/$v.csv" 2>/dev/null
+    ship_model "$v"
+  done
 }

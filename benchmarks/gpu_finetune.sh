@@ -44,20 +44,7 @@ declare -A extra=(
   [ft_hi]="init_from=src/galae/default_model/model.pt lr=1.6e-3 warmup_steps=50 seed=12"
   [big]="widths=[32,64,128,192] blocks_per_stage=2 hidden=512 rank=6 lr=2.83e-3 warmup_steps=125 seed=13"
 )
-pids=()
-for v in $variants; do
-  # shellcheck disable=SC2086
-  OMP_NUM_THREADS=4 timeout $((60 * minutes + 120)) python3 -m galae.train "${recipe[@]}" \
-    out_dir=runs/gpu_"$v" ${extra[$v]} >"$LOGS/$v.log" 2>&1 &
-  pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-echo "training: $(($(date +%s) - start)) s"
-for v in $variants; do
-  echo "== $v"
-  tail -n 3 "$LOGS/$v.log"
-  cp runs/gpu_"$v"/log.csv "$LOGS/$v.csv" 2>/dev/null
-  ship_model "$v"
-done
+# shellcheck disable=SC2086
+train_variants $((60 * minutes + 120)) $variants
 tar czf "$OUT"/gpu_finetune_logs.tar.gz "$LOGS"
 ls -la "$OUT"

@@ -52,20 +52,6 @@ declare -A extra=(
   [wake]="wake_weight=1.0 wake_start_step=0 wake_ramp_steps=100"
   [ctl]="wake_weight=0.0"
 )
-pids=()
-for v in wake ctl; do
-  # shellcheck disable=SC2086
-  OMP_NUM_THREADS=4 timeout $(((${minutes%.*} + 2) * 60)) python3 -m galae.train "${recipe[@]}" \
-    out_dir=runs/gpu_"$v" ${extra[$v]} >"$LOGS/$v.log" 2>&1 &
-  pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-echo "training: $(($(date +%s) - start)) s"
-for v in wake ctl; do
-  echo "== $v"
-  tail -n 3 "$LOGS/$v.log"
-  cp runs/gpu_"$v"/log.csv "$LOGS/$v.csv" 2>/dev/null
-  ship_model "$v"
-done
+train_variants $(((${minutes%.*} + 2) * 60)) wake ctl
 tar czf "$OUT"/gpu_wake_logs.tar.gz "$LOGS"
 ls -la "$OUT"
