@@ -11,12 +11,13 @@ bs=${GPU_BATCH:-2048}
 
 # the packaged model's simulation recipe (src/galae/default_model/README.md, sixteenth release:
 # population-prior simulations, masks, missing bands, photo-z, bursty histories, deeper and
-# shallower noise, worse seeing), at batch $bs with the data set held on the device
+# shallower noise, worse seeing), at batch $bs with the data set held on the device (GPU_CACHE:
+# another data_cache, such as ram)
 sleep_recipe=(--config configs/analytic_pop.yaml disk_history=tau
   sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2
   sleep_history_scale_dex=0.3 "sleep_sigma_scale_dex=[-1.0,0.5]" sleep_sigma_scale_fraction=0.5
   "sleep_psf_scale_dex=[0.0,0.35]" sleep_psf_scale_fraction=0.3 batch_size="$bs"
-  fit_prior=false data_cache=device device="$dev" ckpt_every=100000 num_workers=0
+  fit_prior=false data_cache="${GPU_CACHE:-device}" device="$dev" ckpt_every=100000 num_workers=0
   progress=false resume=false overwrite=true)
 
 # ship_model NAME: runs/gpu_NAME/model.pt to $OUT/NAME.pt, or in 15 MB pieces

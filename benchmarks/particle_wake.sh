@@ -8,28 +8,27 @@
 # Needs data/particles_{train,test}.h5 (benchmarks/ae_vs_unet.sh) and data/analytic_check.h5.
 # About 35 minutes on 2 CPU cores (each run 12 minutes).  Results: results/particle_wake.json.
 # The same at the GPU's scale (not run: no GPU was lent when this was written), in one line:
-#   PW_DEVICE=cuda PW_CACHE=device PW_BATCH=512 PW_STEPS=1500 PW_LR=3e-4 bash benchmarks/particle_wake.sh
+#   GPU_DEVICE=cuda GPU_CACHE=device GPU_BATCH=512 GPU_LR=3e-4 bash benchmarks/particle_wake.sh
 # and a dry run of every step (runs under /tmp/pw, results/particle_wake_dry.json):
-#   PW_STEPS=2 PW_N=8 PW_RUNS=/tmp/pw PW_NAME=particle_wake_dry bash benchmarks/particle_wake.sh
+#   GPU_STEPS=2 PW_N=8 PW_RUNS=/tmp/pw PW_NAME=particle_wake_dry bash benchmarks/particle_wake.sh
+# GPU_DEVICE (cpu), GPU_CACHE (ram), GPU_BATCH (32), GPU_STEPS (1500), GPU_LR (1e-4) set the runs;
+# PW_N the galaxies evaluated (default all), PW_RUNS their folder (runs), PW_NAME the result's.
 set -e
+GPU_DEVICE=${GPU_DEVICE:-cpu} GPU_CACHE=${GPU_CACHE:-ram} GPU_BATCH=${GPU_BATCH:-32}
+OUT=${OUT:-runs}  # _gpu_common.sh's output folder: nothing is shipped from here
+# shellcheck source=benchmarks/_gpu_common.sh
+source "$(dirname "$0")"/_gpu_common.sh
 P=python
-dev=${PW_DEVICE:-cpu}
-cache=${PW_CACHE:-ram}
-bs=${PW_BATCH:-32}
-steps=${PW_STEPS:-1500}
-lr=${PW_LR:-1e-4}
+steps=${GPU_STEPS:-1500}
+lr=${GPU_LR:-1e-4}
 R=${PW_RUNS:-runs}
 n=${PW_N:+--n $PW_N}
 $P -m galae.data.segmentation data/particles_train.h5 data/particles_train_masked.h5 --overwrite
-# the packaged recipe (src/galae/default_model/README.md; benchmarks/_gpu_common.sh) at batch $bs
-recipe=(--config configs/analytic_pop.yaml disk_history=tau sleep_mask_fraction=0.5
-  sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2 sleep_history_scale_dex=0.3
-  "sleep_sigma_scale_dex=[-1.0,0.5]" sleep_sigma_scale_fraction=0.5 "sleep_psf_scale_dex=[0.0,0.35]"
-  sleep_psf_scale_fraction=0.3 batch_size="$bs" fit_prior=false data=data/particles_train_masked.h5
-  "widths=[32,64,128,192]" blocks_per_stage=2 hidden=512 rank=6
-  init_from=src/galae/default_model/model.pt lr="$lr" warmup_steps=20 seed=22 wake_start_step=0
-  wake_ramp_steps=100 max_steps="$steps" max_minutes=13 val_fraction=0.05 eval_every=100000
-  ckpt_every=200 resume=false overwrite=true data_cache="$cache" device="$dev")
+# the packaged recipe (benchmarks/_gpu_common.sh) at batch $bs, checkpoints every 200 steps
+recipe=("${sleep_recipe[@]}" data=data/particles_train_masked.h5 "widths=[32,64,128,192]"
+  blocks_per_stage=2 hidden=512 rank=6 init_from=src/galae/default_model/model.pt lr="$lr"
+  warmup_steps=20 seed=22 wake_start_step=0 wake_ramp_steps=100 max_steps="$steps"
+  max_minutes=13 val_fraction=0.05 eval_every=100000 ckpt_every=200 progress=true)
 E="$P -m galae.evaluate --no-figures --device $dev"
 for v in pwake pctl; do
   w=1.0; [ $v = pctl ] && w=0.0
