@@ -144,15 +144,14 @@ def posterior_scales(
         for batch in batches:
             u, sim = simulate_like(model, batch, generator, simulator, history_scale_dex)
             out = guide.encode(sim)
+            amortized = out.marginal_variance(torch.float64).sqrt()  # floor and ceiling
             if tempered:  # the pieces of the Laplace covariance, to fit the tempering
                 mode = gr.refine_mean(
                     model, guide, out, sim, refine_steps, gr.REFINE_LR, sim.redshift
                 )
                 terms = gr.laplace_terms(model, out, mode, sim, sim.redshift)
-                amortized = out.marginal_variance(torch.float64).sqrt()
                 kept.append([t.cpu() for t in (u, mode, *terms, amortized)])
                 continue
-            amortized = out.marginal_variance(torch.float64).sqrt()
             if refine_steps > 0:
                 out = gr.refine_posterior(
                     model, guide, out, sim, refine_steps, calibrated=False, scale_form=form
