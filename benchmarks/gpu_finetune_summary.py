@@ -13,9 +13,9 @@ half-light radius median |fractional error|, log stellar mass scatter (1.4826 MA
 per-latent 68% and 95% coverage ranges (``_common.evaluate_summary``), and the log SFR scatter,
 the scatter of the u-, g- and r-band magnitudes and bulge-to-total, and of the stellar mass
 inside 2 r_half; for each report on particle mocks (``--particles``), the scatters of issue 6
-(:data:`PARTICLE_FIGURES`).  Writes ``results/<out-name>.json`` (default gpu_finetune; the ELBO
-runs of benchmarks/gpu_wake.sh: --out-name gpu_wake; those of benchmarks/particle_wake.sh on the
-CPU: --out-name particle_wake).
+(``ae_vs_unet.STATS``) and the biases inside 2 r_half.  Writes ``results/<out-name>.json``
+(default gpu_finetune; the ELBO runs of benchmarks/gpu_wake.sh: --out-name gpu_wake; those of
+benchmarks/particle_wake.sh on the CPU: --out-name particle_wake).
 """
 
 from __future__ import annotations
@@ -83,30 +83,16 @@ def eval_summary(folder: Path) -> dict[str, Any]:
     }
 
 
-#: the particle-mock scatters a summary reports (map name, metrics.json key) by label
-PARTICLE_FIGURES: dict[str, tuple[str, str]] = {
-    "log10_mstar_2rhalf_std_dex": ("log10_mstar_2rhalf", "scatter_dex"),
-    "log10_mstar_2rhalf_bias_dex": ("log10_mstar_2rhalf", "mean_log_true_over_pred"),
-    "log10_sfr_2rhalf_std_dex": ("log10_sfr_2rhalf", "scatter_dex"),
-    "log10_sfr_2rhalf_bias_dex": ("log10_sfr_2rhalf", "mean_log_true_over_pred"),
-    "sigma_mstar_per_pixel_well_sampled_dex": (
-        "log10_sigma_mstar_msun_per_kpc2",
-        "per_pixel_scatter_well_sampled",
-    ),
-    "sigma_sfr_per_pixel_well_sampled_dex": (
-        "log10_sigma_sfr_msun_per_yr_per_kpc2",
-        "per_pixel_scatter_well_sampled",
-    ),
-    "sigma_mstar_per_pixel_all_dex": ("log10_sigma_mstar_msun_per_kpc2", "per_pixel_scatter"),
-    "sigma_sfr_per_pixel_all_dex": ("log10_sigma_sfr_msun_per_yr_per_kpc2", "per_pixel_scatter"),
-}
-
-
 def particle_summary(folder: Path) -> dict[str, Any]:
-    """The issue-6 scatters of a report on particle mocks (:data:`PARTICLE_FIGURES`)."""
+    """The issue-6 scatters of a report on particle mocks (``ae_vs_unet.STATS``, the figures of
+    the README's comparison with the U-Net) and the biases inside 2 r_half."""
+    from ae_vs_unet import STATS
+
     m = json.loads((folder / "metrics.json").read_text())
-    out = {k: m["maps"][name][key] for k, (name, key) in PARTICLE_FIGURES.items()}
-    return out | {
+    maps = m["maps"]
+    return {k: maps[name][key] for k, (name, key) in STATS.items()} | {
+        "log10_mstar_2rhalf_bias_dex": maps["log10_mstar_2rhalf"]["mean_log_true_over_pred"],
+        "log10_sfr_2rhalf_bias_dex": maps["log10_sfr_2rhalf"]["mean_log_true_over_pred"],
         "report": str(folder),
         "refine_steps": m["refine_steps"],
         "chi2_per_pixel_median": m["chi2_per_pixel"]["median"],
