@@ -11,9 +11,10 @@ bs=${GPU_BATCH:-2048}
 
 # the packaged model's simulation recipe (src/galae/default_model/README.md, sixteenth release:
 # population-prior simulations, masks, missing bands, photo-z, bursty histories, deeper and
-# shallower noise, worse seeing), at batch $bs with the data set held on the device (GPU_CACHE:
+# shallower noise, worse seeing; its physics: the corrected birth clouds since the twenty-second
+# release, "face_on" before), at batch $bs with the data set held on the device (GPU_CACHE:
 # another data_cache, such as ram)
-sleep_recipe=(--config configs/analytic_pop.yaml disk_history=tau
+sleep_recipe=(--config configs/analytic_pop.yaml disk_history=tau birth_clouds=effective
   sleep_mask_fraction=0.5 sleep_photo_z_fraction=0.5 sleep_missing_band_fraction=0.2
   sleep_history_scale_dex=0.3 "sleep_sigma_scale_dex=[-1.0,0.5]" sleep_sigma_scale_fraction=0.5
   "sleep_psf_scale_dex=[0.0,0.35]" sleep_psf_scale_fraction=0.3 batch_size="$bs"

@@ -14,21 +14,12 @@
 # GPU_DEVICE (cpu), GPU_CACHE (ram), GPU_BATCH (32), GPU_STEPS (1500), GPU_LR (1e-4) set the runs;
 # PW_N the galaxies evaluated (default all), PW_RUNS their folder (runs), PW_NAME the result's.
 set -e
-GPU_DEVICE=${GPU_DEVICE:-cpu} GPU_CACHE=${GPU_CACHE:-ram} GPU_BATCH=${GPU_BATCH:-32}
-OUT=${OUT:-runs}  # _gpu_common.sh's output folder: nothing is shipped from here
-# shellcheck source=benchmarks/_gpu_common.sh
-source "$(dirname "$0")"/_gpu_common.sh
-P=python
-steps=${GPU_STEPS:-1500}
-lr=${GPU_LR:-1e-4}
+# shellcheck source=benchmarks/_cpu_ft_common.sh
+source "$(dirname "$0")"/_cpu_ft_common.sh
 R=${PW_RUNS:-runs}
 n=${PW_N:+--n $PW_N}
 $P -m galae.data.segmentation data/particles_train.h5 data/particles_train_masked.h5 --overwrite
-# the packaged recipe (benchmarks/_gpu_common.sh) at batch $bs, checkpoints every 200 steps
-recipe=("${sleep_recipe[@]}" data=data/particles_train_masked.h5 "widths=[32,64,128,192]"
-  blocks_per_stage=2 hidden=512 rank=6 init_from=src/galae/default_model/model.pt lr="$lr"
-  warmup_steps=20 seed=22 wake_start_step=0 wake_ramp_steps=100 max_steps="$steps"
-  max_minutes=13 val_fraction=0.05 eval_every=100000 ckpt_every=200 progress=true)
+ft_recipe data/particles_train_masked.h5 13
 E="$P -m galae.evaluate --no-figures --device $dev"
 for v in pwake pctl; do
   w=1.0; [ $v = pctl ] && w=0.0

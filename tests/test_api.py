@@ -602,22 +602,44 @@ def test_tampered_registry_is_refused(trained: Trained, tmp_path: Path) -> None:
         galae.load(path)
 
 
-def test_disk_history_is_saved_and_old_checkpoints_keep_one_population(
+@pytest.mark.parametrize(
+    ("key", "saved", "legacy"),
+    [("disk_history", "tau", "single"), ("birth_clouds", "effective", "face_on")],
+)
+def test_renderer_physics_is_saved_and_old_checkpoints_keep_theirs(
+    trained: Trained, tmp_path: Path, key: str, saved: str, legacy: str
+) -> None:
+    """The renderer's physics choices (the disk history, the birth clouds) are physics the
+    encoder learned: a checkpoint saves them, a checkpoint from before a choice existed renders
+    what galae rendered then (one population; face-on birth clouds), and resuming with another
+    choice is refused like another architecture."""
+    state = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
+    assert state[key] == getattr(trained.cfg, key) == saved
+    assert getattr(galae.load(trained.checkpoint).model.renderer, key) == saved
+    old = {k: v for k, v in state.items() if k != key}
+    path = tmp_path / f"before_{key}.pt"
+    torch.save(old, path)
+    assert getattr(galae.load(path).model.renderer, key) == legacy
+    out = _copy_run(trained, f"other_{key}")
+    cfg = replace(trained.cfg, out_dir=str(out), resume=True, **{key: legacy})
+    with pytest.raises(CheckpointError, match=key):
+        train(cfg)
+
+
+def test_the_packaged_model_has_the_corrected_birth_clouds_and_training_checks_the_mocks(
     trained: Trained, tmp_path: Path
 ) -> None:
-    """The renderer's disk history is physics the encoder learned: a checkpoint saves it, a
-    checkpoint from before the choice existed renders one population ("single"), and resuming
-    with another history is refused like another architecture."""
-    state = torch.load(trained.checkpoint, map_location="cpu", weights_only=False)
-    assert state["disk_history"] == trained.cfg.disk_history == "tau"
-    assert galae.load(trained.checkpoint).model.renderer.disk_history == "tau"
-    old = {k: v for k, v in state.items() if k != "disk_history"}
-    path = tmp_path / "before_disk_history.pt"
-    torch.save(old, path)
-    assert galae.load(path).model.renderer.disk_history == "single"
-    out = _copy_run(trained, "other_history")
-    cfg = replace(trained.cfg, out_dir=str(out), disk_history="single", resume=True)
-    with pytest.raises(CheckpointError, match="disk_history"):
+    """The packaged model renders the corrected birth clouds (since the twenty-second release),
+    and a training on analytic mocks made with other physics than the model's says so."""
+    assert galae.load().model.renderer.birth_clouds == "effective"
+    cfg = replace(
+        trained.cfg,
+        out_dir=str(tmp_path / "fresh"),
+        birth_clouds="face_on",
+        max_steps=1,
+        fit_prior=False,
+    )
+    with pytest.warns(RuntimeWarning, match="birth_clouds='effective'.*renders birth_clouds"):
         train(cfg)
 
 

@@ -159,3 +159,67 @@ def test_transmission_errors() -> None:
         dust.av_to_tau_band(torch.tensor([-1.0]), one)
     with pytest.raises(ValueError, match="r_v"):
         dust.av_to_tau_band(one, one, r_v=0.0)
+
+
+# ------------------------------------------------------------------------------------------
+# birth clouds (Calzetti et al. 2000: E(B-V)_stars = 0.44 E(B-V)_gas)
+# ------------------------------------------------------------------------------------------
+
+
+def test_slab_effective_av_limits() -> None:
+    """A_V,eff = -2.5 log10 T_slab(V): A_V,0 / (2 cos i) for a thin slab (T = 1 - x/2), and
+    2.5 log10(x) for a thick one (T -> 1/x), x = A_V,0 / (1.0857 cos i)."""
+    cos_i = torch.tensor([1.0, 0.5, 0.17], dtype=torch.float64)
+    thin = torch.full((3,), 1e-4, dtype=torch.float64)
+    got = dust.slab_effective_av_mag(thin, cos_i)
+    assert torch.allclose(got, thin / (2.0 * cos_i), rtol=1e-3)
+    thick = torch.full((3,), 200.0, dtype=torch.float64)
+    x = thick / (dust.MAG_PER_TAU * cos_i)
+    assert torch.allclose(dust.slab_effective_av_mag(thick, cos_i), 2.5 * torch.log10(x))
+    zero = dust.slab_effective_av_mag(torch.zeros(3, dtype=torch.float64), cos_i)
+    assert torch.equal(zero, torch.zeros(3, dtype=torch.float64))
+
+
+def test_effective_birth_clouds_give_the_calzetti_ratio_at_every_inclination() -> None:
+    """With "effective" birth clouds the young stars' V attenuation is the slab's over 0.44
+    (ratio 2.273) for any A_V,0 and inclination; the "face_on" reference of earlier releases
+    gives 3.75 face-on and 1.70 at 80 degrees for A_V,0 = 1 (the review's figures,
+    docs/results.md, seventeenth submission)."""
+    av0 = torch.tensor([0.05, 0.3, 1.0, 2.5, 1.0, 1.0], dtype=torch.float64)
+    cos_i = torch.tensor([1.0, 0.7, 1.0, 0.3, math.cos(math.radians(80.0)), 0.5])
+    cos_i = cos_i.to(torch.float64)
+    old = dust.slab_effective_av_mag(av0, cos_i)
+    young = old + dust.BIRTH_CLOUDS["effective"](av0, cos_i)
+    assert torch.allclose(young / old, torch.full_like(old, 1.0 / 0.44), rtol=1e-12)
+    young_face_on = old + dust.BIRTH_CLOUDS["face_on"](av0, cos_i)
+    assert (young_face_on / old)[2].item() == pytest.approx(3.75, abs=0.01)
+    assert (young_face_on / old)[4].item() == pytest.approx(1.70, abs=0.01)
+    assert dust.BIRTH_CLOUD_EXTRA == pytest.approx(1.0 / 0.44 - 1.0, rel=1e-15)
+
+
+def test_birth_clouds_gradients_broadcast_and_names() -> None:
+    """Finite gradients at A_V,0 = 0 (the slab's series branch) and above; the screens
+    broadcast as the shader calls them, (B, 1, K) against (B, 1, 1); unknown names are named."""
+    av0 = torch.tensor([[[0.0, 1e-6, 0.4, 3.0]]], dtype=torch.float64).expand(2, 1, 4)
+    av0 = av0.clone().requires_grad_(True)
+    cos_i = torch.tensor([0.9, 0.2], dtype=torch.float64).view(-1, 1, 1).requires_grad_(True)
+    for name, screen in dust.BIRTH_CLOUDS.items():
+        out = screen(av0, cos_i)
+        assert out.shape == (2, 1, 4), name
+        # "face_on" does not depend on the inclination: no gradient reaches cos_i
+        g_av, g_cos = torch.autograd.grad(out.sum(), (av0, cos_i), allow_unused=True)
+        assert bool(torch.isfinite(g_av).all()), name
+        assert (g_cos is None) == (name == "face_on"), name
+        assert g_cos is None or bool(torch.isfinite(g_cos).all()), name
+    assert torch.autograd.gradcheck(
+        lambda a, c: dust.birth_cloud_av_effective_mag(a, c),
+        (
+            torch.tensor([0.2, 1.5], dtype=torch.float64, requires_grad=True),
+            torch.tensor([0.8, 0.3], dtype=torch.float64, requires_grad=True),
+        ),
+    )
+    assert dust.check_birth_clouds("effective") == "effective"
+    with pytest.raises(ValueError, match="unknown birth_clouds 'screen'.*effective"):
+        dust.check_birth_clouds("screen")
+    with pytest.raises(ValueError, match="NaN"):
+        dust.birth_cloud_av_face_on_mag(torch.tensor([math.nan]), torch.ones(1))

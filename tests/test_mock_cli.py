@@ -189,3 +189,47 @@ def test_training_data_are_made_with_the_model_physics(tmp_path: Path) -> None:
     assert bool((mags["single"]["mag_r"] > mags["tau"]["mag_r"]).all())
     assert analytic_disk_history({"generator": "galae.mock.particles"}) is None
     assert analytic_disk_history({"generator": "galae.mock.analytic"}) == "single"  # older files
+
+
+def test_birth_clouds_are_recorded_and_change_only_the_young_light(tmp_path: Path) -> None:
+    """``ensure_data`` renders with the training config's birth clouds and the file records
+    them (``configs/mock_analytic.yaml`` says "effective", the packaged model's physics; files
+    made before the choice read as "face_on"); the same seed gives the same galaxies and truth
+    maps, and the images differ only where there is dust.  Evaluating a model on mocks of other
+    physics warns, naming the choice."""
+    from galae.data.loader import ensure_data
+    from galae.mock import MockConfig, mock_physics, warn_physics_mismatch
+    from galae.render.renderer import GalaxyRenderer
+
+    assert yaml.safe_load(CONFIG.read_text())["birth_clouds"] == "effective"
+    out = {}
+    for bc in ("face_on", "effective"):
+        path = ensure_data(tmp_path / f"{bc}.h5", str(CONFIG), 4, 0, "tau", bc)
+        attrs = inspect_h5(path, expected_bands=BANDS).attrs
+        assert mock_physics(attrs) == {"disk_history": "tau", "birth_clouds": bc}
+        out[bc] = read_h5(path, np.arange(4), expected_bands=BANDS)
+    a, b = out["face_on"], out["effective"]
+    for k in REGISTRY.names:
+        assert np.array_equal(a["truth"]["params"][k], b["truth"]["params"][k])
+    for k in MAP_NAMES:
+        np.testing.assert_array_equal(a["truth"]["maps"][k], b["truth"]["maps"][k], err_msg=k)
+    dusty = a["truth"]["params"]["av_face_on_mag"] > 0.05
+    assert dusty.any()
+    assert not np.array_equal(a["model_images"][dusty], b["model_images"][dusty])
+    assert mock_physics({"generator": "galae.mock.particles"}) == {"birth_clouds": "face_on"}
+    assert mock_physics({"generator": "galae.data.fits"}) == {}
+
+    renderer = GalaxyRenderer(birth_clouds="effective")
+    with pytest.warns(
+        RuntimeWarning, match="birth_clouds='face_on'.*renders.*birth_clouds=effective"
+    ):
+        assert warn_physics_mismatch(
+            mock_physics(attrs | {"generator_config": "{}"}), renderer, "x.h5"
+        ) == ["disk_history", "birth_clouds"]
+    assert warn_physics_mismatch({"birth_clouds": "face_on"}, renderer, "p.h5", True) == []
+    with pytest.raises(ValueError, match="contradicts birth_clouds"):
+        MockConfig(
+            generator="particles", particles={"birth_clouds": "effective"}, birth_clouds="face_on"
+        )
+    with pytest.raises(ValueError, match="unknown birth_clouds"):
+        MockConfig(birth_clouds="thick")

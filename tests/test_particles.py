@@ -443,3 +443,26 @@ def test_runs_on_gpu(sps: SPSTable) -> None:
     out = generate_particle_mocks(3, 1, cfg, sps, device="cuda")
     assert np.isfinite(out["images"]).all()
     assert set(out["truth"]["maps"]) == set(MAP_UNITS) | set(EXTRA_MAP_UNITS)
+
+
+def test_birth_clouds_change_the_young_light_not_the_truth(sps: SPSTable) -> None:
+    """The same seed with the two birth-cloud references of
+    :data:`galae.physics.dust.BIRTH_CLOUDS`: identical truth maps and parameters (dust, SFR and
+    masses do not depend on them), different images where young stars sit in dust; an unknown
+    reference is named."""
+    base = ParticleMockConfig.from_dict(
+        {**SMALL, "n_particles": 1500, "star_fraction": 0.0, "neighbour_fraction": 0.0}
+    )
+    assert base.birth_clouds == "effective"
+    a = generate_particle_mocks(3, 8, replace(base, birth_clouds="face_on"), sps)
+    b = generate_particle_mocks(3, 8, base, sps)
+    for name, m in a["truth"]["maps"].items():
+        np.testing.assert_array_equal(m, b["truth"]["maps"][name], err_msg=name)
+    for name in ("av_face_on_mag", "log10_mstar_2rhalf_msun", "log10_sfr_2rhalf_msun_per_yr"):
+        np.testing.assert_array_equal(a["truth"]["params"][name], b["truth"]["params"][name])
+    dusty = a["truth"]["maps"]["av_mag"].max((-1, -2)) > 0.05
+    assert dusty.any()
+    u_a, u_b = a["model_images"][:, 0].sum((-1, -2)), b["model_images"][:, 0].sum((-1, -2))
+    assert (np.abs(u_a / u_b - 1.0)[dusty] > 1e-3).all()
+    with pytest.raises(ValueError, match="birth_clouds"):
+        ParticleMockConfig.from_dict({**SMALL, "birth_clouds": "none"})

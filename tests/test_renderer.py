@@ -403,3 +403,49 @@ def test_images_only_path_matches_the_full_render(renderer64):
     u = REGISTRY.to_unconstrained(p).clone().requires_grad_(True)
     fast.images(REGISTRY.from_unconstrained(u), o, validate=False).sum().backward()
     assert bool(torch.isfinite(u.grad).all()) and bool((u.grad.abs().sum(0) > 0).any())
+
+
+def test_birth_clouds_change_only_the_young_light_by_their_screens() -> None:
+    """The two birth-cloud references of :data:`galae.physics.dust.BIRTH_CLOUDS` leave the
+    bulge's and the older disk's light per unit mass alone; the young light differs by exactly
+    the two screens' transmissions.  Rendered, "effective" (1/0.44 - 1 times the slab's
+    effective A_V) lets more young light out than "face_on" at 50 degrees, where the effective
+    A_V (0.56 mag) is below A_V,0 = 0.8, and less at 80 degrees, where it is above it (2.25
+    against 1.5); nothing changes without dust."""
+    from galae.latent import REGISTRY
+    from galae.physics import dust
+    from galae.physics.maps import RadialPopulation
+    from galae.physics.sps import SPSTable
+    from galae.render.observation import Observation
+    from galae.render.shading import BulkPopulation, unit_light
+
+    sps = SPSTable.load(dtype=torch.float64)
+    params = REGISTRY.midpoint(3, dtype=torch.float64)
+    params["inclination_deg"] = torch.tensor([0.0, 50.0, 80.0], dtype=torch.float64)
+    params["av_face_on_mag"] = torch.tensor([0.0, 0.8, 1.5], dtype=torch.float64)
+    z = torch.tensor([0.05, 0.1, 0.2], dtype=torch.float64)
+    cos_i = torch.cos(torch.deg2rad(params["inclination_deg"]))
+    av0 = params["av_face_on_mag"].view(3, 1).expand(3, 5)
+    pop = RadialPopulation(
+        torch.zeros(3, 5, dtype=torch.float64), torch.full((3, 5), 8.7, dtype=torch.float64), av0
+    )
+    bulk = BulkPopulation.from_params(params)
+    eff = unit_light(pop, bulk, z, cos_i, sps, birth_clouds="effective")
+    old = unit_light(pop, bulk, z, cos_i, sps, birth_clouds="face_on")
+    assert torch.equal(eff.bulge_nmgy_per_msun, old.bulge_nmgy_per_msun)
+    assert torch.equal(eff.disk_nmgy_per_msun, old.disk_nmgy_per_msun)
+    k = sps.calzetti_k_band(z).view(3, -1, 1)
+    av_eff = dust.BIRTH_CLOUDS["effective"](av0.unsqueeze(1), cos_i.view(3, 1, 1))
+    av_old = dust.BIRTH_CLOUDS["face_on"](av0.unsqueeze(1), cos_i.view(3, 1, 1))
+    want = torch.exp(-(dust.av_to_tau_band(av_eff, k) - dust.av_to_tau_band(av_old, k)))
+    ratio = eff.young_nmgy_per_msun_yr / old.young_nmgy_per_msun_yr
+    assert torch.allclose(ratio, want.expand_as(ratio), rtol=1e-12)
+
+    obs = Observation.create(z, 1.3, shape=(32, 32), dtype=torch.float64)
+    img_eff = GalaxyRenderer(sps, birth_clouds="effective")(params, obs).images
+    img_old = GalaxyRenderer(sps, birth_clouds="face_on")(params, obs).images
+    assert torch.equal(img_eff[0], img_old[0])  # no dust: the same galaxy
+    u_eff, u_old = img_eff[1:, 0].sum((-1, -2)), img_old[1:, 0].sum((-1, -2))
+    assert u_eff[0] > 1.005 * u_old[0] and u_eff[1] < 0.99 * u_old[1]
+    with pytest.raises(ValueError, match="unknown birth_clouds"):
+        GalaxyRenderer(sps, birth_clouds="none")

@@ -23,6 +23,7 @@ from galae.config import config_to_dict
 from galae.encoder import EncoderConfig, GalaxyEncoder
 from galae.latent import REGISTRY, LatentRegistry
 from galae.model import GalaxyGuide, GalaxyModel
+from galae.physics.dust import DEFAULT_BIRTH_CLOUDS, LEGACY_BIRTH_CLOUDS
 from galae.physics.sfh import DEFAULT_DISK_HISTORY, LEGACY_DISK_HISTORY
 from galae.physics.sps import SPSTable
 from galae.prior import BroadPrior, FlowPrior
@@ -40,6 +41,7 @@ __all__ = [
     "rng_states",
     "restore_rng_states",
     "checkpoint_disk_history",
+    "checkpoint_birth_clouds",
     "modules_from_state",
 ]
 
@@ -109,7 +111,10 @@ def build_modules(
             f"bands {tuple(sps.bands)}"
         )
     renderer = GalaxyRenderer(
-        sps, settings, disk_history=getattr(cfg, "disk_history", DEFAULT_DISK_HISTORY)
+        sps,
+        settings,
+        disk_history=getattr(cfg, "disk_history", DEFAULT_DISK_HISTORY),
+        birth_clouds=getattr(cfg, "birth_clouds", DEFAULT_BIRTH_CLOUDS),
     )
     model = GalaxyModel(renderer, BroadPrior(REGISTRY.dim), cfg.likelihood, cfg.student_df)
     guide = GalaxyGuide(GalaxyEncoder(_encoder_config(cfg, data_info)))
@@ -144,6 +149,7 @@ def save_checkpoint(
         "data_info": dict(data_info),
         "render_settings": dataclasses.asdict(model.renderer.settings),
         "disk_history": model.renderer.disk_history,
+        "birth_clouds": model.renderer.birth_clouds,
         "encoder_config": guide.encoder.config.to_dict(),
         "encoder_state": guide.encoder.state_dict(),
         "prior_kind": "flow" if isinstance(prior, FlowPrior) else "broad",
@@ -229,11 +235,11 @@ def load_checkpoint(
         mine = config_to_dict(expect_config)
         arch_keys = ("model", "widths", "blocks_per_stage", "hidden", "rank", "likelihood")
         arch_keys += ("disk_history",) if state["kind"] == "galae-autoencoder" else ()
-        diffs = {
-            k: (state["config"].get(k), mine.get(k))
-            for k in arch_keys
-            if state["config"].get(k) != mine.get(k)
-        }
+        theirs = dict(state["config"])
+        if state["kind"] == "galae-autoencoder":
+            arch_keys += ("birth_clouds",)
+            theirs["birth_clouds"] = checkpoint_birth_clouds(state)
+        diffs = {k: (theirs.get(k), mine.get(k)) for k in arch_keys if theirs.get(k) != mine.get(k)}
         if diffs:
             raise CheckpointError(
                 f"{path} comes from another config; differing keys (checkpoint, requested): "
@@ -247,6 +253,13 @@ def checkpoint_disk_history(state: dict[str, Any]) -> str:
     ``disk_history``, or "single" (one population) for checkpoints made before the choice
     existed."""
     return str(state.get("disk_history", LEGACY_DISK_HISTORY))
+
+
+def checkpoint_birth_clouds(state: dict[str, Any]) -> str:
+    """The birth clouds an autoencoder checkpoint was trained with: its saved
+    ``birth_clouds``, or "face_on" for checkpoints made before the choice existed (every
+    release up to the twenty-first)."""
+    return str(state.get("birth_clouds", LEGACY_BIRTH_CLOUDS))
 
 
 #: Renderer settings added after the first checkpoints, with the behaviour those were trained with.
@@ -294,7 +307,12 @@ def _modules_from_state(state: dict[str, Any]) -> tuple[GalaxyModel, GalaxyGuide
     # checkpoints written before a setting existed were trained without it: keep their renderer
     saved = {**_SETTINGS_BEFORE_THEY_EXISTED, **state["render_settings"]}
     settings = RenderSettings(**saved)
-    renderer = GalaxyRenderer(sps, settings, disk_history=checkpoint_disk_history(state))
+    renderer = GalaxyRenderer(
+        sps,
+        settings,
+        disk_history=checkpoint_disk_history(state),
+        birth_clouds=checkpoint_birth_clouds(state),
+    )
     if state["prior_kind"] == "flow":
         prior: torch.nn.Module = FlowPrior(REGISTRY.dim, **state["prior_hparams"])
     else:

@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 from galae.checkpoint import versions
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
+from galae.mock import mock_physics, warn_physics_mismatch
 from galae.physics.maps import MAP_NAMES
-from galae.physics.sfh import LEGACY_DISK_HISTORY
 from galae.runtime import checked_device, cli_errors, tune_cpu_allocator
 from galae.sampling import POOR_FIT_CHI2_PER_PIXEL, POOR_FIT_MESSAGE
 
@@ -347,17 +347,10 @@ def evaluate(
     model = GalaeModel(*modules_from_state(state, where=str(checkpoint)), state, device)
     info = inspect_h5(data, expected_bands=model.bands)
     _require_truth(info, "the latents, the derived observables and the maps")
-    disk_history = model.model.renderer.disk_history
-    data_history = analytic_disk_history(info.attrs)
-    if data_history is not None and data_history != disk_history:
-        warnings.warn(
-            f"{data} holds analytic mocks rendered with disk_history={data_history!r}, but the "
-            f"model renders {disk_history!r}: this is not an evaluation in the model's own "
-            "family (regenerate the mocks with python -m galae.mock ... "
-            f"disk_history={disk_history})",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    renderer = model.model.renderer
+    disk_history, birth_clouds = renderer.disk_history, renderer.birth_clouds
+    data_physics = mock_physics(info.attrs)
+    warn_physics_mismatch(data_physics, renderer, str(data), analytic_only=True)
     total = info.n_galaxies if n is None else min(n, info.n_galaxies)
     out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -468,7 +461,9 @@ def evaluate(
         "mask_neighbours": bool(mask_neighbours),
         "hide_redshift": bool(hide_redshift),
         "disk_history": disk_history,
-        "data_disk_history": data_history,
+        "data_disk_history": data_physics.get("disk_history"),
+        "birth_clouds": birth_clouds,
+        "data_birth_clouds": data_physics.get("birth_clouds"),
         "versions": versions(),
         "machine": {
             "platform": platform.platform(),
@@ -556,10 +551,7 @@ def evaluate(
 def analytic_disk_history(attrs: dict[str, Any]) -> str | None:
     """The disk history an analytic mock file was rendered with (from its generator config;
     "single" for files written before the choice existed), or None for other generators."""
-    if attrs.get("generator") != "galae.mock.analytic":
-        return None
-    cfg = json.loads(str(attrs.get("generator_config", "{}")) or "{}")
-    return str(cfg.get("disk_history", LEGACY_DISK_HISTORY))
+    return mock_physics(attrs).get("disk_history")
 
 
 #: |z_phot - z| / (1 + z) beyond which a photometric redshift counts as an outlier (the usual

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -33,9 +34,20 @@ from tqdm.auto import tqdm
 from galae.config import config_to_dict, load_config, parse_overrides
 from galae.data.conditions import ConditionsConfig, add_noise, sample_sdss_conditions
 from galae.data.hdf5 import H5Writer
+from galae.physics.dust import LEGACY_BIRTH_CLOUDS
+from galae.physics.sfh import LEGACY_DISK_HISTORY
 from galae.runtime import cli_errors, tune_cpu_allocator
 
-__all__ = ["MockConfig", "GENERATORS", "generate_chunk", "run_mock", "main"]
+__all__ = [
+    "MockConfig",
+    "GENERATORS",
+    "generate_chunk",
+    "run_mock",
+    "main",
+    "MOCK_PHYSICS",
+    "mock_physics",
+    "warn_physics_mismatch",
+]
 
 #: Float knobs of :class:`MockConfig` (all must be finite).
 _FLOAT_KNOBS = (
@@ -77,15 +89,25 @@ class MockConfig:
     missing_band: str | None = None  # a band whose pixels are all masked (e.g. "u")
     # ---- physics of the analytic generator ----
     disk_history: str = "tau"  # the disk's older stars (galae.physics.sfh.DISK_HISTORIES)
+    # the young stars' extra dust, both generators (galae.physics.dust.BIRTH_CLOUDS)
+    birth_clouds: str = "effective"
 
     def __post_init__(self) -> None:
         """Check every knob here, before a file is made (run_mock also checks the tables)."""
         if self.generator not in GENERATORS:
             raise ValueError(f"unknown generator {self.generator!r}; known: {sorted(GENERATORS)}")
+        from galae.physics.dust import check_birth_clouds
         from galae.physics.population import check_log10_mstar_range
         from galae.physics.sfh import check_disk_history
 
         check_disk_history(self.disk_history)
+        check_birth_clouds(self.birth_clouds)
+        nested = (self.particles or {}).get("birth_clouds", self.birth_clouds)
+        if nested != self.birth_clouds:
+            raise ValueError(
+                f"particles.birth_clouds={nested!r} contradicts birth_clouds="
+                f"{self.birth_clouds!r}: set it once, at the top level"
+            )
         if self.n < 1 or self.chunk < 1 or self.workers < 1:
             raise ValueError("n, chunk and workers must be >= 1")
         for name in _FLOAT_KNOBS:
@@ -155,15 +177,17 @@ def _drop_band(cfg: MockConfig, batch: dict[str, Any]) -> dict[str, Any]:
     return batch
 
 
-_RENDERERS: dict[str, Any] = {}
+_RENDERERS: dict[tuple[str, str], Any] = {}
 
 
-def _renderer(disk_history: str) -> Any:
-    if disk_history not in _RENDERERS:
+def _renderer(cfg: MockConfig) -> Any:
+    """The analytic renderer of ``cfg``'s physics (one per physics, kept for the process)."""
+    key = (cfg.disk_history, cfg.birth_clouds)
+    if key not in _RENDERERS:
         from galae.render.renderer import GalaxyRenderer
 
-        _RENDERERS[disk_history] = GalaxyRenderer(disk_history=disk_history)
-    return _RENDERERS[disk_history]
+        _RENDERERS[key] = GalaxyRenderer(disk_history=key[0], birth_clouds=key[1])
+    return _RENDERERS[key]
 
 
 def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
@@ -171,7 +195,7 @@ def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     from galae.render.observation import Observation
 
     rng, tg = _chunk_seeds(cfg, chunk_index)
-    renderer = _renderer(cfg.disk_history)
+    renderer = _renderer(cfg)
     params = sample_population(
         count, tg, log10_mstar_range=(cfg.log10_mstar_min, cfg.log10_mstar_max)
     )
@@ -215,6 +239,7 @@ def _particle_config(cfg: MockConfig) -> Any:
             "bands": list(cfg.bands),
             "log10_mstar_min": cfg.log10_mstar_min,
             "log10_mstar_max": cfg.log10_mstar_max,
+            "birth_clouds": cfg.birth_clouds,
         }
     )
 
@@ -226,9 +251,7 @@ def _particles(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     pcfg = _particle_config(cfg)
     cond = _conditions(cfg, rng, count)
     seed = int(np.random.SeedSequence([cfg.seed, chunk_index]).generate_state(1)[0])
-    return generate_particle_mocks(
-        count, seed, pcfg, _renderer(cfg.disk_history).sps, conditions=cond
-    )
+    return generate_particle_mocks(count, seed, pcfg, _renderer(cfg).sps, conditions=cond)
 
 
 GENERATORS: dict[str, Callable[[MockConfig, int, int], dict[str, Any]]] = {
@@ -251,7 +274,7 @@ def _chunks(cfg: MockConfig) -> Iterator[tuple[int, int]]:
 
 def _check_tables(cfg: MockConfig) -> None:
     """Check the bands and redshifts against the renderer's stellar-population table."""
-    sps = _renderer(cfg.disk_history).sps
+    sps = _renderer(cfg).sps
     if tuple(cfg.bands) != tuple(sps.bands):
         raise ValueError(
             f"bands [{','.join(cfg.bands)}]: mocks are rendered in the bands of the "
@@ -364,3 +387,46 @@ def main(argv: list[str] | None = None) -> Path:
 if __name__ == "__main__":
     with cli_errors("python -m galae.mock"):
         main()
+
+
+#: The physics choices of a mock file's generator config: name -> (the generators it applies
+#: to, its value in files written before the choice existed).
+MOCK_PHYSICS: dict[str, tuple[tuple[str, ...], str]] = {
+    "disk_history": (("galae.mock.analytic",), LEGACY_DISK_HISTORY),
+    "birth_clouds": (("galae.mock.analytic", "galae.mock.particles"), LEGACY_BIRTH_CLOUDS),
+}
+
+
+def mock_physics(attrs: dict[str, Any]) -> dict[str, str]:
+    """The physics choices (:data:`MOCK_PHYSICS`) a galae mock file was made with, read from
+    its generator config; choices that do not apply to its generator (or a file not made by
+    ``python -m galae.mock``) are absent."""
+    generator = attrs.get("generator")
+    cfg = json.loads(str(attrs.get("generator_config", "{}")) or "{}")
+    return {
+        name: str(cfg.get(name, legacy))
+        for name, (generators, legacy) in MOCK_PHYSICS.items()
+        if generator in generators
+    }
+
+
+def warn_physics_mismatch(
+    data_physics: dict[str, str], renderer: Any, data: str, analytic_only: bool = False
+) -> list[str]:
+    """Warn (RuntimeWarning) when a mock file was made with other physics than ``renderer``
+    renders, and return the names that differ.  ``analytic_only``: only for analytic mocks (the
+    model's own family; particle mocks are by design not the model's)."""
+    if analytic_only and "disk_history" not in data_physics:
+        return []
+    differ = [k for k, v in data_physics.items() if getattr(renderer, k) != v]
+    if differ:
+        theirs = ", ".join(f"{k}={data_physics[k]!r}" for k in differ)
+        ours = " ".join(f"{k}={getattr(renderer, k)}" for k in differ)
+        warnings.warn(
+            f"{data} holds mocks made with {theirs}, but the model renders {ours}: this is not "
+            f"an evaluation in the model's own family (regenerate the mocks with python -m "
+            f"galae.mock ... {ours})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return differ

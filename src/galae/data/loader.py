@@ -206,10 +206,11 @@ def ensure_data(
     mock_n: int | None,
     seed: int,
     disk_history: str | None = None,
+    birth_clouds: str | None = None,
 ) -> Path:
     """Return ``path``; if it does not exist and a mock config is given, generate it first
-    (analytic mocks rendered with ``disk_history`` when given: the physics of the model that
-    will train on them)."""
+    (mocks rendered with ``disk_history`` and ``birth_clouds`` when given: the physics of the
+    model that will train on them)."""
     p = Path(path)
     if p.exists():
         return p
@@ -220,7 +221,8 @@ def ensure_data(
         )
     from galae.mock import run_mock
 
-    extra = {} if disk_history is None else {"disk_history": disk_history}
+    physics = {"disk_history": disk_history, "birth_clouds": birth_clouds}
+    extra = {k: v for k, v in physics.items() if v is not None}
     run_mock(mock_config, out=p, n=mock_n, seed=seed, **extra)
     return p
 
@@ -234,7 +236,9 @@ def make_loaders(
     :class:`CachedBatches` in RAM or on ``device`` (the training device).
     """
     if rank == 0:
-        path = ensure_data(cfg.data, cfg.mock_config, cfg.mock_n, cfg.seed, cfg.disk_history)
+        path = ensure_data(
+            cfg.data, cfg.mock_config, cfg.mock_n, cfg.seed, cfg.disk_history, cfg.birth_clouds
+        )
     if world > 1:
         torch.distributed.barrier()
     path = Path(cfg.data)

@@ -38,7 +38,8 @@ Per galaxy (global properties from :func:`galae.physics.population.sample_popula
   deprojected SFR density cos(i) Sigma_SFR,sky.  It is seen through the inclined mixed slab of
   :func:`galae.physics.dust.slab_transmission` (the truth map ``av_mag`` is that effective
   attenuation, as in the analytic model); young stars get the birth-cloud screen
-  :data:`galae.render.shading.BIRTH_CLOUD_EXTRA` on top (exactly as the analytic shader).  Each
+  ``birth_clouds`` of :data:`galae.physics.dust.BIRTH_CLOUDS` on top (exactly as the analytic
+  shader; files that do not name it were made with "face_on").  Each
   particle is attenuated by the dust of the pixel it lies in.
 * **light**: old particles: mass x ``SPSTable.ssp_flux_nmgy_per_msun(age, Z)``; young
   particles: each is a piece of a constant-SFR population, flux = (mass / 100 Myr) x
@@ -88,7 +89,6 @@ from galae.physics.profiles import sersic_b
 from galae.render import psf as psf_mod
 from galae.render.geometry import galaxy_geometry
 from galae.render.raster import sersic_image
-from galae.render.shading import BIRTH_CLOUD_EXTRA
 from galae.runtime import checked_device
 from galae.settings import DEFAULT_SETTINGS, RenderSettings
 
@@ -142,6 +142,7 @@ SHARED_KEYS: tuple[str, ...] = (
     "redshift_distribution",
     "log10_mstar_min",
     "log10_mstar_max",
+    "birth_clouds",
 )
 
 #: Units of the linear per-pixel maps returned beside :data:`galae.physics.maps.MAP_UNITS`.
@@ -271,6 +272,7 @@ class ParticleMockConfig:
     gas_smoothing_kpc: float = 0.75
     dust_to_gas_scatter_dex: float = 0.15
     av_face_on_max_mag: float = 5.0
+    birth_clouds: str = dust.DEFAULT_BIRTH_CLOUDS  # young stars' extra dust (dust.BIRTH_CLOUDS)
     # maps
     fill_min_particles: int = 20
     # contaminants
@@ -429,6 +431,8 @@ def _check_config(c: ParticleMockConfig) -> None:
         raise bad("bands", "must be a non-empty list of distinct band names")
     if c.margin_pix < 0:
         raise bad("margin_pix", "must be >= 0")
+    if c.birth_clouds not in dust.BIRTH_CLOUDS:
+        raise bad("birth_clouds", f"must be one of {sorted(dust.BIRTH_CLOUDS)}")
     check_log10_mstar_range(c.log10_mstar_min, c.log10_mstar_max)
     if not 0.0 < c.redshift_min < c.redshift_max:
         raise ValueError(
@@ -1525,8 +1529,10 @@ def _render_batch(
     # ---- light ------------------------------------------------------------------------
     k_band = sps.calzetti_k_band(z).to(dtype)[..., None, None]  # (B, C, 1, 1)
     av0_c = av0.unsqueeze(1)
-    t_slab = dust.slab_transmission(dust.av_to_tau_band(av0_c, k_band), cos_i.view(-1, 1, 1, 1))
-    t_birth = dust.screen_transmission(dust.av_to_tau_band(BIRTH_CLOUD_EXTRA * av0_c, k_band))
+    cos_i_c = cos_i.view(-1, 1, 1, 1)
+    t_slab = dust.slab_transmission(dust.av_to_tau_band(av0_c, k_band), cos_i_c)
+    av_birth = dust.BIRTH_CLOUDS[config.birth_clouds](av0_c, cos_i_c)  # (B, 1, H, W)
+    t_birth = dust.screen_transmission(dust.av_to_tau_band(av_birth, k_band))
     f_old = sps.ssp_flux_nmgy_per_msun(z, torch.log10(parts.age_gyr[:, p_y:]), lg_z[:, p_y:]).to(
         dtype
     )  # (B, C, P_o)

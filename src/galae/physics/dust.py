@@ -26,16 +26,33 @@ Transmissions (all differentiable torch functions):
   (Disney, Davies & Phillipps 1989, MNRAS 239, 939, sect. 2), T = (1 - exp(-x)) / x with
   x = tau / cos(i), which tends to 1 - x/2 for x -> 0.
 * :func:`av_to_tau_band`: tau_band = A_band / (2.5 log10 e) with A_band = A_V k_band / R_V.
+* :func:`slab_effective_av_mag`: the V attenuation of the slab as seen, -2.5 log10 T_V.
+
+Birth clouds.  Calzetti et al. (2000, ApJ 533, 682, sect. 3; Calzetti 1997) measure
+E(B-V)_stars = 0.44 E(B-V)_gas: the ionised gas, and the stars younger than about 100 Myr
+that excite it, see 1/0.44 times the attenuation of the bulk of the stars.  The young stars
+therefore get, on top of the slab, a screen of V attenuation
+
+    A_V,birth = (1/0.44 - 1) A_V,eff,    A_V,eff = -2.5 log10 T_slab(V, i),
+
+so that their total V attenuation is A_V,eff / 0.44 at every inclination and optical depth.
+:data:`BIRTH_CLOUDS` names this reference ("effective", the default) and the one galae used
+before (``"face_on"``: (1/0.44 - 1) A_V,0 with the face-on A_V,0, which puts the young/old
+V attenuation ratio at 3.8 face-on and 1.7 at 80 degrees for A_V,0 = 1 instead of 2.27).
+Checkpoints and mock files that do not name their birth clouds were made with "face_on".
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from galae.physics import check_choice
 
 __all__ = [
     "CALZETTI_R_V",
@@ -44,12 +61,24 @@ __all__ = [
     "screen_transmission",
     "slab_transmission",
     "av_to_tau_band",
+    "slab_effective_av_mag",
+    "BIRTH_CLOUD_EXTRA",
+    "birth_cloud_av_effective_mag",
+    "birth_cloud_av_face_on_mag",
+    "BIRTH_CLOUDS",
+    "DEFAULT_BIRTH_CLOUDS",
+    "LEGACY_BIRTH_CLOUDS",
+    "check_birth_clouds",
 ]
 
 #: Total-to-selective attenuation of the starburst curve (Calzetti et al. 2000, eq. 5).
 CALZETTI_R_V: float = 4.05
 #: Magnitudes per unit optical depth, 2.5 log10(e) = 1.0857.
 MAG_PER_TAU: float = 2.5 * math.log10(math.e)
+#: E(B-V)_stars / E(B-V)_gas (Calzetti et al. 2000, sect. 3).
+CALZETTI_STARS_OVER_GAS: float = 0.44
+#: Extra attenuation of the young stars relative to the bulk's, 1/0.44 - 1 = 1.27.
+BIRTH_CLOUD_EXTRA: float = 1.0 / CALZETTI_STARS_OVER_GAS - 1.0
 
 # Calzetti et al. (2000) eq. 4: range of validity and coefficients, x = 1 / lambda[um].
 _CALZ_SCALE: float = 2.659
@@ -198,3 +227,51 @@ def av_to_tau_band(av_mag: Tensor, k_band: Tensor, r_v: float = CALZETTI_R_V) ->
     if not (math.isfinite(r_v) and r_v > 0):
         raise ValueError(f"r_v must be a positive finite number, got {r_v}")
     return av_mag * k_band / (r_v * MAG_PER_TAU)
+
+
+def slab_effective_av_mag(av_face_on_mag: Tensor, cos_inclination: Tensor) -> Tensor:
+    """V attenuation of a mixed slab as seen at inclination i, A_V,eff = -2.5 log10 T_slab(V).
+
+    A_V,eff -> A_V,0 / (2 cos i) for a thin slab (T -> 1 - x/2) and grows as 2.5 log10(x) for
+    a thick one (T -> 1/x), x = A_V,0 / (1.0857 cos i).
+
+    Args:
+        av_face_on_mag: face-on A_V,0 (>= 0, magnitudes), any shape.
+        cos_inclination: cos(i) in (0, 1], broadcastable against it.
+
+    Returns:
+        A_V,eff >= 0 in magnitudes, the broadcast shape.
+    """
+    t_v = slab_transmission(av_face_on_mag / MAG_PER_TAU, cos_inclination)
+    return (-MAG_PER_TAU * torch.log(t_v)).clamp_min(0.0)
+
+
+def birth_cloud_av_effective_mag(av_face_on_mag: Tensor, cos_inclination: Tensor) -> Tensor:
+    """Birth-cloud screen A_V = (1/0.44 - 1) A_V,eff: the young stars' total V attenuation is
+    the slab's effective one over 0.44 (Calzetti et al. 2000).  Shapes as
+    :func:`slab_effective_av_mag`."""
+    return BIRTH_CLOUD_EXTRA * slab_effective_av_mag(av_face_on_mag, cos_inclination)
+
+
+def birth_cloud_av_face_on_mag(av_face_on_mag: Tensor, cos_inclination: Tensor) -> Tensor:
+    """Birth-cloud screen A_V = (1/0.44 - 1) A_V,0 with the face-on A_V,0 (galae before the
+    twenty-second release; kept for the checkpoints and mocks made with it).  ``cos_inclination``
+    only sets the broadcast shape."""
+    _check_finite("av_face_on_mag", av_face_on_mag)
+    return BIRTH_CLOUD_EXTRA * av_face_on_mag * torch.ones_like(cos_inclination)
+
+
+#: Birth-cloud screens by name: (A_V,0, cos i) -> the screen's V attenuation in magnitudes.
+BIRTH_CLOUDS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "effective": birth_cloud_av_effective_mag,
+    "face_on": birth_cloud_av_face_on_mag,
+}
+#: The birth clouds new models and mocks use.
+DEFAULT_BIRTH_CLOUDS: str = "effective"
+#: The birth clouds of checkpoints and mock files written before the choice existed.
+LEGACY_BIRTH_CLOUDS: str = "face_on"
+
+
+def check_birth_clouds(name: str) -> str:
+    """``name`` if it is a key of :data:`BIRTH_CLOUDS`, else a ValueError naming them."""
+    return check_choice("birth_clouds", name, BIRTH_CLOUDS)

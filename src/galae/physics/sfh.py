@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from galae.physics import cosmology
+from galae.physics import check_choice, cosmology
 from galae.physics.sps import SPSTable
 
 __all__ = [
@@ -387,6 +387,4 @@ LEGACY_DISK_HISTORY: str = "single"
 
 def check_disk_history(name: str) -> str:
     """``name`` if it is a key of :data:`DISK_HISTORIES`, else a ValueError naming them."""
-    if name not in DISK_HISTORIES:
-        raise ValueError(f"unknown disk_history {name!r}; choose one of {sorted(DISK_HISTORIES)}")
-    return name
+    return check_choice("disk_history", name, DISK_HISTORIES)

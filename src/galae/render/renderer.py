@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from galae.latent import REGISTRY, LatentRegistry
-from galae.physics import cosmology, sfh
+from galae.physics import cosmology, dust, sfh
 from galae.physics.maps import YOUNG_AGE_GYR, GalaxyMaps, physical_maps, radial_population
 from galae.physics.sps import SPSTable
 from galae.render import psf as psf_mod
@@ -141,6 +141,7 @@ def central_band_moments(
     sps: SPSTable,
     central_moments: tuple[Tensor, Tensor, Tensor],
     disk_history: str = sfh.DEFAULT_DISK_HISTORY,
+    birth_clouds: str = dust.DEFAULT_BIRTH_CLOUDS,
 ) -> list[Tensor]:
     """Band light moments of each component in the central box, [bulge, disk, SFR], each
     (B, C, 6, K + 2, K + 2).
@@ -159,7 +160,9 @@ def central_band_moments(
     batch_index = torch.arange(n_b, device=row0.device)[:, None, None]
     r_box = geom.r_disk_kpc[batch_index, rows[:, :, None], cols[:, None, :]]  # (B, K+2, K+2)
     population = radial_population(params, r_box)
-    unit = unit_light(population, bulk, obs.redshift, geom.cos_inclination, sps, disk_history)
+    unit = unit_light(
+        population, bulk, obs.redshift, geom.cos_inclination, sps, disk_history, birth_clouds
+    )
     per_unit = (unit.bulge_nmgy_per_msun, unit.disk_nmgy_per_msun, unit.young_nmgy_per_msun_yr)
     return [
         (t.view(-1, 1, 1, 1) * u).unsqueeze(2) * mom.unsqueeze(1)
@@ -276,6 +279,10 @@ class GalaxyRenderer(nn.Module):
             of :data:`galae.physics.sfh.DISK_HISTORIES`: "tau", the default, or "single",
             one population, which checkpoints made before the tau model were trained with).
             Physics, not accuracy: a model is trained for one and saves it.
+        birth_clouds: the young stars' extra dust (a key of
+            :data:`galae.physics.dust.BIRTH_CLOUDS`: "effective", the default, (1/0.44 - 1) times
+            the slab's effective A_V, or "face_on", (1/0.44 - 1) times the face-on A_V, which
+            checkpoints made before the choice were trained with).  Physics, saved likewise.
     """
 
     def __init__(
@@ -284,12 +291,14 @@ class GalaxyRenderer(nn.Module):
         settings: RenderSettings = DEFAULT_SETTINGS,
         registry: LatentRegistry = REGISTRY,
         disk_history: str = sfh.DEFAULT_DISK_HISTORY,
+        birth_clouds: str = dust.DEFAULT_BIRTH_CLOUDS,
     ) -> None:
         super().__init__()
         self.sps = sps if sps is not None else SPSTable.load("sdss")
         self.settings = settings
         self.registry = registry
         self.disk_history = sfh.check_disk_history(disk_history)
+        self.birth_clouds = dust.check_birth_clouds(birth_clouds)
         # tabulate the cosmology now (astropy), so that torch.compile(renderer) traces only torch
         cosmology.kpc_per_arcsec(torch.tensor([0.1]))
 
@@ -392,6 +401,7 @@ class GalaxyRenderer(nn.Module):
             table,
             mass_moments,
             self.disk_history,
+            self.birth_clouds,
         )
         return light, maps, geom, central_moments
 
@@ -443,7 +453,9 @@ class GalaxyRenderer(nn.Module):
         )
         scale = obs.pixel_scale_arcsec
         if box is not None:
-            band = central_band_moments(params, obs, geom, maps, self.sps, box, self.disk_history)
+            band = central_band_moments(
+                params, obs, geom, maps, self.sps, box, self.disk_history, self.birth_clouds
+            )
             images = central_psf_convolution(light.total_nmgy, band, box, obs, m)
         else:
             if every_pixel:
@@ -497,7 +509,13 @@ class GalaxyRenderer(nn.Module):
         table = radial_table(params, geom.r_disk_kpc, settings.shading_radial_nodes)
         bulk = BulkPopulation.from_params(params)
         unit = unit_light(
-            table.population, bulk, obs.redshift, geom.cos_inclination, self.sps, self.disk_history
+            table.population,
+            bulk,
+            obs.redshift,
+            geom.cos_inclination,
+            self.sps,
+            self.disk_history,
+            self.birth_clouds,
         )
         mass_bulge, mass_disk, sfr = _component_totals(params)
         rho = table.radius_kpc / geom.kpc_per_pix[:, None]  # (B, K) nodes, disk-plane pixels
@@ -517,7 +535,9 @@ class GalaxyRenderer(nn.Module):
         bulge_img, bulge_mom, row0, col0 = sersic_image_and_central_moments(*bulge, shape, settings)
         disks_mom = sersic_central_moments(*disks, shape, settings)[0]
         box = (torch.cat([bulge_mom, disks_mom]), row0, col0)
-        band = central_band_moments(params, obs, geom, bulk, self.sps, box, self.disk_history)
+        band = central_band_moments(
+            params, obs, geom, bulk, self.sps, box, self.disk_history, self.birth_clouds
+        )
         totals = pixels[:, :bands] + bulge_img[:, None] * pixels[:, bands:]
         # the disks' exactly integrated central pixels replace the table's values there
         side = bulge_mom.shape[-1]

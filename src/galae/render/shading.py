@@ -14,7 +14,10 @@ transmission of the local face-on optical depth and
 ``T_birth`` the extra screen of birth clouds around stars younger than 100 Myr (nebular emission
 included).  Calzetti et al. (2000, ApJ 533, 682, sect. 3) measure E(B-V)_stars = 0.44
 E(B-V)_gas, i.e. ionised gas (and the young stars that excite it) sees 1/0.44 times the
-attenuation of the bulk of the stars; the birth-cloud screen supplies the difference.
+attenuation of the bulk of the stars; the birth-cloud screen supplies the difference, (1/0.44 -
+1) times the slab's effective A_V at the pixel's radius and the galaxy's inclination
+(``birth_clouds="effective"``, :data:`galae.physics.dust.BIRTH_CLOUDS`; ``"face_on"``, the
+face-on A_V instead, is what models made before the twenty-second release were trained with).
 
 Everything that varies across a galaxy in the brackets is a function of the in-plane radius r
 alone (:func:`galae.physics.maps.radial_population`).  The light per unit mass is therefore
@@ -47,11 +50,7 @@ __all__ = [
     "radial_table",
     "unit_light",
     "shade",
-    "BIRTH_CLOUD_EXTRA",
 ]
-
-#: Extra attenuation of young stars relative to the diffuse face-on A_V (1/0.44 - 1).
-BIRTH_CLOUD_EXTRA: float = 1.0 / 0.44 - 1.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +168,7 @@ def unit_light(
     cos_inclination: Tensor,
     sps: SPSTable,
     disk_history: str = sfh.DEFAULT_DISK_HISTORY,
+    birth_clouds: str = dust.DEFAULT_BIRTH_CLOUDS,
 ) -> UnitLight:
     """Transmitted flux per unit mass (or SFR) of each component where ``population`` is given.
 
@@ -180,6 +180,8 @@ def unit_light(
         sps: the stellar-population table (its bands set C).
         disk_history: the disk's older stars' history, a key of
             :data:`galae.physics.sfh.DISK_HISTORIES`.
+        birth_clouds: the young stars' extra dust, a key of
+            :data:`galae.physics.dust.BIRTH_CLOUDS`.
     Returns:
         :class:`UnitLight` with fields (B, C, *S).
     """
@@ -196,10 +198,10 @@ def unit_light(
 
     k_band = sps.calzetti_k_band(redshift).view(*f_b.shape, *extra)  # (B, C, 1...)
     av0 = population.av_face_on_mag.unsqueeze(1)  # (B, 1, *S)
-    t_slab = dust.slab_transmission(
-        dust.av_to_tau_band(av0, k_band), cos_inclination.view(-1, 1, *extra)
-    )
-    t_birth = dust.screen_transmission(dust.av_to_tau_band(BIRTH_CLOUD_EXTRA * av0, k_band))
+    cos_i = cos_inclination.view(-1, 1, *extra)
+    t_slab = dust.slab_transmission(dust.av_to_tau_band(av0, k_band), cos_i)
+    av_birth = dust.BIRTH_CLOUDS[birth_clouds](av0, cos_i)  # (B, 1, *S)
+    t_birth = dust.screen_transmission(dust.av_to_tau_band(av_birth, k_band))
     return UnitLight(
         bulge_nmgy_per_msun=f_b.view(*f_b.shape, *extra) * t_slab,
         disk_nmgy_per_msun=f_d * t_slab,
@@ -215,6 +217,7 @@ def shade(
     table: RadialTable | None = None,
     mass_moments: tuple[Tensor, Tensor, Tensor] | None = None,
     disk_history: str = sfh.DEFAULT_DISK_HISTORY,
+    birth_clouds: str = dust.DEFAULT_BIRTH_CLOUDS,
 ) -> BandLight:
     """Band light of every pixel.
 
@@ -228,19 +231,23 @@ def shade(
         mass_moments: bulge mass, disk mass and SFR of each pixel with their intra-pixel
             moments, each (B, 6, H, W) (units times 1, pix, pix^2); when given, the result
             carries the light's moments (population and dust taken at each pixel centre).
-        disk_history: as in :func:`unit_light`.
+        disk_history, birth_clouds: as in :func:`unit_light`.
     """
     shape = tuple(maps.mstar_disk_msun.shape[-2:])
     if table is None:
         pixel_pop = RadialPopulation(maps.lg_zstar_disk_zsun, maps.oh12_gas, maps.av_face_on_mag)
-        unit = unit_light(pixel_pop, maps, redshift, cos_inclination, sps, disk_history)
+        unit = unit_light(
+            pixel_pop, maps, redshift, cos_inclination, sps, disk_history, birth_clouds
+        )
         per_b, per_d, per_y = (
             unit.bulge_nmgy_per_msun,
             unit.disk_nmgy_per_msun,
             unit.young_nmgy_per_msun_yr,
         )
     else:
-        unit = unit_light(table.population, maps, redshift, cos_inclination, sps, disk_history)
+        unit = unit_light(
+            table.population, maps, redshift, cos_inclination, sps, disk_history, birth_clouds
+        )
         stacked = torch.cat(
             [unit.bulge_nmgy_per_msun, unit.disk_nmgy_per_msun, unit.young_nmgy_per_msun_yr], 1
         )  # (B, 3C, K)
