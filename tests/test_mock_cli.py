@@ -220,13 +220,13 @@ def test_birth_clouds_are_recorded_and_change_only_the_young_light(tmp_path: Pat
     assert mock_physics({"generator": "galae.data.fits"}) == {}
 
     renderer = GalaxyRenderer(birth_clouds="effective")
-    with pytest.warns(
-        RuntimeWarning, match="birth_clouds='face_on'.*renders.*birth_clouds=effective"
-    ):
-        assert warn_physics_mismatch(
-            mock_physics(attrs | {"generator_config": "{}"}), renderer, "x.h5"
-        ) == ["disk_history", "birth_clouds"]
-    assert warn_physics_mismatch({"birth_clouds": "face_on"}, renderer, "p.h5", True) == []
+    old_file = {"generator": "galae.mock.analytic", "generator_config": "{}"}
+    message = "birth_clouds='face_on'.*renders.*birth_clouds=effective"
+    with pytest.warns(RuntimeWarning, match=message):
+        assert warn_physics_mismatch(old_file, renderer, "x.h5") == ["disk_history", "birth_clouds"]
+    assert warn_physics_mismatch(attrs, renderer, "y.h5") == []  # the same physics
+    particles = {"generator": "galae.mock.particles", "generator_config": "{}"}
+    assert warn_physics_mismatch(particles, renderer, "p.h5") == []  # not the model's family
     with pytest.raises(ValueError, match="contradicts birth_clouds"):
         MockConfig(
             generator="particles", particles={"birth_clouds": "effective"}, birth_clouds="face_on"

@@ -350,7 +350,7 @@ def evaluate(
     renderer = model.model.renderer
     disk_history, birth_clouds = renderer.disk_history, renderer.birth_clouds
     data_physics = mock_physics(info.attrs)
-    warn_physics_mismatch(data_physics, renderer, str(data), analytic_only=True)
+    warn_physics_mismatch(info.attrs, renderer, str(data))
     total = info.n_galaxies if n is None else min(n, info.n_galaxies)
     out_dir = Path(out) if out else Path(checkpoint).parent / f"eval_{Path(data).stem}"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -359,6 +359,60 @@ def run_mock(
     return path
 
 
+#: The physics choices of a mock file's generator config: name -> (the generators it applies
+#: to, its value in files written before the choice existed).
+MOCK_PHYSICS: dict[str, tuple[tuple[str, ...], str]] = {
+    "disk_history": (("galae.mock.analytic",), LEGACY_DISK_HISTORY),
+    "birth_clouds": (("galae.mock.analytic", "galae.mock.particles"), LEGACY_BIRTH_CLOUDS),
+}
+
+
+def mock_physics(attrs: dict[str, Any]) -> dict[str, str]:
+    """The physics choices (:data:`MOCK_PHYSICS`) a galae mock file was made with, read from
+    its generator config; choices that do not apply to its generator (or a file not made by
+    ``python -m galae.mock``) are absent."""
+    generator = attrs.get("generator")
+    cfg = json.loads(str(attrs.get("generator_config", "{}")) or "{}")
+    return {
+        name: str(cfg.get(name, legacy))
+        for name, (generators, legacy) in MOCK_PHYSICS.items()
+        if generator in generators
+    }
+
+
+def warn_physics_mismatch(
+    attrs: dict[str, Any],
+    renderer: Any,
+    data: str,
+    generators: tuple[str, ...] = ("galae.mock.analytic",),
+) -> list[str]:
+    """Warn (RuntimeWarning) when a mock file of one of ``generators`` (by default the analytic
+    mocks, the model's own family; particle mocks are by design not the model's) was made with
+    other physics than ``renderer`` renders, and return the names that differ.
+
+    Args:
+        attrs: the file's attributes (:func:`galae.data.hdf5.inspect_h5`).
+        renderer: anything with the attributes named in :data:`MOCK_PHYSICS`.
+        data: the file's name, for the message.
+        generators: the generators whose files are checked.
+    """
+    if attrs.get("generator") not in generators:
+        return []
+    data_physics = mock_physics(attrs)
+    differ = [k for k, v in data_physics.items() if getattr(renderer, k) != v]
+    if differ:
+        theirs = ", ".join(f"{k}={data_physics[k]!r}" for k in differ)
+        ours = " ".join(f"{k}={getattr(renderer, k)}" for k in differ)
+        warnings.warn(
+            f"{data} holds mocks made with {theirs}, but the model renders {ours}: this is not "
+            f"an evaluation in the model's own family (regenerate the mocks with python -m "
+            f"galae.mock ... {ours})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return differ
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(prog="python -m galae.mock", description=__doc__.split("\n")[0])
     ap.add_argument("--config", help="YAML config (keys of MockConfig)")
@@ -387,46 +441,3 @@ def main(argv: list[str] | None = None) -> Path:
 if __name__ == "__main__":
     with cli_errors("python -m galae.mock"):
         main()
-
-
-#: The physics choices of a mock file's generator config: name -> (the generators it applies
-#: to, its value in files written before the choice existed).
-MOCK_PHYSICS: dict[str, tuple[tuple[str, ...], str]] = {
-    "disk_history": (("galae.mock.analytic",), LEGACY_DISK_HISTORY),
-    "birth_clouds": (("galae.mock.analytic", "galae.mock.particles"), LEGACY_BIRTH_CLOUDS),
-}
-
-
-def mock_physics(attrs: dict[str, Any]) -> dict[str, str]:
-    """The physics choices (:data:`MOCK_PHYSICS`) a galae mock file was made with, read from
-    its generator config; choices that do not apply to its generator (or a file not made by
-    ``python -m galae.mock``) are absent."""
-    generator = attrs.get("generator")
-    cfg = json.loads(str(attrs.get("generator_config", "{}")) or "{}")
-    return {
-        name: str(cfg.get(name, legacy))
-        for name, (generators, legacy) in MOCK_PHYSICS.items()
-        if generator in generators
-    }
-
-
-def warn_physics_mismatch(
-    data_physics: dict[str, str], renderer: Any, data: str, analytic_only: bool = False
-) -> list[str]:
-    """Warn (RuntimeWarning) when a mock file was made with other physics than ``renderer``
-    renders, and return the names that differ.  ``analytic_only``: only for analytic mocks (the
-    model's own family; particle mocks are by design not the model's)."""
-    if analytic_only and "disk_history" not in data_physics:
-        return []
-    differ = [k for k, v in data_physics.items() if getattr(renderer, k) != v]
-    if differ:
-        theirs = ", ".join(f"{k}={data_physics[k]!r}" for k in differ)
-        ours = " ".join(f"{k}={getattr(renderer, k)}" for k in differ)
-        warnings.warn(
-            f"{data} holds mocks made with {theirs}, but the model renders {ours}: this is not "
-            f"an evaluation in the model's own family (regenerate the mocks with python -m "
-            f"galae.mock ... {ours})",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return differ

@@ -48,7 +48,7 @@ from galae.data.loader import make_loaders
 from galae.encoder import EncoderOutput
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.likelihood import chi2_per_pixel, log_likelihood
-from galae.mock import mock_physics, warn_physics_mismatch
+from galae.mock import warn_physics_mismatch
 from galae.model import Batch, GalaxyGuide, GalaxyModel, redshift_transform
 from galae.physics import sfh
 from galae.runtime import cli_errors, tune_cpu_allocator
@@ -1033,7 +1033,7 @@ def train(cfg: TrainConfig) -> Path:
     model, guide = build_modules(cfg, data_info)
     if main_proc:  # analytic mocks of other physics than the model's: say so
         attrs = inspect_h5(data_info["data"]).attrs
-        warn_physics_mismatch(mock_physics(attrs), model.renderer, data_info["data"], True)
+        warn_physics_mismatch(attrs, model.renderer, data_info["data"])
     if init_state is not None:
         _init_from(str(cfg.init_from), init_state, model, guide)
     model.to(device)
