@@ -12,8 +12,8 @@
 # 1750 steps) and the README's figures are measured again.  Needs the mocks of
 # benchmarks/deep_data.sh, ae_vs_unet.sh and conditions_ft.sh made with this release's configs
 # (birth_clouds: effective) and runs/pbc (benchmarks/birth_clouds.sh).  About 100 minutes on 2
-# CPU cores; this session killed benchmarks/packaged_release.sh before its last part (the
-# mirrored stamps) to run the rest in time.
+# CPU cores (this session ran packaged_release.sh's last part, the mirrored stamps, after the
+# rest), then bash benchmarks/unet_spread.sh.
 set -e
 # shellcheck source=benchmarks/_cpu_ft_common.sh
 source "$(dirname "$0")"/_cpu_ft_common.sh

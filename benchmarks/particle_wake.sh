@@ -6,7 +6,8 @@
 # amortized and refined on the 512 in-distribution particle mocks (masked) and amortized on 400
 # validation analytic mocks.  A measurement, not a release: neither run is calibrated again.
 # Needs data/particles_{train,test}.h5 (benchmarks/ae_vs_unet.sh) and data/analytic_check.h5.
-# About 35 minutes on 2 CPU cores (each run 12 minutes).  Results: results/particle_wake.json.
+# About 35 minutes on 2 CPU cores (each run 12 minutes).  Results: results/particle_wake.json
+# (measured from the twenty-first release, whose recipe and mocks had the face-on birth clouds).
 # The same at the GPU's scale (not run: no GPU was lent when this was written), in one line:
 #   GPU_DEVICE=cuda GPU_CACHE=device GPU_BATCH=512 GPU_LR=3e-4 bash benchmarks/particle_wake.sh
 # and a dry run of every step (runs under /tmp/pw, results/particle_wake_dry.json):
@@ -34,7 +35,7 @@ O=runs/eval_new
 # check_wake: the packaged weights before their calibration (benchmarks/gpu_wake_release.sh)
 name=${PW_NAME:-particle_wake}; [ "$dev" = cpu ] || name=${PW_NAME:-particle_wake_$dev}
 $P benchmarks/gpu_finetune_summary.py --out-name $name --device-name "$dev" \
-  --what "ELBO on 768 masked particle images ($steps steps of $bs, lr $lr, $dev) against a simulation-only control, from the twenty-first packaged model" \
+  --what "ELBO on 768 masked particle images ($steps steps of $bs, lr $lr, $dev) against a simulation-only control, from the packaged model" \
   --runs wake=$R/pwake/log.csv ctl=$R/pctl/log.csv \
   --check packaged=runs/gpu_wake_ft/check_wake wake=$R/pwake/ev_check ctl=$R/pctl/ev_check \
   --particles packaged=$O/ae_masked_particles_test wake=$R/pwake/ev_particles_test ctl=$R/pctl/ev_particles_test \
