@@ -234,10 +234,9 @@ def load_checkpoint(
     if expect_config is not None:
         mine = config_to_dict(expect_config)
         arch_keys = ("model", "widths", "blocks_per_stage", "hidden", "rank", "likelihood")
-        arch_keys += ("disk_history",) if state["kind"] == "galae-autoencoder" else ()
         theirs = dict(state["config"])
-        if state["kind"] == "galae-autoencoder":
-            arch_keys += ("birth_clouds",)
+        if state["kind"] == "galae-autoencoder":  # the renderer's physics, too
+            arch_keys += ("disk_history", "birth_clouds")
             theirs["birth_clouds"] = checkpoint_birth_clouds(state)
         diffs = {k: (theirs.get(k), mine.get(k)) for k in arch_keys if theirs.get(k) != mine.get(k)}
         if diffs:

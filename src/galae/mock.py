@@ -392,7 +392,9 @@ def warn_physics_mismatch(
 
     Args:
         attrs: the file's attributes (:func:`galae.data.hdf5.inspect_h5`).
-        renderer: anything with the attributes named in :data:`MOCK_PHYSICS`.
+        renderer: anything with the attributes named in :data:`MOCK_PHYSICS` (a
+            :class:`~galae.render.renderer.GalaxyRenderer`, or the training config that will
+            build one).
         data: the file's name, for the message.
         generators: the generators whose files are checked.
     """

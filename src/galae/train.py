@@ -43,12 +43,10 @@ from galae.checkpoint import (
     save_checkpoint,
 )
 from galae.config import config_to_dict, load_config, parse_overrides
-from galae.data.hdf5 import inspect_h5
 from galae.data.loader import make_loaders
 from galae.encoder import EncoderOutput
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.likelihood import chi2_per_pixel, log_likelihood
-from galae.mock import warn_physics_mismatch
 from galae.model import Batch, GalaxyGuide, GalaxyModel, redshift_transform
 from galae.physics import sfh
 from galae.runtime import cli_errors, tune_cpu_allocator
@@ -131,8 +129,8 @@ class TrainConfig:
     # the disk's older stars' history (physics, saved in checkpoints): "tau" or "single"
     # (galae.physics.sfh.DISK_HISTORIES)
     disk_history: str = "tau"
-    # the young stars' extra dust (physics, saved in checkpoints): "effective" or "face_on", the
-    # packaged model's (galae.physics.dust.BIRTH_CLOUDS)
+    # the young stars' extra dust (physics, saved in checkpoints): "effective" (the packaged
+    # model's since the twenty-second release) or "face_on" (galae.physics.dust.BIRTH_CLOUDS)
     birth_clouds: str = "effective"
     likelihood: str = "gaussian"  # or "student_t"
     student_df: float = 4.0
@@ -1031,9 +1029,6 @@ def train(cfg: TrainConfig) -> Path:
     train_loader, val_loader, data_info = make_loaders(cfg, rank=rank, world=world, device=device)
 
     model, guide = build_modules(cfg, data_info)
-    if main_proc:  # analytic mocks of other physics than the model's: say so
-        attrs = inspect_h5(data_info["data"]).attrs
-        warn_physics_mismatch(attrs, model.renderer, data_info["data"])
     if init_state is not None:
         _init_from(str(cfg.init_from), init_state, model, guide)
     model.to(device)

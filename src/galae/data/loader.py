@@ -243,6 +243,10 @@ def make_loaders(
         torch.distributed.barrier()
     path = Path(cfg.data)
     full = GalaxyH5Dataset(path)
+    if rank == 0:  # analytic mocks of other physics than the model's (cfg's): say so
+        from galae.mock import warn_physics_mismatch
+
+        warn_physics_mismatch(full.info.attrs, cfg, str(path))
     if cfg.val_fraction > 0:
         train_ds, val_ds = full.split((1.0 - cfg.val_fraction, cfg.val_fraction), seed=cfg.seed)
     else:
