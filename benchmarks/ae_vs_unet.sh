@@ -51,7 +51,11 @@ $P -m galae.calibrate --checkpoint runs/sigma_ft/model_cal.pt --data data/analyt
 # supervised, on the particle truth maps; the README's U-Net is a second training of this recipe
 # (seed 0, 1750 steps: benchmarks/ae_vs_unet_candidate.sh), the first one's figures are in
 # results/ae_vs_unet_hist_ft.json
-$P -m galae.train --config configs/unet.yaml max_steps=1750 max_minutes=100
+# (until the twenty-second submission: 1750 steps on the 768 mocks of data/particles_train.h5,
+# data=data/particles_train.h5 mock_n=768 max_steps=1750; since the twenty-third the config's
+# 5250 steps on 6144 mocks, benchmarks/unet_data_size.sh)
+$P -m galae.mock --config configs/mock_particles.yaml --n 6144 --seed 12 --workers 2 --out data/particles_train6k.h5
+$P -m galae.train --config configs/unet.yaml
 AE=runs/sigma_ft/model_refcal.pt  # = src/galae/default_model/model.pt
 # the README table: the masked autoencoder, amortized and refined, and the U-Net on all 512
 # galaxies of each set (about 45 minutes on 2 cores); each evaluation also writes per_galaxy.npz,

@@ -11,7 +11,7 @@ NEW=runs/sigma_ft/model_cal.pt
 PKG=src/galae/default_model/model.pt
 E="$P -m galae.evaluate --no-figures"
 $P -m galae.mock --config configs/mock_particles.yaml --n 768 --seed 2 --out data/particles_train.h5
-$P -m galae.train --config configs/unet.yaml max_steps=1750 max_minutes=100
+$P -m galae.train --config configs/unet.yaml data=data/particles_train.h5 mock_n=768 max_steps=1750 max_minutes=100
 for s in test seeing lowsn highz nou; do
   $E --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --out runs/eval/unet_particles_$s
 done

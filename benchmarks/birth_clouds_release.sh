@@ -13,7 +13,7 @@
 # benchmarks/deep_data.sh, ae_vs_unet.sh and conditions_ft.sh made with this release's configs
 # (birth_clouds: effective) and runs/pbc (benchmarks/birth_clouds.sh).  About 100 minutes on 2
 # CPU cores (this session ran packaged_release.sh's last part, the mirrored stamps, after the
-# rest), then bash benchmarks/unet_spread.sh.
+# rest), then TAG=unet3 bash benchmarks/unet_spread.sh.
 set -e
 # shellcheck source=benchmarks/_cpu_ft_common.sh
 source "$(dirname "$0")"/_cpu_ft_common.sh
@@ -57,7 +57,7 @@ $P -m galae.calibrate --checkpoint $W/cal.pt --data data/analytic_train.h5 --n 1
 cp $W/model.pt $AE
 # the U-Net trained again on the corrected particle images (the twenty-first's kept beside)
 [ -e runs/unet_face_on ] || mv runs/unet runs/unet_face_on
-$P -m galae.train --config configs/unet.yaml max_steps=1750 max_minutes=100 progress=false
+$P -m galae.train --config configs/unet.yaml data=data/particles_train.h5 mock_n=768 max_steps=1750 max_minutes=100 progress=false
 [ -e runs/eval_prev21 ] || mv runs/eval_new runs/eval_prev21
 bash benchmarks/packaged_release.sh
 bash benchmarks/release_figures.sh

@@ -1,11 +1,14 @@
 #!/bin/bash
-# The twenty-first release of the packaged model: the twentieth's weights, prior and amortized
-# calibration, with its refined widths calibrated again under the width ceiling
-# (galae.refine.REFINED_WIDTH_CEILING, chosen on validation mocks by
-# benchmarks/refined_ceiling.py), then every figure of the README that reads the refined
-# posterior measured again (the amortized ones do not change: their reports are kept).  Needs the
-# data and reports of benchmarks/packaged_release.sh (runs/eval_new) and the U-Net of
-# benchmarks/ae_vs_unet_candidate.sh (runs/unet).  About 35 minutes on 2 CPU cores.
+# A release of the packaged model that changes only its refined widths: the previous release's
+# weights, prior and amortized calibration, with its refined widths calibrated again under the
+# width ceiling (galae.refine.REFINED_WIDTH_CEILING and REFINED_WIDTH_CEILING_FALLBACK, chosen on
+# validation mocks by benchmarks/refined_ceiling.py), then every figure of the README that reads
+# the refined posterior measured again (the amortized ones do not change: their reports are
+# kept).  It made the twenty-first release (ceiling 1.5, on the twentieth) and the twenty-third
+# (1.25 with the fallback 1.5, on the twenty-second).  Needs the data and reports of
+# benchmarks/packaged_release.sh (runs/eval_new) and the U-Net of configs/unet.yaml (runs/unet;
+# since the twenty-third, benchmarks/unet_data_size.sh's, whose reports it finds in
+# runs/eval_new).  About 35 minutes on 2 CPU cores.
 set -e
 P=python
 AE=src/galae/default_model/model.pt

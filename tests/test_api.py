@@ -758,9 +758,9 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
         )
 
     # a barely trained model: the refined modes of some latents lie too far from the truths for
-    # the ceiling, and those are named and left without one
+    # the ceiling, and those are named and left without one (no fallback: below, with one)
     with pytest.warns(RuntimeWarning, match="calibrated without a ceiling"):
-        out = refined_calibration("refcal.pt")
+        out = refined_calibration("refcal.pt", width_ceiling_fallback=None)
     state = load_checkpoint(out)
     summary = state["refined_posterior_calibration"]
     assert summary["refine_steps"] == 2 and "posterior_calibration" not in state
@@ -811,7 +811,7 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     torch.testing.assert_close(sd1, expected, rtol=1e-4, atol=1e-6)
     assert bool((sd0 * scales.float() > ceiling.float() * sd_q * 1.01).any())  # it binds
     # without a ceiling, recorded as None: the scales alone
-    free = refined_calibration("refcal_free.pt", width_ceiling=None)
+    free = refined_calibration("refcal_free.pt", width_ceiling=None, width_ceiling_fallback=None)
     assert load_checkpoint(free)["refined_posterior_calibration"]["width_ceiling"] is None
     s_free = load_checkpoint(free)["encoder_state"]["refined_posterior_scale"]
     with warnings.catch_warnings():
@@ -820,11 +820,35 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     sd3 = ((post_free._cov_factor**2).sum(-1) + post_free._cov_diag).sqrt()
     torch.testing.assert_close(sd3, sd0 * s_free.float(), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="width_ceiling must be a finite number >= 1"):
-        refined_calibration("x.pt", width_ceiling=0.5)
+        refined_calibration("x.pt", width_ceiling=0.5, width_ceiling_fallback=None)
+    # with a fallback: the latents short under the ceiling get it where 68% of their truths lie
+    # within it, none where not; recorded, and read back at encoding
+    with pytest.warns(RuntimeWarning, match="fallback ceiling 4"):
+        fb = refined_calibration("refcal_fb.pt", width_ceiling_fallback=4.0)
+    summary_fb = load_checkpoint(fb)["refined_posterior_calibration"]
+    assert summary_fb["width_ceiling_fallback"] == 4.0
+    reach_fb = summary_fb["coverage_68_reachable_under_fallback"]
+    for name in REGISTRY.names:
+        c = summary_fb["width_ceiling_per_latent"][name]
+        if summary_fb["coverage_68_reachable_under_ceiling"][name] >= 0.6827:
+            assert c == REFINED_WIDTH_CEILING, name
+        else:
+            assert c == (4.0 if reach_fb[name] >= 0.6827 else math.inf), name
+    assert 4.0 in summary_fb["width_ceiling_per_latent"].values()
+    ceiling_fb = torch.tensor([summary_fb["width_ceiling_per_latent"][n] for n in REGISTRY.names])
+    s_fb = load_checkpoint(fb)["encoder_state"]["refined_posterior_scale"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{POOR_FIT_MESSAGE}")
+        post_fb = galae.load(fb).encode(d["images"], d["sigma"], refine_steps=2, **kw)
+    sd4 = ((post_fb._cov_factor**2).sum(-1) + post_fb._cov_diag).sqrt()
+    expected_fb = torch.minimum(sd0 * s_fb.float(), ceiling_fb.float() * sd_q)
+    torch.testing.assert_close(sd4, expected_fb, rtol=1e-4, atol=1e-6)
     # the alternative form (measured, not kept: galae.refine), read from the calibration that
     # records it: the scales temper the pixels' information, so no width moves by more than
     # the extreme scales
-    tempered = refined_calibration("refcal_lik.pt", scale_form="likelihood", width_ceiling=None)
+    tempered = refined_calibration(
+        "refcal_lik.pt", scale_form="likelihood", width_ceiling=None, width_ceiling_fallback=None
+    )
     lik = load_checkpoint(tempered)
     assert lik["refined_posterior_calibration"]["scale_form"] == "likelihood"
     s_lik = lik["encoder_state"]["refined_posterior_scale"]

@@ -115,6 +115,10 @@ def test_calibrate_checks_its_arguments_before_simulating(mocks: Path, tmp_path:
     for bad in (0.5, float("inf"), "1.5"):
         with pytest.raises(ValueError, match="width_ceiling must be"):
             calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, width_ceiling=bad)
+    with pytest.raises(ValueError, match="width_ceiling_fallback must be a finite number above"):
+        calibrate_checkpoint(
+            ckpt, mocks, tmp_path / "c.pt", n=128, width_ceiling=1.5, width_ceiling_fallback=1.25
+        )
     with pytest.raises(FileNotFoundError, match="does not exist"):
         calibrate_checkpoint(ckpt, mocks, tmp_path / "missing" / "c.pt", n=128)
 
@@ -129,6 +133,13 @@ def test_calibrate_command_names_a_bad_width_ceiling(mocks: Path, tmp_path: Path
         calibrate_main(args + out)
     assert exit_info.value.code == 2
     assert "width_ceiling must be a finite number >= 1" in capsys.readouterr().err
+    out[-1] = "1.5"
+    with pytest.raises(SystemExit) as exit_info, cli_errors("python -m galae.calibrate"):
+        calibrate_main(args + out + ["--width-ceiling-fallback", "1.2"])
+    assert exit_info.value.code == 2
+    assert "width_ceiling_fallback must be a finite number above the ceiling (1.5)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_plots_reports_a_truncated_file(mocks: Path, tmp_path: Path, capsys) -> None:

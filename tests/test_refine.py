@@ -6,6 +6,7 @@ central differences are exact: (A^T W A + Sigma_q^-1)^-1 with W the pixels' Fish
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -302,13 +303,14 @@ def test_a_calibration_under_the_ceiling_covers_68_percent() -> None:
     err = torch.randn(n, d, generator=g, dtype=torch.float64) * sd_true
     z = err.abs() / sd_laplace
     inside = err.abs() < c * sd_q
+    in_q_widths = err.abs() / sd_q
     extra: dict = {}
     reach = inside.double().mean(0)
     short = reach < ONE_SIGMA_MASS
     assert bool(short.any() and (~short).any())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        zc = _errors_under_ceiling(z, inside, c, extra)
+        zc = _errors_under_ceiling(z, in_q_widths, c, extra)
     assert any("calibrated without a ceiling" in str(w.message) for w in caught)
     per = torch.tensor([extra["width_ceiling_per_latent"][name] for name in REGISTRY.names])
     assert torch.equal(torch.isinf(per), short) and bool((per[~short] == c).all())
@@ -322,3 +324,50 @@ def test_a_calibration_under_the_ceiling_covers_68_percent() -> None:
     q0 = torch.quantile(z, ONE_SIGMA_MASS, dim=0)
     binds = ~short & (reach < 0.99)
     assert bool((scale >= q0).all() and (scale[binds] > q0[binds]).all())
+
+    # with a fallback f: the latents short under c move up to f where 68% lie within it (their
+    # capped intervals covering 68% again), the rest keep none; the others are untouched
+    f = 2.5
+    reach_f = (in_q_widths < f).double().mean(0)
+    moved = short & (reach_f >= ONE_SIGMA_MASS)
+    assert bool(moved.any() and (short & ~moved).any())
+    extra_f: dict = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zf = _errors_under_ceiling(z, in_q_widths, c, extra_f, fallback=f)
+    said = " ".join(str(w.message) for w in caught)
+    assert "fallback ceiling 2.5" in said and "calibrated without a ceiling" in said
+    per_f = torch.tensor([extra_f["width_ceiling_per_latent"][name] for name in REGISTRY.names])
+    expected = torch.where(moved, f, torch.where(short, math.inf, c)).to(per_f)
+    assert torch.equal(per_f, expected)
+    assert set(extra_f["coverage_68_reachable_under_fallback"]) == {
+        name for name, s_ in zip(REGISTRY.names, short.tolist(), strict=True) if s_
+    }
+    torch.testing.assert_close(zf[:, ~moved], zc[:, ~moved])
+    scale_f = torch.quantile(zf, ONE_SIGMA_MASS, dim=0)
+    width_f = torch.minimum(scale_f * sd_laplace, per_f.double() * sd_q)
+    coverage_f = (err.abs() < width_f).double().mean(0)
+    torch.testing.assert_close(
+        coverage_f, torch.full_like(coverage_f, ONE_SIGMA_MASS), atol=2e-3, rtol=0
+    )
+
+
+def test_the_width_ceiling_fallback_is_checked() -> None:
+    """A fallback must lie above every finite ceiling; without a ceiling it is None."""
+    from galae.refine import checked_width_ceiling_fallback
+
+    assert checked_width_ceiling_fallback(None, None) is None
+    assert checked_width_ceiling_fallback(1.5, None) is None  # no ceiling: nothing to fall from
+    assert checked_width_ceiling_fallback(2, 1.25) == 2.0
+    per = torch.tensor([1.25, math.inf], dtype=torch.float64)
+    assert checked_width_ceiling_fallback(1.5, per) == 1.5
+    for bad, ceiling, why in (
+        (1.25, 1.25, "above the ceiling"),
+        (1.0, 1.5, "above the ceiling"),
+        (math.inf, 1.5, "finite number"),
+        (float("nan"), 1.5, "finite number"),
+        (True, 1.5, "a number or None"),
+        ("2", 1.5, "a number or None"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            checked_width_ceiling_fallback(bad, ceiling)

@@ -46,7 +46,7 @@ from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
 from galae.prior import BroadPrior, PopulationPrior, with_broad
-from galae.refine import REFINED_WIDTH_CEILING
+from galae.refine import REFINED_WIDTH_CEILING, REFINED_WIDTH_CEILING_FALLBACK
 from galae.runtime import checked_device, checked_integer, cli_errors, tune_cpu_allocator
 
 __all__ = [
@@ -96,6 +96,7 @@ def posterior_scales(
     history_scale_dex: float = 0.0,
     scale_form: str | None = None,
     width_ceiling: float | torch.Tensor | None = REFINED_WIDTH_CEILING,
+    width_ceiling_fallback: float | None = REFINED_WIDTH_CEILING_FALLBACK,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-latent scales of q's widths that calibrate its 68% intervals on simulated galaxies.
 
@@ -111,9 +112,13 @@ def posterior_scales(
     :data:`galae.refine.REFINED_WIDTH_CEILING`, None for none) is fitted with: in "covariance" a
     truth further than the ceiling from the refined mode counts as uncovered at any scale, so
     that the scale is the 68% quantile of errors that are infinite there; a latent for which
-    fewer than 68% of the truths lie within the ceiling cannot be calibrated under it and is
-    left without one (a warning names it; the summary records the ceiling per latent).  A
-    ceiling per latent ((D,), inf for none) is taken as given.
+    fewer than 68% of the truths lie within the ceiling cannot be calibrated under it: it gets
+    the higher ``width_ceiling_fallback`` (default
+    :data:`galae.refine.REFINED_WIDTH_CEILING_FALLBACK`) if it can be calibrated under that, and
+    is left without a ceiling otherwise (a warning names it; the summary records the ceiling per
+    latent).  A ceiling per latent ((D,), inf for none) is taken as given, the fallback applying
+    to its latents as to a single ceiling's.  In "likelihood" the ceiling is applied as given
+    (no fallback).
 
     Args:
         model, guide: :class:`galae.model.GalaxyModel` and :class:`galae.model.GalaxyGuide`
@@ -133,13 +138,14 @@ def posterior_scales(
 
     form = gr.checked_scale_form(scale_form)
     ceiling = gr.checked_width_ceiling(width_ceiling)
+    fallback = gr.checked_width_ceiling_fallback(width_ceiling_fallback, ceiling)
     tempered = refine_steps > 0 and form == "likelihood"
     floor = gr.REFINED_WIDTH_FLOOR
     encoder = guide.encoder
     saved = encoder.posterior_scale.clone()
     if refine_steps <= 0:
         encoder.posterior_scale.fill_(1.0)
-    errors, kept, in_ceiling = [], [], []
+    errors, kept, in_q_widths = [], [], []
     try:
         for batch in batches:
             u, sim = simulate_like(model, batch, generator, simulator, history_scale_dex)
@@ -158,9 +164,8 @@ def posterior_scales(
                 )
             sd = out.marginal_variance(torch.float64).sqrt()
             z = standardised_errors(u.double(), out.loc.double(), sd)
-            if refine_steps > 0 and ceiling is not None:  # |error| < ceiling sigma_q
-                c = ceiling.to(amortized) if isinstance(ceiling, torch.Tensor) else ceiling
-                in_ceiling.append((z * sd < c * amortized).cpu())
+            if refine_steps > 0 and ceiling is not None:  # |error| / sigma_q, for the ceiling
+                in_q_widths.append((z * sd / amortized).cpu())
             errors.append(z.cpu())
     finally:
         encoder.posterior_scale.copy_(saved)
@@ -180,8 +185,8 @@ def posterior_scales(
         extra["iterations"] = iterations
     else:
         z = torch.cat(errors).double()  # (N, D)
-        if in_ceiling:
-            z = _errors_under_ceiling(z, torch.cat(in_ceiling), ceiling, extra)
+        if in_q_widths:
+            z = _errors_under_ceiling(z, torch.cat(in_q_widths), ceiling, extra, fallback)
         scales = torch.quantile(z, ONE_SIGMA_MASS, dim=0).clamp(0.05, 20.0)
         before = (z < 1.0).double().mean(0)
         after = (z < scales).double().mean(0)
@@ -200,37 +205,60 @@ def posterior_scales(
         if isinstance(ceiling, torch.Tensor):
             ceiling = dict(zip(names, ceiling.tolist(), strict=True))
         summary["width_ceiling"] = ceiling
+        summary["width_ceiling_fallback"] = fallback
         summary.update(extra)
     return scales.to(saved), summary
 
 
 def _errors_under_ceiling(
-    z: torch.Tensor, inside: torch.Tensor, ceiling: float | torch.Tensor, extra: dict[str, Any]
+    z: torch.Tensor,
+    in_q_widths: torch.Tensor,
+    ceiling: float | torch.Tensor,
+    extra: dict[str, Any],
+    fallback: float | None = None,
 ) -> torch.Tensor:
     """The standardised errors ``z`` (N, D) with those of the truths beyond the width ceiling
-    (``inside`` False) set to a stand-in for infinity: uncovered at any scale.
+    (``in_q_widths``, the errors |u - mode| / sigma_q (N, D), at or above it) set to a stand-in
+    for infinity: uncovered at any scale.
 
     A latent for which fewer than 68% of the truths lie inside cannot be calibrated under the
-    ceiling; it is left without one (a warning says which), and ``extra`` records the ceiling
-    per latent (``width_ceiling_per_latent``, inf for none) and each latent's fraction inside.
+    ceiling; it gets the ``fallback`` ceiling if 68% lie within that, and no ceiling otherwise
+    (a warning names each), and ``extra`` records the ceiling per latent
+    (``width_ceiling_per_latent``, inf for none) and each latent's fraction inside the ceiling
+    (and, for those that needed it, inside the fallback).
     """
     names = REGISTRY.names
-    reach = inside.double().mean(0)
-    extra["coverage_68_reachable_under_ceiling"] = dict(zip(names, reach.tolist(), strict=True))
     per_latent = (
         torch.as_tensor(ceiling, dtype=torch.float64, device=z.device).expand(z.shape[-1]).clone()
     )
+    inside = in_q_widths < per_latent
+    reach = inside.double().mean(0)
+    extra["coverage_68_reachable_under_ceiling"] = dict(zip(names, reach.tolist(), strict=True))
     short = reach < ONE_SIGMA_MASS
+    if fallback is not None and bool((short & (per_latent < fallback)).any()):
+        tried = short & (per_latent < fallback)
+        inside_f = in_q_widths < fallback
+        reach_f = inside_f.double().mean(0)
+        extra["coverage_68_reachable_under_fallback"] = {
+            n: r for n, r, t in zip(names, reach_f.tolist(), tried.tolist(), strict=True) if t
+        }
+        moved = tried & (reach_f >= ONE_SIGMA_MASS)
+        if bool(moved.any()):
+            warnings.warn(
+                f"within the refined width ceiling of the refined mode lie fewer than "
+                f"{ONE_SIGMA_MASS:.0%} of the simulated truths of {_listed(moved, reach)}: those "
+                f"latents are calibrated under the fallback ceiling {fallback:g}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            per_latent[moved] = fallback
+            inside = torch.where(moved, inside_f, inside)
+            short = short & ~moved
     if bool(short.any()):
-        listed = ", ".join(
-            f"{n} ({r:.2f})"
-            for n, r, s in zip(names, reach.tolist(), short.tolist(), strict=True)
-            if s
-        )
         warnings.warn(
             f"within the refined width ceiling of the refined mode lie fewer than "
-            f"{ONE_SIGMA_MASS:.0%} of the simulated truths of {listed}: those latents are "
-            "calibrated without a ceiling",
+            f"{ONE_SIGMA_MASS:.0%} of the simulated truths of {_listed(short, reach)}: those "
+            "latents are calibrated without a ceiling",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -240,6 +268,15 @@ def _errors_under_ceiling(
     # the truths beyond the ceiling sort last, fewer than 32% of them: the 68% quantile lies
     # among the finite errors (the stand-in keeps linear interpolation from reaching nan)
     return torch.where(inside, z, torch.full_like(z, 1e30))
+
+
+def _listed(which: torch.Tensor, reach: torch.Tensor) -> str:
+    """ "name (fraction), ..." of the latents ``which`` (D,) bool, with ``reach`` (D,)."""
+    return ", ".join(
+        f"{n} ({r:.2f})"
+        for n, r, s in zip(REGISTRY.names, reach.tolist(), which.tolist(), strict=True)
+        if s
+    )
 
 
 def likelihood_scales(
@@ -327,6 +364,7 @@ def calibrate_checkpoint(
     history_scale_dex: float | None = None,
     scale_form: str | None = None,
     width_ceiling: float | None = REFINED_WIDTH_CEILING,
+    width_ceiling_fallback: float | None = REFINED_WIDTH_CEILING_FALLBACK,
 ) -> Path:
     """Calibrate the posterior widths of ``checkpoint`` by simulation; write the result.
 
@@ -343,7 +381,8 @@ def calibrate_checkpoint(
     ``sleep_history_scale_dex``, the bursty histories of real galaxies and particle mocks; 0 for
     data of smooth histories, such as the analytic mocks).  ``scale_form`` is the refined
     scales' form (:data:`galae.refine.SCALE_FORMS`; default the current one), recorded with them,
-    and ``width_ceiling`` their ceiling (:func:`posterior_scales`; None: none), recorded too.
+    and ``width_ceiling`` their ceiling with ``width_ceiling_fallback`` for the latents that
+    cannot be calibrated under it (:func:`posterior_scales`; None: none), recorded too.
     """
     from galae.model import Batch
 
@@ -358,10 +397,14 @@ def calibrate_checkpoint(
         math.isfinite(history_scale_dex) and history_scale_dex >= 0
     ):
         raise ValueError(f"history_scale_dex must be a number >= 0, got {history_scale_dex}")
-    from galae.refine import checked_scale_form, checked_width_ceiling
+    from galae.refine import (
+        checked_scale_form,
+        checked_width_ceiling,
+        checked_width_ceiling_fallback,
+    )
 
     checked_scale_form(scale_form)
-    checked_width_ceiling(width_ceiling)
+    checked_width_ceiling_fallback(width_ceiling_fallback, checked_width_ceiling(width_ceiling))
     dev = checked_device(device)
     checkpoint = Path(checkpoint)
     out = Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}_calibrated.pt")
@@ -416,6 +459,7 @@ def calibrate_checkpoint(
         history_scale_dex=history_scale,
         scale_form=scale_form,
         width_ceiling=width_ceiling,
+        width_ceiling_fallback=width_ceiling_fallback,
     )
     summary.update(
         {
@@ -486,6 +530,14 @@ def main(argv: list[str] | None = None) -> Path:
         help="the largest refined width as a multiple of the amortized one (default "
         f"{REFINED_WIDTH_CEILING:g}; 0: none; galae.refine)",
     )
+    fallback_default = REFINED_WIDTH_CEILING_FALLBACK or 0.0
+    ap.add_argument(
+        "--width-ceiling-fallback",
+        type=float,
+        default=fallback_default,
+        help="the higher ceiling of the latents that cannot be calibrated under --width-ceiling "
+        f"(default {fallback_default:g}; 0: none, they get no ceiling)",
+    )
     a = ap.parse_args(argv)
     tune_cpu_allocator()
     torch.set_flush_denormal(True)
@@ -503,6 +555,7 @@ def main(argv: list[str] | None = None) -> Path:
         history_scale_dex=a.history_scale_dex,
         scale_form=a.scale_form,
         width_ceiling=a.width_ceiling or None,
+        width_ceiling_fallback=a.width_ceiling_fallback or None,
     )
     key = "refined_posterior_calibration" if a.refine_steps > 0 else "posterior_calibration"
     summary = load_checkpoint(out)[key]

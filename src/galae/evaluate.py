@@ -251,6 +251,7 @@ CALIBRATION_KEYS: tuple[str, ...] = (
     "refine_steps",
     "width_floor",
     "width_ceiling",
+    "width_ceiling_fallback",
     "width_ceiling_per_latent",
     "scale_form",
 )
