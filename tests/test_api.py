@@ -851,6 +851,7 @@ def test_refined_encode_and_its_calibration(trained: Trained) -> None:
     )
     lik = load_checkpoint(tempered)
     assert lik["refined_posterior_calibration"]["scale_form"] == "likelihood"
+    assert lik["refined_posterior_calibration"]["width_ceiling_fallback"] is None
     s_lik = lik["encoder_state"]["refined_posterior_scale"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=f".*{POOR_FIT_MESSAGE}")

@@ -205,7 +205,7 @@ def posterior_scales(
         if isinstance(ceiling, torch.Tensor):
             ceiling = dict(zip(names, ceiling.tolist(), strict=True))
         summary["width_ceiling"] = ceiling
-        summary["width_ceiling_fallback"] = fallback
+        summary["width_ceiling_fallback"] = None if tempered else fallback  # see the docstring
         summary.update(extra)
     return scales.to(saved), summary
 
