@@ -94,8 +94,9 @@ def particle_summary(folder: Path) -> dict[str, Any]:
         "log10_mstar_2rhalf_bias_dex": maps["log10_mstar_2rhalf"]["mean_log_true_over_pred"],
         "log10_sfr_2rhalf_bias_dex": maps["log10_sfr_2rhalf"]["mean_log_true_over_pred"],
         "report": str(folder),
-        "refine_steps": m["refine_steps"],
-        "chi2_per_pixel_median": m["chi2_per_pixel"]["median"],
+        # a U-Net's report has neither
+        "refine_steps": m.get("refine_steps"),
+        "chi2_per_pixel_median": m.get("chi2_per_pixel", {}).get("median"),
     }
 
 

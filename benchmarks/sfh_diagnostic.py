@@ -6,7 +6,11 @@ scatters, their ratio with a 95% paired bootstrap interval (galae.evaluate.compa
 the error of log SFR inside 2 r_half for the quenched (sSFR < 10^-11.5 / yr) and main-sequence
 (10^-10.5 ... 10^-9.5) galaxies, with the spread of the autoencoder's predicted sSFR.
 
-    python benchmarks/sfh_diagnostic.py runs/eval data
+    python benchmarks/sfh_diagnostic.py [ROOT [DATA [NAME]]]
+
+ROOT (runs/eval) holds the test set's reports and ``sfh_diagnostic/`` the variants'; DATA (data)
+the mocks; NAME (sfh_diagnostic) names the result file.  Every variant of :data:`VARIANTS` with
+reports is read; the others are skipped.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ VARIANTS = {
     "noburst": "no starbursts",
     "smooth": "no starbursts, continuity scale 0.01 dex (a smooth history)",
     "noz": "one metallicity per population (no scatter, no age-metallicity relation)",
+    # the structure of the young stars and the dust that follows them (twenty-fourth session)
+    "noyoungarms": "no young stars in spiral arms (arm_fraction_young 0)",
+    "noclumps": "no star-forming clumps (clump_fraction_young 0)",
+    "smoothdust": "dust from the SFR smoothed over 5 kpc, not 0.75 (it no longer follows arms "
+    "and clumps)",
+    "nodust": "no dust (av_face_on_max_mag 1e-6; the birth clouds scale with it)",
+    "smoothyoung": "no young arms, no clumps, dust from the SFR smoothed over 5 kpc",
 }
 _MSTAR_MAP = "maps/log10_sigma_mstar_msun_per_kpc2/per_pixel_scatter"
 _SFR_MAP = "maps/log10_sigma_sfr_msun_per_yr_per_kpc2/per_pixel_scatter"
@@ -75,7 +86,7 @@ def _groups(report: Path, tp: dict[str, np.ndarray]) -> dict[str, dict[str, floa
     return out
 
 
-def main(root: str = "runs/eval", data: str = "data") -> None:
+def main(root: str = "runs/eval", data: str = "data", name: str = "sfh_diagnostic") -> None:
     table = {}
     for v, label in VARIANTS.items():
         ae, unet, h5 = _paths(Path(root), Path(data), v)
@@ -99,8 +110,9 @@ def main(root: str = "runs/eval", data: str = "data") -> None:
             "log_sfr_2rhalf_by_ssfr": {"ae_masked": _groups(ae, tp), "unet": _groups(unet, tp)},
         }
     write_result(
-        "sfh_diagnostic",
+        name,
         {
+            "reports": root,
             "what": "particle-mock ingredients switched off one at a time; the same 512 galaxies",
             "models": "packaged autoencoder (amortized, neighbours masked) and the U-Net",
             "variants": table,

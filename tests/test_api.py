@@ -723,6 +723,7 @@ def test_calibration_simulation_priors(trained: Trained) -> None:
         prior="learned",
         broad_fraction=0.1,
         history_scale_dex=0.25,
+        dust_clumping_max=0.7,
     )
     summary = load_checkpoint(out)["posterior_calibration"]
     assert summary["prior"] == "learned" and summary["broad_fraction"] == 0.1
@@ -731,6 +732,13 @@ def test_calibration_simulation_priors(trained: Trained) -> None:
     trained_value = load_checkpoint(trained.checkpoint)["config"]["sleep_history_scale_dex"]
     out = calibrate_checkpoint(trained.checkpoint, trained.cfg.data, trained.root / "c2.pt", n=128)
     assert load_checkpoint(out)["posterior_calibration"]["history_scale_dex"] == trained_value
+    # and its patchy dust likewise (0, the smooth slab, for a checkpoint trained without it)
+    assert summary["dust_clumping_max"] == 0.7
+    assert summary["population_dust"] == "empirical"  # the trained model's simulations
+    trained_clumping = load_checkpoint(trained.checkpoint)["config"].get(
+        "sleep_dust_clumping_max", 0.0
+    )
+    assert load_checkpoint(out)["posterior_calibration"]["dust_clumping_max"] == trained_clumping
 
 
 def kw_two(kw: dict) -> dict:

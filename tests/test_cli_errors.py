@@ -112,6 +112,8 @@ def test_calibrate_checks_its_arguments_before_simulating(mocks: Path, tmp_path:
     for bad in (-0.1, float("nan")):
         with pytest.raises(ValueError, match="history_scale_dex must be a number >= 0"):
             calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, history_scale_dex=bad)
+        with pytest.raises(ValueError, match="dust_clumping_max must be a number >= 0"):
+            calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, dust_clumping_max=bad)
     for bad in (0.5, float("inf"), "1.5"):
         with pytest.raises(ValueError, match="width_ceiling must be"):
             calibrate_checkpoint(ckpt, mocks, tmp_path / "c.pt", n=128, width_ceiling=bad)

@@ -223,3 +223,90 @@ def test_birth_clouds_gradients_broadcast_and_names() -> None:
         dust.check_birth_clouds("screen")
     with pytest.raises(ValueError, match="NaN"):
         dust.birth_cloud_av_face_on_mag(torch.tensor([math.nan]), torch.ones(1))
+
+
+# ---- patchy dust (the simulation nuisance) --------------------------------------------------
+
+
+def _lognormal_mean_by_quad(tau: float, cos_i: float, s: float, gamma: float) -> float:
+    """E_g[T_slab(tau exp(s g + (gamma - 1/2) s^2))], g ~ N(0, 1), by adaptive quadrature."""
+    from scipy import integrate
+
+    def f(g: float) -> float:
+        x = tau * math.exp(s * g + (gamma - 0.5) * s * s) / cos_i
+        t = 1.0 - x / 2.0 if x < 1e-8 else -math.expm1(-x) / x
+        return math.exp(-0.5 * g * g) / math.sqrt(2.0 * math.pi) * t
+
+    return integrate.quad(f, -12.0, 12.0, epsabs=1e-13, limit=400)[0]
+
+
+@pytest.mark.parametrize(("s", "tol"), [(0.5, 1e-9), (1.0, 1e-6), (2.0, 1e-4)])
+@pytest.mark.parametrize("gamma", [0.0, 1.4])
+def test_clumpy_slab_matches_adaptive_quadrature(s: float, tol: float, gamma: float) -> None:
+    tau = torch.tensor([0.01, 0.3, 1.0, 3.0, 8.0], dtype=torch.float64)
+    cos_i = torch.tensor(0.35, dtype=torch.float64)
+    got = dust.clumpy_slab_transmission(tau, cos_i, torch.tensor(s, dtype=torch.float64), gamma)
+    ref = [_lognormal_mean_by_quad(t, 0.35, s, gamma) for t in tau.tolist()]
+    np.testing.assert_allclose(got.numpy(), ref, rtol=0.0, atol=tol)
+
+
+def test_clumpy_slab_limits_and_jensen() -> None:
+    """s = 0 is the smooth slab; with the emitters spread evenly a patchy medium transmits
+    more than a smooth one of the same mean column (T_slab is convex), more so the patchier,
+    and greyer (the ratio of two bands' optical depths is smaller than the dust curve's);
+    emitters where the dust is (gamma = 1.4) transmit less than the smooth slab."""
+    tau = torch.linspace(0.0, 6.0, 25, dtype=torch.float64)
+    cos_i = torch.tensor(0.6, dtype=torch.float64)
+    smooth = dust.slab_transmission(tau, cos_i)
+    zero = torch.zeros((), dtype=torch.float64)
+    torch.testing.assert_close(dust.clumpy_slab_transmission(tau, cos_i, zero), smooth)
+    t_half = dust.clumpy_slab_transmission(tau, cos_i, torch.tensor(0.5, dtype=torch.float64))
+    t_one = dust.clumpy_slab_transmission(tau, cos_i, torch.tensor(1.0, dtype=torch.float64))
+    assert bool((t_half[1:] > smooth[1:]).all()) and bool((t_one[1:] > t_half[1:]).all())
+    in_dust = dust.clumpy_slab_transmission(
+        tau, cos_i, torch.tensor(1.0, dtype=torch.float64), weight_exponent=1.4
+    )
+    assert bool((in_dust[1:] < smooth[1:]).all())
+    # greyer: u against i band at z = 0 (k_u / k_i from the Calzetti curve)
+    k = dust.calzetti2000_k(np.array([0.355, 0.75]))
+    tau_v = torch.tensor(1.0, dtype=torch.float64)
+    taus = tau_v * torch.tensor(k / dust.CALZETTI_R_V, dtype=torch.float64)
+    for s in (0.0, 1.0):
+        t = dust.clumpy_slab_transmission(taus, cos_i, torch.tensor(s, dtype=torch.float64))
+        a_u, a_i = (-torch.log(t)).tolist()
+        if s == 0.0:
+            ratio_smooth = a_u / a_i
+        else:
+            assert a_u / a_i < ratio_smooth
+
+
+def test_clumpy_slab_gradients_and_errors() -> None:
+    tau = torch.tensor([0.2, 1.5], dtype=torch.float64, requires_grad=True)
+    cos_i = torch.tensor([0.9, 0.3], dtype=torch.float64, requires_grad=True)
+    s = torch.tensor([0.4, 1.2], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: dust.clumpy_slab_transmission(a, b, c, 1.4), (tau, cos_i, s)
+    )
+    with pytest.raises(ValueError, match="sigma_ln_tau must be >= 0"):
+        dust.clumpy_slab_transmission(tau, cos_i, torch.tensor(-0.1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="sigma_ln_tau contains NaN"):
+        dust.clumpy_slab_transmission(tau, cos_i, torch.tensor(math.nan, dtype=torch.float64))
+    with pytest.raises(ValueError, match="weight_exponent must be finite"):
+        dust.clumpy_slab_transmission(tau, cos_i, s, weight_exponent=math.inf)
+
+
+def test_dust_clumping_draw_block_and_batch() -> None:
+    c = dust.DustClumping.draw(5000, 1.0, generator=torch.Generator().manual_seed(1))
+    assert float(c.sigma_ln_tau.min()) >= 0.0 and float(c.sigma_ln_tau.max()) <= 1.0
+    assert abs(float(c.sigma_ln_tau.mean()) - 0.5) < 0.02  # uniform on [0, 1]
+    again = dust.DustClumping.draw(5000, 1.0, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(c.sigma_ln_tau, again.sigma_ln_tau)
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="max_sigma_ln_tau must be a number >= 0"):
+            dust.DustClumping.draw(3, bad)
+    assert dust.active_dust_clumping() is None
+    with dust.dust_clumping(c):
+        assert dust.active_dust_clumping() is c
+    assert dust.active_dust_clumping() is None
+    with pytest.raises(ValueError, match="drawn for 5000 galaxies, shading 2"):
+        c.transmission(torch.ones(2, 3), torch.ones(2, 1))

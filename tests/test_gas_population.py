@@ -94,3 +94,59 @@ def test_population_in_range_deterministic_and_main_sequence():
     # bimodal: star-forming (log sSFR ~ -10) and quenched (< -11) both present
     assert ((ssfr > -10.5) & (ssfr < -9.0)).float().mean() > 0.25
     assert (ssfr < -11.0).float().mean() > 0.1
+
+
+def test_population_dust_from_the_gas_law():
+    """The "gas" dust law: A_V,0 = kappa Sigma_gas(SFR / (2 pi r_SFR^2)) Z_gas / Z_sun times
+    10^(0.15 N(0, 1)), clipped into the registry; the galaxies' other latents do not depend on
+    the law (the same draws), and the default is the first, empirical law."""
+    import math
+
+    from galae.physics import dust
+    from galae.physics.population import (
+        DEFAULT_POPULATION_DUST,
+        DUST_TO_GAS_SCATTER_DEX,
+        POPULATION_DUST,
+        DustDraw,
+        check_population_dust,
+        gas_av_face_on_mag,
+    )
+
+    g = torch.Generator().manual_seed(7)
+    first = sample_population(3000, g, dtype=torch.float64)
+    g = torch.Generator().manual_seed(7)
+    from_gas = sample_population(3000, g, dtype=torch.float64, population_dust="gas")
+    g = torch.Generator().manual_seed(7)
+    default = sample_population(3000, g, dtype=torch.float64)
+    assert DEFAULT_POPULATION_DUST == "empirical" and set(POPULATION_DUST) == {"empirical", "gas"}
+    for k in first:
+        assert torch.equal(first[k], default[k])
+        if k != "av_face_on_mag":
+            assert torch.equal(first[k], from_gas[k]), k
+    # the law itself, at the scatter's centre (normal = 0): a Milky-Way-like disk
+    one = torch.ones(1, dtype=torch.float64)
+    sfr, r_sfr, oh = 1.5, 3.5, 8.69
+    draw = DustDraw(one > 0, math.log10(sfr) * one, r_sfr * one, oh * one, one, 0 * one)
+    av = gas_av_face_on_mag(draw)
+    sigma_sfr0 = sfr / (2 * math.pi * r_sfr**2)
+    sigma_gas0 = (sigma_sfr0 * gas.SALPETER_OVER_KROUPA_SFR / gas.KS_A_MSUN_PER_YR_PER_KPC2) ** (
+        1 / gas.KS_N
+    )
+    assert float(av) == pytest.approx(dust.AV_PER_GAS_MSUN_PC2 * sigma_gas0, rel=1e-9)
+    assert 0.5 < float(av) < 3.0  # central face-on A_V of a Milky-Way-like disk
+    # dustier than the first law, quenched galaxies (1.2 dex below the main sequence) less dusty
+    # than star-forming ones by their lower SFR densities, all inside the registry
+    av_gas, av_first = from_gas["av_face_on_mag"], first["av_face_on_mag"]
+    assert float(av_gas.median()) > 3 * float(av_first.median())
+    lg_m = torch.log10(
+        10 ** from_gas["log10_mstar_bulge_msun"] + 10 ** from_gas["log10_mstar_disk_msun"]
+    )
+    quenched = from_gas["log10_sfr_msun_per_yr"] < 0.76 * lg_m - 7.64 - 1.2
+    assert float(av_gas[quenched].median()) < 0.5 * float(av_gas[~quenched].median())
+    p = REGISTRY["av_face_on_mag"]
+    assert float(av_gas.min()) >= p.low and float(av_gas.max()) <= p.high
+    assert DUST_TO_GAS_SCATTER_DEX == 0.15
+    with pytest.raises(ValueError, match="unknown population_dust 'smooth'"):
+        check_population_dust("smooth")
+    with pytest.raises(ValueError, match="population_dust"):
+        sample_population(4, population_dust="smooth")

@@ -45,6 +45,7 @@ def assert_nothing_written(folder: Path) -> None:
         (["redshift_min=0.3", "redshift_max=0.1"], "need 0 < redshift_min < redshift_max"),
         (["redshift_min=0"], "need 0 < redshift_min < redshift_max"),
         (["redshift_distribution=flat"], "unknown redshift_distribution 'flat'"),
+        (["population_dust=smooth"], "unknown population_dust 'smooth'"),
         (["shape=[2,2]"], r"shape must be \[H, W\] with H, W >= 4"),
         (["pixel_scale_arcsec=0"], "pixel_scale_arcsec must be > 0"),
         (["seeing_r_median_arcsec=0.3"], "seeing_r_median_arcsec must be >= 0.6"),

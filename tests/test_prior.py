@@ -174,6 +174,16 @@ def test_population_prior_draws_physical_galaxies() -> None:
     torch.testing.assert_close(u, again)  # deterministic per generator
     with pytest.raises(NotImplementedError, match="density"):
         prior.log_prob(u)
+    # the dust law: the same galaxies, dustier from their gas; an unknown law is named
+    gas = PopulationPrior(REGISTRY.dim, "gas").sample(
+        256, generator=torch.Generator().manual_seed(0)
+    )
+    i = REGISTRY.index("av_face_on_mag")
+    keep = [j for j in range(REGISTRY.dim) if j != i]
+    torch.testing.assert_close(gas[:, keep], u[:, keep])
+    assert float(gas[:, i].median()) > float(u[:, i].median())
+    with pytest.raises(ValueError, match="unknown population_dust"):
+        PopulationPrior(REGISTRY.dim, "smooth")
 
 
 def test_sleep_prior_choices() -> None:

@@ -449,3 +449,28 @@ def test_birth_clouds_change_only_the_young_light_by_their_screens() -> None:
     assert u_eff[0] > 1.005 * u_old[0] and u_eff[1] < 0.99 * u_old[1]
     with pytest.raises(ValueError, match="unknown birth_clouds"):
         GalaxyRenderer(sps, birth_clouds="none")
+
+
+def test_dust_clumping_block_renders_patchy_dust_for_the_old_and_young_stars(renderer64):
+    """Inside :func:`galae.physics.dust.dust_clumping` the renderer shades the disk slab through
+    patchy dust: a spread of 0 is the smooth render; a spread of 1 lets more of the old stars'
+    light out (Jensen) and less of the young stars' (they lie where the dust is, weight
+    tau^1.4); a dust-free galaxy is unchanged; outside the block the smooth render returns."""
+    from galae.physics import dust
+
+    p = galaxy(b=2, av_face_on_mag=1.0)
+    p["av_face_on_mag"] = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    o = obs(b=2, z=0.1)
+    smooth = renderer64(p, o)
+    with dust.dust_clumping(dust.DustClumping(torch.zeros(2, dtype=torch.float64))):
+        same = renderer64(p, o)
+    torch.testing.assert_close(same.images, smooth.images)
+    with dust.dust_clumping(dust.DustClumping(torch.ones(2, dtype=torch.float64))):
+        patchy = renderer64(p, o)
+    torch.testing.assert_close(patchy.images[0], smooth.images[0])
+    old = (smooth.light.bulge_nmgy + smooth.light.disk_nmgy).sum((-1, -2))[1]
+    old_patchy = (patchy.light.bulge_nmgy + patchy.light.disk_nmgy).sum((-1, -2))[1]
+    young = smooth.light.young_nmgy.sum((-1, -2))[1]
+    young_patchy = patchy.light.young_nmgy.sum((-1, -2))[1]
+    assert bool((old_patchy > 1.01 * old).all()) and bool((young_patchy < 0.97 * young).all())
+    torch.testing.assert_close(renderer64(p, o).images, smooth.images)

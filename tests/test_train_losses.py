@@ -106,6 +106,9 @@ def test_sleep_loss_uses_the_given_prior() -> None:
         ("sleep_photo_z_fraction", 1.2, "sleep_photo_z_fraction"),
         ("disk_history", "delayed", "disk_history"),
         ("sleep_history_scale_dex", -0.1, "sleep_history_scale_dex"),
+        ("sleep_dust_clumping_max", -0.5, "sleep_dust_clumping_max"),
+        ("sleep_dust_clumping_max", float("nan"), "sleep_dust_clumping_max"),
+        ("sleep_population_dust", "smooth", "population_dust"),
     ],
 )
 def test_bad_training_settings_are_named(key: str, value: object, match: str) -> None:
@@ -206,6 +209,32 @@ def test_sleep_with_history_variability_renders_other_disks() -> None:
     guide.zero_grad()
     loss = sleep_loss(
         model, guide, _batch(), torch.Generator().manual_seed(2), None, 0.0, 0.0, 0.0, 0.3
+    )
+    loss.backward()
+    grad = sum(float(p.grad.abs().sum()) for p in guide.parameters() if p.grad is not None)
+    assert bool(torch.isfinite(loss)) and grad > 0
+
+
+def test_sleep_with_dust_clumping_renders_other_dust() -> None:
+    """simulate_like with dust_clumping_max > 0 draws the same galaxies (the latents) and
+    renders them through patchy dust; with 0 it draws nothing (the stream is as without it);
+    the sleep loss stays finite with gradients."""
+    from galae.train import simulate_like
+
+    model, guide = _modules()
+    u0, smooth = simulate_like(model, _batch(), torch.Generator().manual_seed(5))
+    u1, off = simulate_like(
+        model, _batch(), torch.Generator().manual_seed(5), dust_clumping_max=0.0
+    )
+    torch.testing.assert_close(off.images, smooth.images)
+    u2, clumpy = simulate_like(
+        model, _batch(), torch.Generator().manual_seed(5), dust_clumping_max=1.0
+    )
+    torch.testing.assert_close(u0, u2)
+    assert not torch.allclose(smooth.images, clumpy.images)
+    guide.zero_grad()
+    loss = sleep_loss(
+        model, guide, _batch(), torch.Generator().manual_seed(2), dust_clumping_max=1.0
     )
     loss.backward()
     grad = sum(float(p.grad.abs().sum()) for p in guide.parameters() if p.grad is not None)

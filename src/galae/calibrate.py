@@ -97,6 +97,7 @@ def posterior_scales(
     scale_form: str | None = None,
     width_ceiling: float | torch.Tensor | None = REFINED_WIDTH_CEILING,
     width_ceiling_fallback: float | None = REFINED_WIDTH_CEILING_FALLBACK,
+    dust_clumping_max: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Per-latent scales of q's widths that calibrate its 68% intervals on simulated galaxies.
 
@@ -129,6 +130,8 @@ def posterior_scales(
         simulator: the prior the simulated galaxies are drawn from (default: the model's).
         history_scale_dex: the disks' history variability in the simulations
             (:func:`galae.train.simulate_like`), as the encoder was trained with.
+        dust_clumping_max: the largest spread of the simulated disks' patchy dust
+            (:func:`galae.train.simulate_like`), likewise.
 
     Returns:
         scales (D,) and a summary (number of galaxies, coverage before and after, per latent).
@@ -148,7 +151,14 @@ def posterior_scales(
     errors, kept, in_q_widths = [], [], []
     try:
         for batch in batches:
-            u, sim = simulate_like(model, batch, generator, simulator, history_scale_dex)
+            u, sim = simulate_like(
+                model,
+                batch,
+                generator,
+                simulator,
+                history_scale_dex,
+                dust_clumping_max=dust_clumping_max,
+            )
             out = guide.encode(sim)
             amortized = out.marginal_variance(torch.float64).sqrt()  # floor and ceiling
             if tempered:  # the pieces of the Laplace covariance, to fit the tempering
@@ -330,21 +340,26 @@ def likelihood_scales(
     return scale, before, after, iterations
 
 
-#: Simulation priors by name: model -> prior module with ``sample(n, generator)``.
-SIMULATION_PRIORS: dict[str, Callable[[Any], torch.nn.Module]] = {
-    "population": lambda model: PopulationPrior(REGISTRY.dim),
-    "learned": lambda model: model.prior,
-    "broad": lambda model: BroadPrior(REGISTRY.dim),
+#: Simulation priors by name: (model, the population's dust law) -> prior module with
+#: ``sample(n, generator)``.
+SIMULATION_PRIORS: dict[str, Callable[[Any, str], torch.nn.Module]] = {
+    "population": lambda model, dust_law: PopulationPrior(REGISTRY.dim, dust_law),
+    "learned": lambda model, dust_law: model.prior,
+    "broad": lambda model, dust_law: BroadPrior(REGISTRY.dim),
 }
 
 
-def simulation_prior(model: Any, name: str, broad_fraction: float = 0.0) -> torch.nn.Module:
-    """The named simulation prior, mixed with ``broad_fraction`` of the broad prior."""
+def simulation_prior(
+    model: Any, name: str, broad_fraction: float = 0.0, population_dust: str = "empirical"
+) -> torch.nn.Module:
+    """The named simulation prior, mixed with ``broad_fraction`` of the broad prior; the
+    population's galaxies have the dust of ``population_dust``
+    (:data:`galae.physics.population.POPULATION_DUST`)."""
     if name not in SIMULATION_PRIORS:
         raise ValueError(f"unknown simulation prior {name!r}; known: {sorted(SIMULATION_PRIORS)}")
     if not 0.0 <= broad_fraction < 1.0:
         raise ValueError(f"broad_fraction must be in [0, 1), got {broad_fraction}")
-    prior = SIMULATION_PRIORS[name](model)
+    prior = SIMULATION_PRIORS[name](model, population_dust)
     if broad_fraction > 0.0:
         prior = with_broad(prior, broad_fraction, REGISTRY.dim)
     return prior
@@ -365,6 +380,7 @@ def calibrate_checkpoint(
     scale_form: str | None = None,
     width_ceiling: float | None = REFINED_WIDTH_CEILING,
     width_ceiling_fallback: float | None = REFINED_WIDTH_CEILING_FALLBACK,
+    dust_clumping_max: float | None = None,
 ) -> Path:
     """Calibrate the posterior widths of ``checkpoint`` by simulation; write the result.
 
@@ -379,7 +395,9 @@ def calibrate_checkpoint(
     the summary under ``posterior_calibration``.  The simulations have the disk-history
     variability ``history_scale_dex`` (default: the checkpoint's training value,
     ``sleep_history_scale_dex``, the bursty histories of real galaxies and particle mocks; 0 for
-    data of smooth histories, such as the analytic mocks).  ``scale_form`` is the refined
+    data of smooth histories, such as the analytic mocks), and the patchy dust of spread up to
+    ``dust_clumping_max`` (default likewise the checkpoint's ``sleep_dust_clumping_max``; 0 for
+    none).  ``scale_form`` is the refined
     scales' form (:data:`galae.refine.SCALE_FORMS`; default the current one), recorded with them,
     and ``width_ceiling`` their ceiling with ``width_ceiling_fallback`` for the latents that
     cannot be calibrated under it (:func:`posterior_scales`; None: none), recorded too.
@@ -397,6 +415,10 @@ def calibrate_checkpoint(
         math.isfinite(history_scale_dex) and history_scale_dex >= 0
     ):
         raise ValueError(f"history_scale_dex must be a number >= 0, got {history_scale_dex}")
+    if dust_clumping_max is not None and not (
+        math.isfinite(dust_clumping_max) and dust_clumping_max >= 0
+    ):
+        raise ValueError(f"dust_clumping_max must be a number >= 0, got {dust_clumping_max}")
     from galae.refine import (
         checked_scale_form,
         checked_width_ceiling,
@@ -415,7 +437,9 @@ def calibrate_checkpoint(
         raise ValueError(f"{checkpoint} is not an autoencoder checkpoint")
     model, guide = modules_from_state(state, where=str(checkpoint))
     model, guide = model.to(dev).eval(), guide.to(dev).eval()
-    simulator = simulation_prior(model, prior, broad_fraction).to(dev)
+    # the population the encoder was trained on: its dust law too
+    population_dust = str(state["config"].get("sleep_population_dust", "empirical"))
+    simulator = simulation_prior(model, prior, broad_fraction, population_dust).to(dev)
     bands = tuple(model.renderer.bands)
     info = inspect_h5(data, expected_bands=bands)
     generator = torch.Generator(device=dev).manual_seed(seed)
@@ -449,6 +473,11 @@ def calibrate_checkpoint(
         if history_scale_dex is None
         else float(history_scale_dex)
     )
+    clumping = (
+        float(state["config"].get("sleep_dust_clumping_max", 0.0))
+        if dust_clumping_max is None
+        else float(dust_clumping_max)
+    )
     scales, summary = posterior_scales(
         model,
         guide,
@@ -460,6 +489,7 @@ def calibrate_checkpoint(
         scale_form=scale_form,
         width_ceiling=width_ceiling,
         width_ceiling_fallback=width_ceiling_fallback,
+        dust_clumping_max=clumping,
     )
     summary.update(
         {
@@ -468,6 +498,8 @@ def calibrate_checkpoint(
             "prior": prior,
             "broad_fraction": broad_fraction,
             "history_scale_dex": history_scale,
+            "dust_clumping_max": clumping,
+            "population_dust": population_dust,
         }
     )
     if refine_steps > 0:
@@ -516,6 +548,13 @@ def main(argv: list[str] | None = None) -> Path:
         "value; 0 for smooth histories)",
     )
     ap.add_argument(
+        "--dust-clumping-max",
+        type=float,
+        default=None,
+        help="largest spread of the simulations' patchy dust, sigma of ln tau (default: the "
+        "checkpoint's training value; 0 for smooth dust)",
+    )
+    ap.add_argument(
         "--scale-form",
         choices=("likelihood", "covariance"),
         default=None,
@@ -553,6 +592,7 @@ def main(argv: list[str] | None = None) -> Path:
         broad_fraction=a.broad_fraction,
         refine_steps=a.refine_steps,
         history_scale_dex=a.history_scale_dex,
+        dust_clumping_max=a.dust_clumping_max,
         scale_form=a.scale_form,
         width_ceiling=a.width_ceiling or None,
         width_ceiling_fallback=a.width_ceiling_fallback or None,

@@ -246,6 +246,8 @@ def _json_default(o: Any) -> Any:
 CALIBRATION_KEYS: tuple[str, ...] = (
     "n_simulated",
     "history_scale_dex",
+    "dust_clumping_max",
+    "population_dust",
     "prior",
     "broad_fraction",
     "refine_steps",

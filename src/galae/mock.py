@@ -91,17 +91,21 @@ class MockConfig:
     disk_history: str = "tau"  # the disk's older stars (galae.physics.sfh.DISK_HISTORIES)
     # the young stars' extra dust, both generators (galae.physics.dust.BIRTH_CLOUDS)
     birth_clouds: str = "effective"
+    # the population's central face-on A_V (galae.physics.population.POPULATION_DUST): the
+    # analytic generator's latent; the particle generator draws its dust from its gas anyway
+    population_dust: str = "empirical"
 
     def __post_init__(self) -> None:
         """Check every knob here, before a file is made (run_mock also checks the tables)."""
         if self.generator not in GENERATORS:
             raise ValueError(f"unknown generator {self.generator!r}; known: {sorted(GENERATORS)}")
         from galae.physics.dust import check_birth_clouds
-        from galae.physics.population import check_log10_mstar_range
+        from galae.physics.population import check_log10_mstar_range, check_population_dust
         from galae.physics.sfh import check_disk_history
 
         check_disk_history(self.disk_history)
         check_birth_clouds(self.birth_clouds)
+        check_population_dust(self.population_dust)
         nested = (self.particles or {}).get("birth_clouds", self.birth_clouds)
         if nested != self.birth_clouds:
             raise ValueError(
@@ -197,7 +201,10 @@ def _analytic(cfg: MockConfig, chunk_index: int, count: int) -> dict[str, Any]:
     rng, tg = _chunk_seeds(cfg, chunk_index)
     renderer = _renderer(cfg)
     params = sample_population(
-        count, tg, log10_mstar_range=(cfg.log10_mstar_min, cfg.log10_mstar_max)
+        count,
+        tg,
+        log10_mstar_range=(cfg.log10_mstar_min, cfg.log10_mstar_max),
+        population_dust=cfg.population_dust,
     )
     cond = _conditions(cfg, rng, count)
     obs = Observation.create(

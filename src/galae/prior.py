@@ -122,9 +122,13 @@ class PopulationPrior(nn.Module):
     prior in an ELBO.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, population_dust: str = "empirical") -> None:
         super().__init__()
+        from galae.physics.population import check_population_dust
+
         self.dim = dim
+        #: the population's dust law (:data:`galae.physics.population.POPULATION_DUST`)
+        self.population_dust = check_population_dust(population_dust)
         self.register_buffer("_zero", torch.zeros(()))
 
     def log_prob(self, u: Tensor) -> Tensor:
@@ -134,7 +138,11 @@ class PopulationPrior(nn.Module):
         from galae.latent import REGISTRY
         from galae.physics.population import sample_population
 
-        params = sample_population(n, None if generator is None else _cpu_generator(generator))
+        params = sample_population(
+            n,
+            None if generator is None else _cpu_generator(generator),
+            population_dust=self.population_dust,
+        )
         u = REGISTRY.to_unconstrained(params)
         if u.shape[-1] != self.dim:
             raise ValueError(f"population prior has {u.shape[-1]} latents, expected {self.dim}")

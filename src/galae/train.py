@@ -48,7 +48,7 @@ from galae.encoder import EncoderOutput
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY
 from galae.likelihood import chi2_per_pixel, log_likelihood
 from galae.model import Batch, GalaxyGuide, GalaxyModel, redshift_transform
-from galae.physics import sfh
+from galae.physics import dust, sfh
 from galae.runtime import cli_errors, tune_cpu_allocator
 
 __all__ = ["TrainConfig", "train", "main", "sleep_loss", "wake_loss"]
@@ -169,6 +169,15 @@ class TrainConfig:
     # bins, Student-t of 2 degrees of freedom, after Leja et al. 2019's 0.3), a nuisance the
     # encoder learns to marginalise; 0 = smooth tau-model histories
     sleep_history_scale_dex: float = 0.0
+    # patchy dust in the simulated disks (galae.physics.dust.DustClumping): each galaxy's face-on
+    # optical depth spreads log-normally across its disk by sigma_ln_tau ~ U(0, this), at fixed
+    # mean, with the young stars where the dust is (weight tau^1.4, the Kennicutt-Schmidt law),
+    # a nuisance the encoder learns to marginalise; 0 = the smooth slab
+    sleep_dust_clumping_max: float = 0.0
+    # the central face-on A_V of the population prior's galaxies (sleep_prior "population";
+    # galae.physics.population.POPULATION_DUST): "empirical", galae's first relation, or "gas",
+    # from the Kennicutt-Schmidt gas of the SFR disk and the Galactic dust-to-gas ratio
+    sleep_population_dust: str = "empirical"
     # noise of the simulated stamps: a fraction `sleep_sigma_scale_fraction` of them get their
     # sigma map (from the data) times 10**U(low, high), so that the encoder also meets images
     # deeper (or shallower) than the data set's: Stripe 82 coadds are ~2 mag deeper than SDSS,
@@ -294,8 +303,16 @@ class TrainConfig:
             raise ValueError(
                 f"sleep_history_scale_dex must be >= 0, got {self.sleep_history_scale_dex}"
             )
+        if not (
+            math.isfinite(self.sleep_dust_clumping_max) and self.sleep_dust_clumping_max >= 0.0
+        ):
+            raise ValueError(
+                f"sleep_dust_clumping_max must be a number >= 0, got {self.sleep_dust_clumping_max}"
+            )
         from galae.data.loader import check_data_cache
+        from galae.physics.population import check_population_dust
 
+        check_population_dust(self.sleep_population_dust)
         check_data_cache(self.data_cache)
         if self.model == "unet" and self.data_cache != "none":
             raise ValueError(
@@ -492,6 +509,7 @@ def simulate_like(
     psf_scale_fraction: float = 0.0,
     redshift_range: tuple[float, float] = (0.01, 0.45),
     redshift_fraction: float = 0.0,
+    dust_clumping_max: float = 0.0,
 ) -> tuple[Tensor, Batch]:
     """Draw u from the prior (default the model's), render under the batch's conditions, add noise.
 
@@ -502,8 +520,10 @@ def simulate_like(
     before the noise is drawn: deeper or shallower images than the batch's.  With
     ``psf_scale_fraction`` > 0 that fraction has its PSF FWHM (every band) times 10**s, s uniform
     in ``psf_scale_dex``; with ``redshift_fraction`` > 0 that fraction is put at a redshift
-    uniform in ``redshift_range``: worse seeing and larger distances than the batch's.  None of
-    these draws is made when its option is off, so the random stream is as without them.
+    uniform in ``redshift_range``: worse seeing and larger distances than the batch's.  With
+    ``dust_clumping_max`` > 0 each disk's dust is patchy, sigma_ln_tau ~ U(0, max)
+    (:class:`galae.physics.dust.DustClumping`), another nuisance.  None of these draws is made
+    when its option is off, so the random stream is as without them.
 
     Returns the true unconstrained latents (B, D) and a :class:`Batch` of simulated stamps with the
     same mask, PSF and redshift as ``batch``, and its sigma (times those factors).
@@ -532,7 +552,12 @@ def simulate_like(
             lo_z, hi_z = redshift_range
             far = lo_z + (hi_z - lo_z) * torch.rand(b, generator=generator, device=dev)
             z = torch.where(pick, far.to(z), z)
-        with sfh.history_variability(variability):
+        clumping = None
+        if dust_clumping_max > 0:
+            clumping = dust.DustClumping.draw(
+                b, dust_clumping_max, generator=generator, device=u.device, dtype=u.dtype
+            )
+        with sfh.history_variability(variability), dust.dust_clumping(clumping):
             clean = model.render_images(u, conditions, z)
         sigma = batch.sigma
         factor = _random_factors(b, sigma_scale_fraction, sigma_scale_dex, generator, sigma.device)
@@ -646,6 +671,7 @@ def sleep_loss(
     psf_scale_fraction: float = 0.0,
     redshift_range: tuple[float, float] = (0.01, 0.45),
     redshift_fraction: float = 0.0,
+    dust_clumping_max: float = 0.0,
 ) -> Tensor:
     """-log q(u_true | x_sim, z) / D, averaged over the simulated batch, plus a photo-z term.
 
@@ -662,9 +688,9 @@ def sleep_loss(
     With ``mask_fraction`` > 0 that fraction of the simulated stamps is masked at random on top
     of the batch's own masks, and with ``missing_band_fraction`` > 0 that fraction loses one
     whole band (:func:`random_source_masks`); ``history_scale_dex``, ``sigma_scale_dex`` and
-    ``sigma_scale_fraction``, ``psf_scale_dex``, ``psf_scale_fraction``, ``redshift_range`` and
-    ``redshift_fraction`` as in :func:`simulate_like`; stamps put beyond the photo-z head's
-    range (:data:`REDSHIFT_FALLBACK_RANGE`) do not score it.
+    ``sigma_scale_fraction``, ``psf_scale_dex``, ``psf_scale_fraction``, ``redshift_range``,
+    ``redshift_fraction`` and ``dust_clumping_max`` as in :func:`simulate_like`; stamps put
+    beyond the photo-z head's range (:data:`REDSHIFT_FALLBACK_RANGE`) do not score it.
     """
     u, sim = simulate_like(
         model,
@@ -678,6 +704,7 @@ def sleep_loss(
         psf_scale_fraction,
         redshift_range,
         redshift_fraction,
+        dust_clumping_max,
     )
     if mask_fraction > 0 or missing_band_fraction > 0:
         shape = tuple(sim.images.shape)
@@ -745,6 +772,7 @@ def loss_terms(
             cfg.sleep_psf_scale_fraction,
             cfg.sleep_redshift_range,
             cfg.sleep_redshift_fraction,
+            cfg.sleep_dust_clumping_max,
         )
     if cfg.supervised_weight > 0:
         terms["supervised"] = supervised_loss(guide, batch, batch_truth_u(batch))
@@ -1263,7 +1291,8 @@ def _initial_sleep_prior(cfg: TrainConfig, device: torch.device) -> torch.nn.Mod
         return None
     from galae.prior import PopulationPrior
 
-    return _with_broad(PopulationPrior(REGISTRY.dim).to(device), cfg, device)
+    population = PopulationPrior(REGISTRY.dim, cfg.sleep_population_dust)
+    return _with_broad(population.to(device), cfg, device)
 
 
 def _with_broad(component: torch.nn.Module, cfg: TrainConfig, device: torch.device):

@@ -121,11 +121,9 @@ _YOUNG_AGE_YR: float = YOUNG_AGE_GYR * 1e9
 #: Grid range of the stellar-population table in log10 Z/Zsun (BC03: 0.005-5 Zsun), as maps.py.
 _LG_Z_MIN, _LG_Z_MAX = -2.3, 0.69
 
-#: Face-on V-band attenuation per unit total gas surface density at solar metallicity,
-#: mag / (Msun pc^-2).  N_H / E(B-V) = 5.8e21 cm^-2 mag^-1 (Bohlin, Savage & Drake 1978, ApJ 224,
-#: 132) with R_V = 3.1 gives A_V / N_H = 5.3e-22 mag cm^2; 1 Msun/pc^2 of gas with a
-#: hydrogen mass fraction 1/1.36 (helium correction) is 9.2e19 H atoms cm^-2.
-AV_PER_GAS_MSUN_PC2: float = 3.1 / 5.8e21 * (1.989e33 / 3.0857e18**2 / 1.6735e-24 / 1.36)
+#: Face-on V-band attenuation per unit gas surface density at solar metallicity (mag per
+#: Msun pc^-2): :data:`galae.physics.dust.AV_PER_GAS_MSUN_PC2` (Bohlin, Savage & Drake 1978).
+AV_PER_GAS_MSUN_PC2: float = dust.AV_PER_GAS_MSUN_PC2
 
 #: Second radiation constant h c / k (CODATA 2018), Angstrom Kelvin.
 _PLANCK_C2_ANGSTROM_K: float = 1.438776877e8

@@ -40,12 +40,32 @@ so that their total V attenuation is A_V,eff / 0.44 at every inclination and opt
 before (``"face_on"``: (1/0.44 - 1) A_V,0 with the face-on A_V,0, which puts the young/old
 V attenuation ratio at 3.8 face-on and 1.7 at 80 degrees for A_V,0 = 1 instead of 2.27).
 Checkpoints and mock files that do not name their birth clouds were made with "face_on".
+
+Clumpy dust (a simulation nuisance, twenty-fourth session).  Real disks' dust is not smooth:
+it lies in lanes along the spiral arms and in clouds, and the column densities of a turbulent
+medium are close to log-normal (Vazquez-Semadeni 1994, ApJ 423, 681).  Light seen through a
+patchy medium is attenuated more greyly than through a smooth one of the same mean column
+(Witt & Gordon 2000, ApJ 528, 799; Fischera, Dopita & Sutherland 2003, ApJ 599, L21): the
+opaque patches remove light at every wavelength, the thin ones redden little.
+:func:`clumpy_slab_transmission` averages the slab over a log-normal spread of the face-on
+optical depth at fixed mean, tau' = tau exp(s g - s^2 / 2), g ~ N(0, 1), by Gauss-Hermite
+quadrature; stars that lie where the dust is (young stars form where the gas is, Sigma_SFR
+~ Sigma_gas^1.4, Kennicutt 1998, ApJ 498, 541) weight the patches by tau'^gamma, which shifts
+the log-normal: tau' = tau exp(s g + (gamma - 1/2) s^2).  :class:`DustClumping` draws one
+spread s per galaxy and :func:`dust_clumping` applies it to every slab shaded inside it
+(``sleep_dust_clumping_max`` in :mod:`galae.train`): the latents keep their meaning
+(``av_face_on_mag`` is the mean column) and inference renders the smooth slab.  Measured on
+the particle mocks, it did not help (docs/results.md, twenty-fourth submission); it is off by
+default.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -63,12 +83,17 @@ __all__ = [
     "av_to_tau_band",
     "slab_effective_av_mag",
     "BIRTH_CLOUD_EXTRA",
+    "AV_PER_GAS_MSUN_PC2",
     "birth_cloud_av_effective_mag",
     "birth_cloud_av_face_on_mag",
     "BIRTH_CLOUDS",
     "DEFAULT_BIRTH_CLOUDS",
     "LEGACY_BIRTH_CLOUDS",
     "check_birth_clouds",
+    "clumpy_slab_transmission",
+    "DustClumping",
+    "dust_clumping",
+    "active_dust_clumping",
 ]
 
 #: Total-to-selective attenuation of the starburst curve (Calzetti et al. 2000, eq. 5).
@@ -79,6 +104,11 @@ MAG_PER_TAU: float = 2.5 * math.log10(math.e)
 CALZETTI_STARS_OVER_GAS: float = 0.44
 #: Extra attenuation of the young stars relative to the bulk's, 1/0.44 - 1 = 1.27.
 BIRTH_CLOUD_EXTRA: float = 1.0 / CALZETTI_STARS_OVER_GAS - 1.0
+#: Face-on V-band attenuation per unit total gas surface density at solar metallicity,
+#: mag / (Msun pc^-2).  N_H / E(B-V) = 5.8e21 cm^-2 mag^-1 (Bohlin, Savage & Drake 1978, ApJ 224,
+#: 132) with R_V = 3.1 gives A_V / N_H = 5.3e-22 mag cm^2; 1 Msun/pc^2 of gas with a
+#: hydrogen mass fraction 1/1.36 (helium correction) is 9.2e19 H atoms cm^-2.
+AV_PER_GAS_MSUN_PC2: float = 3.1 / 5.8e21 * (1.989e33 / 3.0857e18**2 / 1.6735e-24 / 1.36)
 
 # Calzetti et al. (2000) eq. 4: range of validity and coefficients, x = 1 / lambda[um].
 _CALZ_SCALE: float = 2.659
@@ -89,6 +119,8 @@ _CALZ_LAMBDA_SPLIT_UM: float = 0.63
 
 # Below this x = tau / cos(i) the slab transmission uses its Taylor series.
 _SLAB_SERIES_X: float = 1e-4
+#: Gauss-Hermite nodes of the log-normal average in :func:`clumpy_slab_transmission`.
+CLUMPY_NODES: int = 24
 
 ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
@@ -275,3 +307,121 @@ LEGACY_BIRTH_CLOUDS: str = "face_on"
 def check_birth_clouds(name: str) -> str:
     """``name`` if it is a key of :data:`BIRTH_CLOUDS`, else a ValueError naming them."""
     return check_choice("birth_clouds", name, BIRTH_CLOUDS)
+
+
+def _hermite_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes g_j and weights w_j with sum_j w_j f(g_j) ~ E[f(g)], g ~ N(0, 1) (probabilists'
+    Gauss-Hermite rule, exact for polynomials of degree < 2n)."""
+    g, w = np.polynomial.hermite_e.hermegauss(n)
+    return g, w / w.sum()
+
+
+def clumpy_slab_transmission(
+    tau_band: Tensor,
+    cos_inclination: Tensor,
+    sigma_ln_tau: Tensor,
+    weight_exponent: float = 0.0,
+    n_nodes: int = CLUMPY_NODES,
+) -> Tensor:
+    """Transmission of a mixed slab whose face-on optical depth varies log-normally across it.
+
+    The disk is a mosaic of slabs (each :func:`slab_transmission`) whose optical depths are
+    tau' = tau exp(s g - s^2 / 2), g ~ N(0, 1), so that their area-weighted mean is ``tau``
+    and ln tau' spreads by s.  The emitters' surface density goes as tau'^gamma (gamma = 0:
+    spread evenly; gamma > 0: concentrated where the dust is), so their light-weighted
+    distribution of g is N(gamma s, 1), and the transmission is
+
+        T = E_g[ T_slab(tau exp(s g + (gamma - 1/2) s^2), i) ],    g ~ N(0, 1),
+
+    by ``n_nodes``-point Gauss-Hermite quadrature.  s = 0 is the smooth slab.  With gamma = 0,
+    since T_slab is convex in tau, T >= T_slab(tau) (Jensen): a patchy medium lets more light
+    through than a smooth one of the same mean column, and reddens it less per magnitude of
+    attenuation; with gamma >= 1/2 the emitters see more than the mean column.
+
+    Args:
+        tau_band: face-on mean optical depth in the band, >= 0, any shape.
+        cos_inclination: cos(i) in (0, 1], broadcastable against it.
+        sigma_ln_tau: s >= 0, broadcastable against them (e.g. (B, 1, 1) per galaxy).
+        weight_exponent: gamma, finite.
+        n_nodes: quadrature nodes (24 agree with adaptive quadrature to 1e-6 for s <= 2 at the
+            optical depths of galaxies; see the tests).
+
+    Returns:
+        T in (0, 1], the broadcast shape.
+    """
+    if not math.isfinite(weight_exponent):
+        raise ValueError(f"weight_exponent must be finite, got {weight_exponent}")
+    _check_finite("sigma_ln_tau", sigma_ln_tau)
+    if bool((sigma_ln_tau < 0).any()):
+        raise ValueError("sigma_ln_tau must be >= 0")
+    g, w = _hermite_nodes(n_nodes)
+    shape = torch.broadcast_shapes(tau_band.shape, cos_inclination.shape, sigma_ln_tau.shape)
+    nodes = torch.as_tensor(g, dtype=tau_band.dtype, device=tau_band.device)
+    weights = torch.as_tensor(w, dtype=tau_band.dtype, device=tau_band.device)
+    extra = (1,) * len(shape)
+    s = sigma_ln_tau.unsqueeze(0)
+    factor = torch.exp(s * nodes.view(-1, *extra) + (weight_exponent - 0.5) * s * s)  # (n, ...)
+    t = slab_transmission(tau_band.unsqueeze(0) * factor, cos_inclination.unsqueeze(0))
+    return (weights.view(-1, *extra) * t).sum(0).expand(shape)
+
+
+@dataclass(frozen=True)
+class DustClumping:
+    """The spread of B galaxies' dust columns across their disks (a simulation nuisance).
+
+    Attributes:
+        sigma_ln_tau: (B,) the standard deviation of ln(face-on optical depth) across each
+            disk at fixed mean (:func:`clumpy_slab_transmission`).
+    """
+
+    sigma_ln_tau: Tensor
+
+    @classmethod
+    def draw(
+        cls,
+        n: int,
+        max_sigma_ln_tau: float,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> DustClumping:
+        """Spreads of ``n`` galaxies, uniform in [0, ``max_sigma_ln_tau``]."""
+        if not (math.isfinite(max_sigma_ln_tau) and max_sigma_ln_tau >= 0):
+            raise ValueError(f"max_sigma_ln_tau must be a number >= 0, got {max_sigma_ln_tau}")
+        u = torch.rand(n, generator=generator, device=device, dtype=dtype)
+        return cls(max_sigma_ln_tau * u)
+
+    def transmission(
+        self, tau_band: Tensor, cos_inclination: Tensor, weight_exponent: float = 0.0
+    ) -> Tensor:
+        """:func:`clumpy_slab_transmission` of B galaxies' slabs: ``tau_band`` (B, ...), their
+        emitters weighted by tau'^``weight_exponent``."""
+        b = self.sigma_ln_tau.shape[0]
+        if tau_band.shape[0] != b:
+            raise ValueError(f"dust clumping drawn for {b} galaxies, shading {tau_band.shape[0]}")
+        s = self.sigma_ln_tau.detach().to(tau_band).view(b, *(1,) * (tau_band.dim() - 1))
+        return clumpy_slab_transmission(tau_band, cos_inclination, s, weight_exponent)
+
+
+_CLUMPING: contextvars.ContextVar[DustClumping | None] = contextvars.ContextVar(
+    "galae_dust_clumping", default=None
+)
+
+
+@contextmanager
+def dust_clumping(clumping: DustClumping | None) -> Iterator[None]:
+    """Shade every disk slab inside the block with ``clumping`` (None: the smooth slab).
+
+    One draw serves every shading within one render (the radial nodes and the unresolved
+    centre see the same dust).
+    """
+    token = _CLUMPING.set(clumping)
+    try:
+        yield
+    finally:
+        _CLUMPING.reset(token)
+
+
+def active_dust_clumping() -> DustClumping | None:
+    """The clumping set by the enclosing :func:`dust_clumping` block, if any."""
+    return _CLUMPING.get()

@@ -9,15 +9,25 @@ that the population is broad.  All draws are clipped into the registry's ranges.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from scipy.special import betaincinv
 from torch import Tensor
 
 from galae.latent import REGISTRY, LatentRegistry
+from galae.physics import check_choice, dust, gas
 
 __all__ = [
     "sample_population",
+    "POPULATION_DUST",
+    "DEFAULT_POPULATION_DUST",
+    "LEGACY_POPULATION_DUST",
+    "check_population_dust",
+    "gas_av_face_on_mag",
+    "empirical_av_face_on_mag",
+    "DustDraw",
     "log10_mstar_total_range",
     "check_log10_mstar_range",
     "shen03_r50_late_kpc",
@@ -47,6 +57,85 @@ def _gallazzi05_lg_zstar(log10_mstar: Tensor) -> Tensor:
     """Stellar mass-metallicity relation, a fit by eye to the medians of Gallazzi et al. 2005
     (MNRAS 362, 41, fig. 8): about -0.6 at 1e9, -0.25 at 1e10, +0.05 at 1e11 Msun."""
     return (0.05 - 0.32 * (11.0 - log10_mstar)).clamp(-1.0, 0.3)
+
+
+@dataclass(frozen=True)
+class DustDraw:
+    """What a population dust law reads, each (n,).
+
+    Attributes:
+        quenched: bool, the galaxy is quenched.
+        lg_sfr: log10 SFR / (Msun / yr).
+        r_sfr_kpc: exponential scale length of the star formation, kpc.
+        oh12: central gas-phase 12 + log(O/H).
+        uniform: a U(0, 1) draw of the galaxy.
+        normal: an N(0, 1) draw of the galaxy.
+    """
+
+    quenched: Tensor
+    lg_sfr: Tensor
+    r_sfr_kpc: Tensor
+    oh12: Tensor
+    uniform: Tensor
+    normal: Tensor
+
+
+def empirical_av_face_on_mag(d: DustDraw) -> Tensor:
+    """galae's first central face-on A_V (a relation set by eye, not from the gas): uniform in
+    0-0.15 mag for quenched galaxies, 0.4 + 0.35 (log SFR + 0.5) mag times 10^(0.2 N(0, 1))
+    for star-forming ones."""
+    lg_sfr = d.lg_sfr.clamp(-2, 1.5)
+    sf = (0.4 + 0.35 * (lg_sfr + 0.5)).clamp_min(0.05) * 10.0 ** (0.2 * d.normal)
+    return torch.where(d.quenched, 0.15 * d.uniform, sf)
+
+
+#: Scatter of the dust-to-gas ratio at fixed metallicity, dex (the particle mocks' default).
+DUST_TO_GAS_SCATTER_DEX: float = 0.15
+
+
+def gas_av_face_on_mag(d: DustDraw) -> Tensor:
+    """Central face-on A_V from the gas that forms the stars, the renderer's own dust law.
+
+    The renderer's dust is A_V,0 exp(-r / (N r_SFR)) 10^(grad r): the Kennicutt-Schmidt gas of
+    the exponential SFR disk, Sigma_gas ~ Sigma_SFR^(1/N), times a dust-to-gas ratio that goes
+    with the gas metallicity (:mod:`galae.physics.maps`).  Its centre follows from the same
+    physics: Sigma_SFR,0 = SFR / (2 pi r_SFR^2) (face on), Sigma_gas,0 from the inverted
+    Kennicutt (1998) law (:func:`galae.physics.gas.gas_surface_density_msun_per_pc2`, Kroupa
+    SFRs), and
+
+        A_V,0 = kappa Sigma_gas,0 10^(12 + log(O/H) - 8.69) 10^(0.15 N(0, 1))
+
+    with kappa the Galactic dust-to-gas ratio (:data:`galae.physics.dust.AV_PER_GAS_MSUN_PC2`,
+    Bohlin, Savage & Drake 1978) and 0.15 dex of scatter in it, as the particle mocks draw
+    their dust.  For galae's population it gives a median A_V,0 of about 2.3 mag for the
+    star-forming galaxies (44% of them clipped to the registry's 3-mag ceiling), near the central
+    face-on opacity of disks, tau_B = 3.8 +- 0.7 (A_V about 3; Driver et al. 2007, MNRAS 379,
+    1022), and 0.7 mag for the quenched ones (sSFR < 1e-11.5 / yr), whose SFR, small as it is,
+    lies in small disks; the first relation gives 0.23 mag overall.  (``d.quenched`` and
+    ``d.uniform`` are not used: the gas sets the dust of every galaxy.)
+    """
+    sigma_sfr0 = 10.0**d.lg_sfr / (2.0 * math.pi * d.r_sfr_kpc**2)
+    sigma_gas0 = gas.gas_surface_density_msun_per_pc2(sigma_sfr0)
+    z_gas = 10.0 ** gas.oh12_to_lg_zgas_zsun(d.oh12)
+    kappa = dust.AV_PER_GAS_MSUN_PC2 * 10.0 ** (DUST_TO_GAS_SCATTER_DEX * d.normal)
+    return kappa * sigma_gas0 * z_gas
+
+
+#: The population's central face-on A_V, by name -> ``f(DustDraw) -> A_V,0`` (n,); the draws
+#: are the same for every law, so that the other latents of a seed do not depend on the choice.
+POPULATION_DUST: dict[str, Callable[[DustDraw], Tensor]] = {
+    "empirical": empirical_av_face_on_mag,
+    "gas": gas_av_face_on_mag,
+}
+#: The dust of the population new mocks and simulations draw.
+DEFAULT_POPULATION_DUST: str = "empirical"
+#: The dust of data sets and checkpoints made before the choice existed.
+LEGACY_POPULATION_DUST: str = "empirical"
+
+
+def check_population_dust(name: str) -> str:
+    """``name`` if it is a key of :data:`POPULATION_DUST`, else a ValueError naming them."""
+    return check_choice("population_dust", name, POPULATION_DUST)
 
 
 def log10_mstar_total_range(registry: LatentRegistry = REGISTRY) -> tuple[float, float]:
@@ -94,6 +183,7 @@ def sample_population(
     dtype: torch.dtype = torch.float32,
     log10_mstar_range: tuple[float, float] = (8.5, 11.7),
     max_offset_arcsec: float = 0.6,
+    population_dust: str = DEFAULT_POPULATION_DUST,
 ) -> dict[str, Tensor]:
     """Draw n galaxies' physical latents ``{name: (n,)}``.
 
@@ -101,13 +191,15 @@ def sample_population(
     probability sigmoid((log M - 10.5)/0.25) (the quenched fraction rises through ~3e10 Msun;
     Peng et al. 2010, ApJ 721, 193).  Star-forming galaxies follow the main sequence
     log SFR = 0.76 log M - 7.64 with 0.3 dex scatter (Renzini & Peng 2015, ApJL 801, L29);
-    quenched ones lie 1.8 dex below with 0.4 dex scatter.
+    quenched ones lie 1.8 dex below with 0.4 dex scatter.  The central face-on A_V follows
+    ``population_dust`` (a key of :data:`POPULATION_DUST`).
 
     Raises:
         ValueError: ``log10_mstar_range`` is not (low, high) with low < high inside
             :func:`log10_mstar_total_range`.
     """
     check_log10_mstar_range(*(float(v) for v in log10_mstar_range), registry=registry)
+    av_law = POPULATION_DUST[check_population_dust(population_dust)]
     g = generator
 
     def u(*shape: int) -> Tensor:
@@ -151,11 +243,7 @@ def sample_population(
     oh = _tremonti04_oh12(log_m) + 0.1 * nrm(n)
     # Sanchez et al. 2014 (A&A 563, A49): common gradient -0.1 dex per effective radius
     ohgrad = -0.1 / r50_d.clamp_min(1.0) * (1.0 + 0.4 * nrm(n))
-    av = torch.where(
-        quenched,
-        0.15 * u(n),
-        (0.4 + 0.35 * (lg_sfr.clamp(-2, 1.5) + 0.5)).clamp_min(0.05) * 10.0 ** (0.2 * nrm(n)),
-    )
+    av = av_law(DustDraw(quenched, lg_sfr, r_sfr, oh, u(n), nrm(n)))
 
     cos_lo = math.cos(math.radians(85.0))
     incl = torch.rad2deg(torch.arccos(cos_lo + (1.0 - cos_lo) * u(n)))

@@ -199,13 +199,19 @@ def unit_light(
     k_band = sps.calzetti_k_band(redshift).view(*f_b.shape, *extra)  # (B, C, 1...)
     av0 = population.av_face_on_mag.unsqueeze(1)  # (B, 1, *S)
     cos_i = cos_inclination.view(-1, 1, *extra)
-    t_slab = dust.slab_transmission(dust.av_to_tau_band(av0, k_band), cos_i)
+    tau = dust.av_to_tau_band(av0, k_band)
+    clumping = dust.active_dust_clumping()  # a simulation nuisance (dust.dust_clumping)
+    if clumping is None:
+        t_slab = t_young = dust.slab_transmission(tau, cos_i)
+    else:  # old stars spread evenly; young ones where the gas is (Sigma_SFR ~ Sigma_gas^N)
+        t_slab = clumping.transmission(tau, cos_i)
+        t_young = clumping.transmission(tau, cos_i, gas.KS_N)
     av_birth = dust.BIRTH_CLOUDS[birth_clouds](av0, cos_i)  # (B, 1, *S)
     t_birth = dust.screen_transmission(dust.av_to_tau_band(av_birth, k_band))
     return UnitLight(
         bulge_nmgy_per_msun=f_b.view(*f_b.shape, *extra) * t_slab,
         disk_nmgy_per_msun=f_d * t_slab,
-        young_nmgy_per_msun_yr=f_y * t_slab * t_birth,
+        young_nmgy_per_msun_yr=f_y * t_young * t_birth,
     )
 
 
