@@ -12,7 +12,9 @@
 # benchmarks/dust_clumping.sh needs, and its control run.  Then the same run trained on for
 # 3000 more steps (runs/pdust2, seed 23; 4500 in all), scored the same way, and refined (60
 # steps) on the dustier validation mocks and the particle mocks, with the control refined on
-# the dustier mocks.  About 60 minutes on 2 CPU cores.
+# the dustier mocks; and a hedge, each simulated galaxy's dust from one of the two laws with
+# equal odds (sleep_population_dust=empirical+gas, runs/pdmix, 1500 steps from the packaged
+# model, scored as the first run).  About 75 minutes on 2 CPU cores.
 # Results: results/population_dust.json.  The same at the GPU's scale, in one line:
 #   GPU_DEVICE=cuda GPU_CACHE=device GPU_BATCH=512 GPU_LR=3e-4 bash benchmarks/population_dust.sh
 # GPU_* as in benchmarks/_cpu_ft_common.sh; PD_RUNS the run's folder (runs), PD_CONTROL the
@@ -51,15 +53,27 @@ for v in $R/pdust2 $C; do
   $E --checkpoint $v/model.pt --data $G --n ${PD_N:-400} --refine-steps 60 --out $v/ev_check_gasdust_refined
 done
 $E --checkpoint $R/pdust2/model.pt --data data/particles_test.h5 --mask-neighbours --refine-steps 60 $n --out $R/pdust2/ev_particles_test_refined
+# a hedge: each simulated galaxy's dust from one of the two laws, with equal odds
+# (sleep_population_dust=empirical+gas), 1500 steps from the packaged model as the control
+ft_recipe $F 20
+recipe+=(wake_weight=0.0 "sleep_population_dust=empirical+gas")
+$P -m galae.train "${recipe[@]}" out_dir=$R/pdmix
+for d in check check_gasdust; do
+  f=data/analytic_$d.h5; [ $d = check ] || f=$G
+  $E --checkpoint $R/pdmix/model.pt --data $f --n ${PD_N:-400} --out $R/pdmix/ev_$d
+done
+$E --checkpoint $R/pdmix/model.pt --data data/particles_test.h5 --mask-neighbours $n --out $R/pdmix/ev_particles_test
 name=${PD_NAME:-population_dust}; [ "$dev" = cpu ] || name=${PD_NAME:-population_dust_$dev}
 $P benchmarks/gpu_finetune_summary.py --out-name $name --device-name "$dev" \
   --what "the population's dust from its gas (sleep_population_dust=gas): the packaged model trained on with it for $steps steps of $bs (lr $lr, $dev), then $steps2 more (gas_4500), against the control of benchmarks/dust_clumping.sh (the first population, $steps steps)" \
-  --runs gas=$R/pdust/log.csv gas_4500=$R/pdust2/log.csv control=$C/log.csv \
-  --check gas=$R/pdust/ev_check gas_4500=$R/pdust2/ev_check control=$C/ev_check \
+  --runs gas=$R/pdust/log.csv gas_4500=$R/pdust2/log.csv mixed=$R/pdmix/log.csv control=$C/log.csv \
+  --check gas=$R/pdust/ev_check gas_4500=$R/pdust2/ev_check mixed=$R/pdmix/ev_check control=$C/ev_check \
+  mixed_on_gasdust=$R/pdmix/ev_check_gasdust \
   gas_on_gasdust=$R/pdust/ev_check_gasdust gas_4500_on_gasdust=$R/pdust2/ev_check_gasdust \
   control_on_gasdust=$C/ev_check_gasdust gas_4500_on_gasdust_refined=$R/pdust2/ev_check_gasdust_refined \
   control_on_gasdust_refined=$C/ev_check_gasdust_refined \
   --particles gas=$R/pdust/ev_particles_test gas_4500=$R/pdust2/ev_particles_test \
+  mixed=$R/pdmix/ev_particles_test \
   gas_4500_refined=$R/pdust2/ev_particles_test_refined control=$C/ev_particles_test \
   packaged=runs/eval_new/ae_masked_particles_test \
   packaged_refined=runs/eval_new/ae_refined_masked_particles_test unet=runs/eval_new/unet_particles_test

@@ -184,6 +184,17 @@ def test_population_prior_draws_physical_galaxies() -> None:
     assert float(gas[:, i].median()) > float(u[:, i].median())
     with pytest.raises(ValueError, match="unknown population_dust"):
         PopulationPrior(REGISTRY.dim, "smooth")
+    # two laws joined by "+": each galaxy is one of the two populations' galaxies, with even odds
+    both = PopulationPrior(REGISTRY.dim, "empirical+gas")
+    mixed = both.sample(512, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    first = PopulationPrior(REGISTRY.dim).sample(512, generator=g)
+    second = PopulationPrior(REGISTRY.dim, "gas").sample(512, generator=g)
+    is_first = (mixed == first).all(-1)
+    assert bool((is_first | (mixed == second).all(-1)).all())
+    assert 0.4 < float(is_first.double().mean()) < 0.6
+    with pytest.raises(ValueError, match="unknown population_dust 'dusty'"):
+        PopulationPrior(REGISTRY.dim, "gas+dusty")
 
 
 def test_sleep_prior_choices() -> None:

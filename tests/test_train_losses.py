@@ -109,6 +109,7 @@ def test_sleep_loss_uses_the_given_prior() -> None:
         ("sleep_dust_clumping_max", -0.5, "sleep_dust_clumping_max"),
         ("sleep_dust_clumping_max", float("nan"), "sleep_dust_clumping_max"),
         ("sleep_population_dust", "smooth", "population_dust"),
+        ("sleep_population_dust", "empirical+smooth", "population_dust"),
     ],
 )
 def test_bad_training_settings_are_named(key: str, value: object, match: str) -> None:

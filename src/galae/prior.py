@@ -127,8 +127,10 @@ class PopulationPrior(nn.Module):
         from galae.physics.population import check_population_dust
 
         self.dim = dim
-        #: the population's dust law (:data:`galae.physics.population.POPULATION_DUST`)
-        self.population_dust = check_population_dust(population_dust)
+        #: the population's dust law (:data:`galae.physics.population.POPULATION_DUST`), or
+        #: several joined by "+": each galaxy then takes one of them, with equal odds
+        self.population_dust = population_dust
+        self._dust_laws = [check_population_dust(name) for name in population_dust.split("+")]
         self.register_buffer("_zero", torch.zeros(()))
 
     def log_prob(self, u: Tensor) -> Tensor:
@@ -138,11 +140,12 @@ class PopulationPrior(nn.Module):
         from galae.latent import REGISTRY
         from galae.physics.population import sample_population
 
-        params = sample_population(
-            n,
-            None if generator is None else _cpu_generator(generator),
-            population_dust=self.population_dust,
-        )
+        g = None if generator is None else _cpu_generator(generator)
+        draws = [sample_population(n, g, population_dust=law) for law in self._dust_laws]
+        params = draws[0]
+        if len(draws) > 1:  # one law per galaxy, each an independent population draw
+            pick = torch.randint(len(draws), (n,), generator=g)
+            params = {k: torch.stack([d[k] for d in draws])[pick, torch.arange(n)] for k in params}
         u = REGISTRY.to_unconstrained(params)
         if u.shape[-1] != self.dim:
             raise ValueError(f"population prior has {u.shape[-1]} latents, expected {self.dim}")

@@ -176,7 +176,8 @@ class TrainConfig:
     sleep_dust_clumping_max: float = 0.0
     # the central face-on A_V of the population prior's galaxies (sleep_prior "population";
     # galae.physics.population.POPULATION_DUST): "empirical", galae's first relation, or "gas",
-    # from the Kennicutt-Schmidt gas of the SFR disk and the Galactic dust-to-gas ratio
+    # from the Kennicutt-Schmidt gas of the SFR disk and the Galactic dust-to-gas ratio;
+    # "empirical+gas": each simulated galaxy takes one of the two, with equal odds
     sleep_population_dust: str = "empirical"
     # noise of the simulated stamps: a fraction `sleep_sigma_scale_fraction` of them get their
     # sigma map (from the data) times 10**U(low, high), so that the encoder also meets images
@@ -312,7 +313,8 @@ class TrainConfig:
         from galae.data.loader import check_data_cache
         from galae.physics.population import check_population_dust
 
-        check_population_dust(self.sleep_population_dust)
+        for law in self.sleep_population_dust.split("+"):
+            check_population_dust(law)
         check_data_cache(self.data_cache)
         if self.model == "unet" and self.data_cache != "none":
             raise ValueError(
