@@ -11,8 +11,8 @@
 # (masked), and against the U-Net.  A measurement, not a release.  Needs what
 # benchmarks/dust_clumping.sh needs, and its control run.  Then the same run trained on for
 # 3000 more steps (runs/pdust2, seed 23; 4500 in all), scored the same way, and refined (60
-# steps) on the dustier validation mocks and the particle mocks, with the control refined on
-# the dustier mocks; and a hedge, each simulated galaxy's dust from one of the two laws with
+# steps) on both validation sets and the particle mocks, with the control refined on both
+# validation sets; and a hedge, each simulated galaxy's dust from one of the two laws with
 # equal odds (sleep_population_dust=empirical+gas, runs/pdmix, 1500 steps from the packaged
 # model, scored as the first run).  About 75 minutes on 2 CPU cores.
 # Results: results/population_dust.json.  The same at the GPU's scale, in one line:
@@ -47,10 +47,11 @@ E="$P -m galae.evaluate --no-figures --device $dev"
 $E --checkpoint $R/pdust2/model.pt --data $G --n ${PD_N:-400} --out $R/pdust2/ev_check_gasdust
 $E --checkpoint $R/pdust2/model.pt --data data/particles_test.h5 --mask-neighbours $n --out $R/pdust2/ev_particles_test
 $E --checkpoint $R/pdust2/model.pt --data data/analytic_check.h5 --n ${PD_N:-400} --out $R/pdust2/ev_check
-# refined (60 steps): the dustier validation mocks (the continuation and the control), and
+# refined (60 steps): both validation sets (the continuation and the control), and
 # the particle mocks
 for v in $R/pdust2 $C; do
   $E --checkpoint $v/model.pt --data $G --n ${PD_N:-400} --refine-steps 60 --out $v/ev_check_gasdust_refined
+  $E --checkpoint $v/model.pt --data data/analytic_check.h5 --n ${PD_N:-400} --refine-steps 60 --out $v/ev_check_refined
 done
 $E --checkpoint $R/pdust2/model.pt --data data/particles_test.h5 --mask-neighbours --refine-steps 60 $n --out $R/pdust2/ev_particles_test_refined
 # a hedge: each simulated galaxy's dust from one of the two laws, with equal odds
@@ -71,6 +72,7 @@ $P benchmarks/gpu_finetune_summary.py --out-name $name --device-name "$dev" \
   mixed_on_gasdust=$R/pdmix/ev_check_gasdust \
   gas_on_gasdust=$R/pdust/ev_check_gasdust gas_4500_on_gasdust=$R/pdust2/ev_check_gasdust \
   control_on_gasdust=$C/ev_check_gasdust gas_4500_on_gasdust_refined=$R/pdust2/ev_check_gasdust_refined \
+  gas_4500_refined=$R/pdust2/ev_check_refined control_refined=$C/ev_check_refined \
   control_on_gasdust_refined=$C/ev_check_gasdust_refined \
   --particles gas=$R/pdust/ev_particles_test gas_4500=$R/pdust2/ev_particles_test \
   mixed=$R/pdmix/ev_particles_test \
