@@ -14,7 +14,7 @@
 # steps) on both validation sets and the particle mocks, with the control refined on both
 # validation sets; and a hedge, each simulated galaxy's dust from one of the two laws with
 # equal odds (sleep_population_dust=empirical+gas, runs/pdmix, 1500 steps from the packaged
-# model, scored as the first run).  About 75 minutes on 2 CPU cores.
+# model, scored as the first run).  About 80 minutes on 2 CPU cores.
 # Results: results/population_dust.json.  The same at the GPU's scale, in one line:
 #   GPU_DEVICE=cuda GPU_CACHE=device GPU_BATCH=512 GPU_LR=3e-4 bash benchmarks/population_dust.sh
 # GPU_* as in benchmarks/_cpu_ft_common.sh; PD_RUNS the run's folder (runs), PD_CONTROL the
