@@ -14,7 +14,8 @@
 # steps) on both validation sets and the particle mocks, with the control refined on both
 # validation sets; and a hedge, each simulated galaxy's dust from one of the two laws with
 # equal odds (sleep_population_dust=empirical+gas, runs/pdmix, 1500 steps from the packaged
-# model, scored as the first run).  About 80 minutes on 2 CPU cores.
+# model, scored as the first run); the continuation is also scored on issue 6's four shifted
+# particle sets against the U-Net.  About 95 minutes on 2 CPU cores.
 # Results: results/population_dust.json.  The same at the GPU's scale, in one line:
 #   GPU_DEVICE=cuda GPU_CACHE=device GPU_BATCH=512 GPU_LR=3e-4 bash benchmarks/population_dust.sh
 # GPU_* as in benchmarks/_cpu_ft_common.sh; PD_RUNS the run's folder (runs), PD_CONTROL the
@@ -54,6 +55,15 @@ for v in $R/pdust2 $C; do
   $E --checkpoint $v/model.pt --data data/analytic_check.h5 --n ${PD_N:-400} --refine-steps 60 --out $v/ev_check_refined
 done
 $E --checkpoint $R/pdust2/model.pt --data data/particles_test.h5 --mask-neighbours --refine-steps 60 $n --out $R/pdust2/ev_particles_test_refined
+# the continuation on issue 6's four shifted sets (amortized, masked), against the U-Net:
+# results/ae_vs_unet_population_dust.json (its ae_masked rows)
+mkdir -p runs/eval_pdust2
+for s in test seeing lowsn highz nou; do
+  [ $s = test ] || $E --checkpoint $R/pdust2/model.pt --data data/particles_$s.h5 --mask-neighbours $n --out $R/pdust2/ev_particles_$s
+  ln -sfn "$(realpath $R/pdust2/ev_particles_$s)" runs/eval_pdust2/ae_masked_particles_$s
+  ln -sfn "$(realpath runs/eval_new/unet_particles_$s)" runs/eval_pdust2/unet_particles_$s
+done
+$P benchmarks/ae_vs_unet.py runs/eval_pdust2 "" ae_vs_unet_population_dust
 # a hedge: each simulated galaxy's dust from one of the two laws, with equal odds
 # (sleep_population_dust=empirical+gas), 1500 steps from the packaged model as the control
 ft_recipe $F 20
