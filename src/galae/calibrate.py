@@ -397,7 +397,8 @@ def calibrate_checkpoint(
     ``sleep_history_scale_dex``, the bursty histories of real galaxies and particle mocks; 0 for
     data of smooth histories, such as the analytic mocks), and the patchy dust of spread up to
     ``dust_clumping_max`` (default likewise the checkpoint's ``sleep_dust_clumping_max``; 0 for
-    none).  ``scale_form`` is the refined
+    none); the "population" prior draws the dust law the checkpoint was trained with
+    (``sleep_population_dust``).  ``scale_form`` is the refined
     scales' form (:data:`galae.refine.SCALE_FORMS`; default the current one), recorded with them,
     and ``width_ceiling`` their ceiling with ``width_ceiling_fallback`` for the latents that
     cannot be calibrated under it (:func:`posterior_scales`; None: none), recorded too.
