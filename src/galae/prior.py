@@ -124,13 +124,13 @@ class PopulationPrior(nn.Module):
 
     def __init__(self, dim: int, population_dust: str = "empirical") -> None:
         super().__init__()
-        from galae.physics.population import check_population_dust
+        from galae.physics.population import population_dust_laws
 
         self.dim = dim
         #: the population's dust law (:data:`galae.physics.population.POPULATION_DUST`), or
         #: several joined by "+": each galaxy then takes one of them, with equal odds
         self.population_dust = population_dust
-        self._dust_laws = [check_population_dust(name) for name in population_dust.split("+")]
+        self._dust_laws = population_dust_laws(population_dust)
         self.register_buffer("_zero", torch.zeros(()))
 
     def log_prob(self, u: Tensor) -> Tensor:

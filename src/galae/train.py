@@ -311,10 +311,9 @@ class TrainConfig:
                 f"sleep_dust_clumping_max must be a number >= 0, got {self.sleep_dust_clumping_max}"
             )
         from galae.data.loader import check_data_cache
-        from galae.physics.population import check_population_dust
+        from galae.physics.population import population_dust_laws
 
-        for law in self.sleep_population_dust.split("+"):
-            check_population_dust(law)
+        population_dust_laws(self.sleep_population_dust)
         check_data_cache(self.data_cache)
         if self.model == "unet" and self.data_cache != "none":
             raise ValueError(

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_POPULATION_DUST",
     "LEGACY_POPULATION_DUST",
     "check_population_dust",
+    "population_dust_laws",
     "gas_av_face_on_mag",
     "empirical_av_face_on_mag",
     "DustDraw",
@@ -136,6 +137,13 @@ LEGACY_POPULATION_DUST: str = "empirical"
 def check_population_dust(name: str) -> str:
     """``name`` if it is a key of :data:`POPULATION_DUST`, else a ValueError naming them."""
     return check_choice("population_dust", name, POPULATION_DUST)
+
+
+def population_dust_laws(spec: str) -> tuple[str, ...]:
+    """The laws of a simulation population's dust: one key of :data:`POPULATION_DUST`, or
+    several joined by "+" (each galaxy then takes one of them, with equal odds,
+    :class:`galae.prior.PopulationPrior`); a ValueError names an unknown one."""
+    return tuple(check_population_dust(name) for name in spec.split("+"))
 
 
 def log10_mstar_total_range(registry: LatentRegistry = REGISTRY) -> tuple[float, float]:
