@@ -1032,6 +1032,10 @@ def test_evaluate_reads_posterior_mean_maps_and_checks_their_uncertainties(
     assert 0.0 <= entry["per_pixel_coverage_68"] <= 1.0 and entry["per_pixel_median_std"] > 0.0
     assert "log10_mstar_2rhalf" in m["maps"]
     assert (out / "maps.png").stat().st_size > 10_000
+    # the half-light radius by resolution: every galaxy in one bin, and its figure
+    res_bins = m["r_half_by_resolution"]["bins"]
+    assert sum(b["n"] for b in res_bins) == 8
+    assert (out / "r_half_resolution.png").stat().st_size > 10_000
     # the per-galaxy statistics behind the report reproduce it, and a comparison reads them
     from galae.evaluate import PER_GALAXY_FILE, compare_reports
 

@@ -11,6 +11,7 @@ from galae.evaluate import (
     aperture_log_ratio,
     interval_hits,
     map_metrics,
+    r_half_by_resolution,
     robust_stats,
 )
 
@@ -438,3 +439,26 @@ def test_calibration_record_names_the_calibrations_in_strict_json() -> None:
     json.dumps(rec, allow_nan=False)
     assert calibration_record(state, refine_steps=0) == {"amortized": rec["amortized"]}
     assert calibration_record({}, refine_steps=60) == {"amortized": None, "refined": None}
+
+
+def test_r_half_by_resolution_bins_by_size_over_seeing() -> None:
+    """Each galaxy lands in the bin of r_half,true / FWHM; the medians are those of its bin."""
+    true = np.array([0.4, 0.6, 1.0, 1.0, 3.0, 2.0])
+    psf = np.array([1.0, 1.0, 1.0, 0.5, 1.0, np.nan])  # x = 0.4, 0.6, 1, 2, 3, NaN (dropped)
+    pred = true * np.array([1.5, 0.9, 1.0, 1.2, 0.8, 1.0])
+    out = r_half_by_resolution(pred, true, psf, edges=(0.0, 0.5, 1.5, np.inf))
+    assert out["x"] == "r_half_true / psf_fwhm"
+    b = out["bins"]
+    assert [(e["lo"], e["hi"], e["n"]) for e in b] == [(0.0, 0.5, 1), (0.5, 1.5, 2), (1.5, None, 2)]
+    assert b[0]["median_frac_error"] == pytest.approx(0.5)
+    assert b[1]["median_abs_frac_error"] == pytest.approx(0.05)  # |-0.1| and 0
+    assert b[1]["median_frac_error"] == pytest.approx(-0.05)
+    assert b[2]["median_abs_frac_error"] == pytest.approx(0.2)  # +0.2 and -0.2
+    assert b[2]["median_frac_error"] == pytest.approx(0.0, abs=1e-12)
+    # an empty bin has a count and no medians
+    empty = r_half_by_resolution(pred[:1], true[:1], psf[:1], edges=(0.0, 0.1, 1.0))["bins"]
+    assert empty[0] == {"lo": 0.0, "hi": 0.1, "n": 0}
+    with pytest.raises(ValueError, match="one length"):
+        r_half_by_resolution(pred, true[:3], psf)
+    with pytest.raises(ValueError, match="increasing"):
+        r_half_by_resolution(pred, true, psf, edges=(1.0, 0.5))

@@ -528,6 +528,28 @@ def test_radial_residuals_comparison_figure(tmp_path: Path) -> None:
     assert one.get_title() == ax.get_title()
 
 
+def test_r_half_resolution_figure(tmp_path: Path) -> None:
+    bins = [
+        {"lo": 0.0, "hi": 0.5, "n": 3, "median_abs_frac_error": 0.4, "median_frac_error": 0.3},
+        {"lo": 0.5, "hi": 1.0, "n": 0},
+        {"lo": 1.0, "hi": None, "n": 5, "median_abs_frac_error": 0.05, "median_frac_error": -0.01},
+    ]
+    rep = {"x": "r_half_true / psf_fwhm", "bins": bins}
+    fig = plots.r_half_resolution_figure({"A": rep, "B": rep}, out=tmp_path / "rh.png")
+    ax_abs, ax_sgn = fig.get_axes()
+    y = ax_abs.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(y, [0.4, np.nan, 0.05])  # the empty bin is a gap
+    np.testing.assert_allclose(ax_sgn.get_lines()[1].get_ydata(), [0.3, np.nan, -0.01])
+    assert [t.get_text() for t in ax_abs.get_xticklabels()] == ["0-0.5", "0.5-1", ">1"]
+    _assert_png(tmp_path / "rh.png")
+    with pytest.raises(ValueError, match="no r_half"):
+        plots.r_half_resolution_figure({})
+    with pytest.raises(ValueError, match="differ"):
+        plots.r_half_resolution_figure({"A": rep, "B": {"bins": bins[:2]}})
+    with pytest.raises(ValueError, match="empty"):
+        plots.r_half_resolution_figure({"A": {"bins": [bins[1]]}})
+
+
 def test_corner_figure(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     k = 3000

@@ -58,6 +58,8 @@ __all__ = [
     "MIN_PARTICLES_PER_PIXEL",
     "coverage",
     "interval_hits",
+    "r_half_by_resolution",
+    "RESOLUTION_BIN_EDGES",
     "calibration_record",
     "CALIBRATION_KEYS",
     "LATENT_COMBINATIONS",
@@ -92,6 +94,12 @@ SAMPLING_MAPS: dict[str, tuple[str, ...]] = {
 #: pixels therefore measures that sampling as much as the prediction.
 MIN_PARTICLES_PER_PIXEL: int = 10
 _RADIUS_PARAMS = ("r_eff_bulge_kpc", "r_d_kpc", "r_sfr_kpc")
+#: Edges of the bins of ``metrics["r_half_by_resolution"]``: the true r-band half-light radius
+#: in units of the r-band PSF FWHM (the last bin open above).  Below about 0.8 FWHM the
+#: PSF-free profile's core is finer than the seeing, so the pixels fix the convolved light and
+#: the prior decides how it is shared out inside the PSF (docs/results.md, "Twenty-fifth
+#: submission": a prior with more dust than the data moves these sizes most).
+RESOLUTION_BIN_EDGES: tuple[float, ...] = (0.0, 0.5, 0.8, 1.2, 2.0, math.inf)
 
 
 def wrapped_difference(a: np.ndarray, b: np.ndarray, period: float | None) -> np.ndarray:
@@ -175,6 +183,53 @@ def radial_residual_profile(
             lo.append(float("nan"))
             hi.append(float("nan"))
     return {"r_over_rhalf_edges": edges, "median": med, "p16": lo, "p84": hi, "n": n}
+
+
+def r_half_by_resolution(
+    pred: np.ndarray,
+    true: np.ndarray,
+    psf_fwhm: np.ndarray,
+    edges: Sequence[float] = RESOLUTION_BIN_EDGES,
+) -> dict[str, Any]:
+    """Half-light radius recovery in bins of resolution, x = r_half,true / FWHM_PSF.
+
+    Args:
+        pred, true: (N,) predicted and true half-light radii (same unit, arcsec).
+        psf_fwhm: (N,) PSF FWHM of the same band, arcsec.
+        edges: increasing bin edges of x (``inf`` allowed as the last).
+
+    Returns:
+        ``{"x": "r_half_true / psf_fwhm", "bins": [...]}``, one entry per bin with ``lo``,
+        ``hi`` (None for an open bin), ``n`` and, where ``n > 0``, the median of
+        |pred / true - 1| (``median_abs_frac_error``) and of pred / true - 1
+        (``median_frac_error``); galaxies with a non-finite ratio are left out.
+    """
+    pred, true, psf_fwhm = (np.asarray(a, dtype=np.float64) for a in (pred, true, psf_fwhm))
+    if not pred.shape == true.shape == psf_fwhm.shape or pred.ndim != 1:
+        raise ValueError(
+            f"pred, true and psf_fwhm must be (N,) arrays of one length, got "
+            f"{pred.shape}, {true.shape}, {psf_fwhm.shape}"
+        )
+    e = np.asarray(edges, dtype=np.float64)
+    if e.ndim != 1 or e.size < 2 or not np.all(np.diff(e) > 0):
+        raise ValueError(f"edges must be increasing, got {tuple(edges)}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = true / psf_fwhm
+        frac = pred / true - 1.0
+    ok = np.isfinite(x) & np.isfinite(frac)
+    bins = []
+    for lo, hi in zip(e[:-1], e[1:], strict=True):
+        sel = ok & (x >= lo) & (x < hi)
+        entry: dict[str, Any] = {
+            "lo": float(lo),
+            "hi": None if np.isinf(hi) else float(hi),
+            "n": int(sel.sum()),
+        }
+        if sel.any():
+            entry["median_abs_frac_error"] = float(np.median(np.abs(frac[sel])))
+            entry["median_frac_error"] = float(np.median(frac[sel]))
+        bins.append(entry)
+    return {"x": "r_half_true / psf_fwhm", "bins": bins}
 
 
 def _period(name: str) -> float | None:
@@ -397,6 +452,8 @@ def evaluate(
             )
         encode_seconds += time.perf_counter() - t_encode
         push("refined", post.refined.cpu().numpy())
+        psf = np.asarray(d["psf_fwhm_arcsec"], dtype=np.float64)
+        push("psf_fwhm_r", psf[:, model.bands.index("r")] if psf.ndim == 2 else psf)
         msk = post.mask.cpu()  # the data's mask and, with mask_neighbours, other sources
         chi2 = post.chi2_per_pixel.cpu().numpy()  # over the unmasked pixels of msk
         push("chi2", chi2)
@@ -508,6 +565,11 @@ def evaluate(
                 "68": float(cat[f"combo68/{cname}"].mean()),
                 "95": float(cat[f"combo95/{cname}"].mean()),
             }
+
+    if "r_half_arcsec_r" in tp and "pred/r_half_arcsec_r" in cat:
+        metrics["r_half_by_resolution"] = r_half_by_resolution(
+            cat["pred/r_half_arcsec_r"], tp["r_half_arcsec_r"], cat["psf_fwhm_r"]
+        )
 
     if hide_redshift:
         metrics["photo_z"] = photo_z_metrics(
@@ -1138,6 +1200,9 @@ def _figures(
     ]
     fig = plots.reconstruction_figure(images[picks], model[picks], sigma[picks], bands, titles)
     plots.save_figure(fig, out_dir / "reconstructions.png")
+    if "r_half_by_resolution" in metrics:
+        fig = plots.r_half_resolution_figure({"model": metrics["r_half_by_resolution"]})
+        plots.save_figure(fig, out_dir / "r_half_resolution.png")
     if tm:
         names = [n for n in MAP_NAMES if n in tm]
         fig = plots.maps_comparison_figure(

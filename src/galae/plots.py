@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from galae.sampling import GalaeModel, Samples
 
 __all__ = [
+    "r_half_resolution_figure",
     "DEFAULT_STRETCH_NMGY",
     "DEFAULT_Q",
     "DPI",
@@ -1378,6 +1379,51 @@ def radial_residuals_figure(
     for ax, name in zip(axes.flat, names, strict=False):
         _radial_band(ax, profiles[name], "tab:blue", "median", 0.25, band_label="16-84%")
     axes.flat[0].legend(fontsize=7)
+    return _finish(fig, out)
+
+
+def r_half_resolution_figure(
+    reports: Mapping[str, Mapping[str, Any]],
+    *,
+    out: str | Path | None = None,
+) -> Figure:
+    """Half-light radius recovery against resolution, one line per report.
+
+    Args:
+        reports: {label: ``metrics["r_half_by_resolution"]``} as written by
+            :func:`galae.evaluate.r_half_by_resolution`: bins of x = r_half,true / FWHM_PSF,
+            each with ``lo``, ``hi`` (None: open), ``n`` and the medians of |pred/true - 1|
+            and pred/true - 1.
+        out: optional PNG path.
+
+    Left panel: median |fractional error| per bin (log scale); right: the median signed error.
+    """
+    if not reports:
+        raise ValueError("no r_half_by_resolution reports to plot")
+    edges = [(b["lo"], b["hi"]) for b in next(iter(reports.values()))["bins"]]
+    fig = _new_figure(7.2, 2.8)
+    ax_abs, ax_sgn = fig.subplots(1, 2)
+    for i, (label, rep) in enumerate(reports.items()):
+        bins = rep["bins"]
+        if [(b["lo"], b["hi"]) for b in bins] != edges:
+            raise ValueError(f"{label}: its resolution bins differ from the first report's")
+        if not any(b["n"] > 0 for b in bins):
+            raise ValueError(f"{label}: every resolution bin is empty")
+        x = np.arange(len(bins))
+        colour = f"C{i % 10}"
+        for ax, key in ((ax_abs, "median_abs_frac_error"), (ax_sgn, "median_frac_error")):
+            y = [b[key] if b["n"] > 0 else np.nan for b in bins]
+            ax.plot(x, y, "o-", color=colour, label=label)
+    ticks = [f"{lo:g}-{hi:g}" if hi is not None else f">{lo:g}" for lo, hi in edges]
+    for ax in (ax_abs, ax_sgn):
+        ax.set_xticks(np.arange(len(ticks)), ticks, fontsize=7)
+        ax.set_xlabel(r"$r_{1/2,r}^{\rm true}$ / PSF FWHM")
+        ax.grid(alpha=0.3)
+    ax_abs.set_yscale("log")
+    ax_abs.set_ylabel(r"median $|r_{1/2}^{\rm pred}/r_{1/2}^{\rm true} - 1|$")
+    ax_sgn.axhline(0.0, color="k", lw=0.6)
+    ax_sgn.set_ylabel(r"median $r_{1/2}^{\rm pred}/r_{1/2}^{\rm true} - 1$")
+    ax_abs.legend(fontsize=7)
     return _finish(fig, out)
 
 

@@ -1,0 +1,71 @@
+#!/bin/bash
+# Scores the GPU runs of benchmarks/gpu_population_dust.sh (and their annealed continuations, the
+# "b" runs) on the CPU, against the packaged model (their start and control), each amortized:
+# on 400 validation mocks of the first population (data/analytic_check.h5), of the gas population
+# (data/analytic_check_gasdust.h5, the same seed) and on the 512 in-distribution particle mocks
+# (masked); then the chosen run refined (60 steps) on both validation sets.  The models are
+# read from $GPD (runs/gpd: <name>.pt, the pieces of the device call joined with cat; the logs
+# unpacked below it); then the chosen run's widths calibrated and scored again on both sets, the
+# half-light radius by resolution and the particle masses by dust quartile.  About 50 minutes
+# on 2 CPU cores.  Results:
+# results/gpu_population_dust.json.
+set -e
+P=python
+GPD=${GPD:-runs/gpd}
+CHOSEN=${CHOSEN:-mix6b}
+E="$P -m galae.evaluate --no-figures --device cpu"
+mkdir -p data
+[ -e data/analytic_check.h5 ] || $P -m galae.mock --config configs/mock_analytic.yaml --n 1000 --seed 303 --out data/analytic_check.h5
+[ -e data/analytic_check_gasdust.h5 ] || $P -m galae.mock --config configs/mock_analytic.yaml --n 400 --seed 303 --out data/analytic_check_gasdust.h5 population_dust=gas
+[ -e data/particles_test.h5 ] || $P -m galae.mock --config configs/mock_particles.yaml --n 512 --seed 202 --out data/particles_test.h5
+for m in packaged mix3 mix3b mix6b gas3b; do
+  ck=$GPD/$m.pt
+  [ $m = packaged ] && ck=src/galae/default_model/model.pt
+  o=$GPD/ev_$m
+  [ -e $o/check/metrics.json ] || $E --checkpoint $ck --data data/analytic_check.h5 --n 400 --out $o/check
+  [ -e $o/gasdust/metrics.json ] || $E --checkpoint $ck --data data/analytic_check_gasdust.h5 --n 400 --out $o/gasdust
+  [ -e $o/particles/metrics.json ] || $E --checkpoint $ck --data data/particles_test.h5 --mask-neighbours --out $o/particles
+done
+for m in packaged $CHOSEN; do
+  ck=$GPD/$m.pt
+  [ $m = packaged ] && ck=src/galae/default_model/model.pt
+  o=$GPD/ev_$m
+  [ -e $o/check_refined/metrics.json ] || $E --checkpoint $ck --data data/analytic_check.h5 --n 400 --refine-steps 60 --out $o/check_refined
+  [ -e $o/gasdust_refined/metrics.json ] || $E --checkpoint $ck --data data/analytic_check_gasdust.h5 --n 400 --refine-steps 60 --out $o/gasdust_refined
+done
+# the half-light radius by resolution (results/rhalf_resolution.json, docs/rhalf_resolution.png)
+$P benchmarks/rhalf_resolution.py --reports packaged=$GPD/ev_packaged/check mix6b=$GPD/ev_mix6b/check \
+  gas3b=$GPD/ev_gas3b/check packaged_refined=$GPD/ev_packaged/check_refined \
+  mix6b_refined=$GPD/ev_mix6b/check_refined packaged_on_gasdust=$GPD/ev_packaged/gasdust \
+  mix6b_on_gasdust=$GPD/ev_mix6b/gasdust packaged_on_gasdust_refined=$GPD/ev_packaged/gasdust_refined \
+  mix6b_on_gasdust_refined=$GPD/ev_mix6b/gasdust_refined --figure docs/rhalf_resolution.png \
+  --figure-set packaged mix6b packaged_refined mix6b_refined >/dev/null
+# the particle stellar masses by quartile of face-on A_V (results/particle_mass_diagnostic_gpd_*.json)
+for m in packaged $CHOSEN; do
+  $P benchmarks/particle_mass_diagnostic.py $GPD/ev_$m/particles --data data/particles_test.h5 --name gpd_$m >/dev/null
+done
+# the chosen run's amortized widths calibrated (on simulations of the population it was trained
+# on, with the conditions of 2000 analytic mocks) and scored on both validation sets
+[ -e data/analytic_train.h5 ] || $P -m galae.mock --config configs/mock_analytic.yaml --n 2000 --seed 1 --out data/analytic_train.h5
+[ -e $GPD/${CHOSEN}_cal.pt ] || $P -m galae.calibrate --checkpoint $GPD/$CHOSEN.pt --data data/analytic_train.h5 --out $GPD/${CHOSEN}_cal.pt
+for d in check gasdust; do
+  f=data/analytic_check.h5; [ $d = check ] || f=data/analytic_check_gasdust.h5
+  [ -e $GPD/ev_${CHOSEN}_cal/$d/metrics.json ] || $E --checkpoint $GPD/${CHOSEN}_cal.pt --data $f --n 400 --out $GPD/ev_${CHOSEN}_cal/$d
+done
+L=$GPD/runs/gpu_population_dust_logs
+B=$GPD/runs/gpu_pd_b
+$P benchmarks/gpu_finetune_summary.py --out-name gpu_population_dust --device-name "NVIDIA H200" \
+  --what "The population's dust at the GPU's scale (benchmarks/gpu_population_dust.sh): the packaged model trained on for about 1200 steps of batch 2048 on an H200, three runs sharing it (mix3: each simulated galaxy's dust from the empirical or the gas law with even odds, lr 3e-4; mix6: the same at 6e-4; gas3: the gas law alone, 3e-4), each continued for about 830 steps with a shorter cosine (the b runs: lr 1.5e-4, 3e-4, 1.5e-4); scored amortized (the packaged model's calibrated widths, carried by init_from) on 400 validation mocks of each population and the 512 masked in-distribution particle mocks; the packaged model is the control" \
+  --runs mix3=$L/mix3.csv mix6=$L/mix6.csv gas3=$L/gas3.csv mix3b=$B/mix3b.csv mix6b=$B/mix6b.csv gas3b=$B/gas3b.csv \
+  --minutes mix3=6 mix6=6 gas3=6 mix3b=3.6 mix6b=3.6 gas3b=3.6 \
+  --check packaged=$GPD/ev_packaged/check mix3=$GPD/ev_mix3/check mix3b=$GPD/ev_mix3b/check \
+  mix6b=$GPD/ev_mix6b/check gas3b=$GPD/ev_gas3b/check \
+  packaged_on_gasdust=$GPD/ev_packaged/gasdust mix3_on_gasdust=$GPD/ev_mix3/gasdust \
+  mix3b_on_gasdust=$GPD/ev_mix3b/gasdust mix6b_on_gasdust=$GPD/ev_mix6b/gasdust \
+  gas3b_on_gasdust=$GPD/ev_gas3b/gasdust \
+  packaged_refined=$GPD/ev_packaged/check_refined ${CHOSEN}_refined=$GPD/ev_$CHOSEN/check_refined \
+  packaged_on_gasdust_refined=$GPD/ev_packaged/gasdust_refined \
+  ${CHOSEN}_on_gasdust_refined=$GPD/ev_$CHOSEN/gasdust_refined \
+  ${CHOSEN}_calibrated=$GPD/ev_${CHOSEN}_cal/check ${CHOSEN}_calibrated_on_gasdust=$GPD/ev_${CHOSEN}_cal/gasdust \
+  --particles packaged=$GPD/ev_packaged/particles mix3=$GPD/ev_mix3/particles \
+  mix3b=$GPD/ev_mix3b/particles mix6b=$GPD/ev_mix6b/particles gas3b=$GPD/ev_gas3b/particles

@@ -1,0 +1,73 @@
+"""Half-light radius recovery against resolution, for several ``galae.evaluate`` reports.
+
+    python benchmarks/rhalf_resolution.py --reports packaged=DIR mix3b=DIR ... \
+        [--name rhalf_resolution] [--figure docs/rhalf_resolution.png]
+
+For each report on analytic mocks: the median |fractional error| (and the median signed error)
+of the r-band half-light radius in bins of r_half,true / FWHM_PSF (galae.evaluate's
+``r_half_by_resolution``, recomputed from the report's per_galaxy.npz and its data file's
+truth and PSFs, so reports written before that block existed are read too), the fraction of
+the galaxies in each bin, and the face-on A_V bias.  Writes ``results/<name>.json`` and the
+figure (galae.plots.r_half_resolution_figure).  Seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from _common import per_galaxy, write_result
+
+from galae import plots
+from galae.evaluate import r_half_by_resolution
+
+
+def resolution_summary(report: Path) -> dict[str, Any]:
+    """``r_half_by_resolution`` of one report, from its per-galaxy errors and its data's truth."""
+    m = json.loads((report / "metrics.json").read_text())
+    n = int(m["n_galaxies"])
+    g = per_galaxy(report)
+    with h5py.File(m["data"], "r") as f:
+        true = np.asarray(f["truth/params/r_half_arcsec_r"][:n], np.float64)
+        psf = np.asarray(f["psf_fwhm_arcsec"][:n], np.float64)
+        bands = str(f.attrs["bands"]).split(",")  # "u,g,r,i,z"
+    psf_r = psf[:, bands.index("r")] if psf.ndim == 2 else psf
+    pred = true + g["params/r_half_arcsec_r/pred_minus_true"]
+    out = r_half_by_resolution(pred, true, psf_r)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.abs(pred / true - 1.0)
+    out |= {
+        "report": str(report),
+        "data": m["data"],
+        "n": n,
+        "median_abs_frac_error": float(np.nanmedian(frac)),
+        "av_face_on_mag_median_bias": float(np.median(g["params/av_face_on_mag/pred_minus_true"])),
+    }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reports", nargs="+", required=True, help="NAME=evaluation folder")
+    ap.add_argument("--name", default="rhalf_resolution")
+    ap.add_argument("--figure", default=None, help="PNG of the first --figure-set reports")
+    ap.add_argument("--figure-set", nargs="*", default=None, help="the NAMEs drawn (all)")
+    a = ap.parse_args()
+    reports = {}
+    for item in a.reports:
+        name, _, folder = item.partition("=")
+        if not folder:
+            raise SystemExit(f"expected NAME=DIR, got {item!r}")
+        reports[name] = resolution_summary(Path(folder))
+    write_result(a.name, {"what": __doc__.split("\n")[0], "reports": reports})
+    if a.figure:
+        drawn = a.figure_set or list(reports)
+        plots.r_half_resolution_figure({k: reports[k] for k in drawn}, out=a.figure)
+
+
+if __name__ == "__main__":
+    main()
