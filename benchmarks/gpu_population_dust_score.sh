@@ -33,13 +33,6 @@ for m in packaged $CHOSEN; do
   [ -e $o/check_refined/metrics.json ] || $E --checkpoint $ck --data data/analytic_check.h5 --n 400 --refine-steps 60 --out $o/check_refined
   [ -e $o/gasdust_refined/metrics.json ] || $E --checkpoint $ck --data data/analytic_check_gasdust.h5 --n 400 --refine-steps 60 --out $o/gasdust_refined
 done
-# the half-light radius by resolution (results/rhalf_resolution.json, docs/rhalf_resolution.png)
-$P benchmarks/rhalf_resolution.py --reports packaged=$GPD/ev_packaged/check mix6b=$GPD/ev_mix6b/check \
-  gas3b=$GPD/ev_gas3b/check packaged_refined=$GPD/ev_packaged/check_refined \
-  mix6b_refined=$GPD/ev_mix6b/check_refined packaged_on_gasdust=$GPD/ev_packaged/gasdust \
-  mix6b_on_gasdust=$GPD/ev_mix6b/gasdust packaged_on_gasdust_refined=$GPD/ev_packaged/gasdust_refined \
-  mix6b_on_gasdust_refined=$GPD/ev_mix6b/gasdust_refined --figure docs/rhalf_resolution.png \
-  --figure-set packaged mix6b packaged_refined mix6b_refined >/dev/null
 # the particle stellar masses by quartile of face-on A_V (results/particle_mass_diagnostic_gpd_*.json)
 for m in packaged $CHOSEN; do
   $P benchmarks/particle_mass_diagnostic.py $GPD/ev_$m/particles --data data/particles_test.h5 --name gpd_$m >/dev/null
@@ -52,6 +45,15 @@ for d in check gasdust; do
   f=data/analytic_check.h5; [ $d = check ] || f=data/analytic_check_gasdust.h5
   [ -e $GPD/ev_${CHOSEN}_cal/$d/metrics.json ] || $E --checkpoint $GPD/${CHOSEN}_cal.pt --data $f --n 400 --out $GPD/ev_${CHOSEN}_cal/$d
 done
+# the half-light radius by resolution, with the posterior widths' coverage (the chosen run
+# calibrated; results/rhalf_resolution.json, docs/rhalf_resolution.png)
+$P benchmarks/rhalf_resolution.py --reports packaged=$GPD/ev_packaged/check \
+  ${CHOSEN}=$GPD/ev_${CHOSEN}_cal/check gas3b=$GPD/ev_gas3b/check \
+  packaged_refined=$GPD/ev_packaged/check_refined ${CHOSEN}_refined=$GPD/ev_$CHOSEN/check_refined \
+  packaged_on_gasdust=$GPD/ev_packaged/gasdust ${CHOSEN}_on_gasdust=$GPD/ev_${CHOSEN}_cal/gasdust \
+  packaged_on_gasdust_refined=$GPD/ev_packaged/gasdust_refined \
+  ${CHOSEN}_on_gasdust_refined=$GPD/ev_$CHOSEN/gasdust_refined --figure docs/rhalf_resolution.png \
+  --figure-set packaged ${CHOSEN} packaged_on_gasdust ${CHOSEN}_on_gasdust >/dev/null
 L=$GPD/runs/gpu_population_dust_logs
 B=$GPD/runs/gpu_pd_b
 $P benchmarks/gpu_finetune_summary.py --out-name gpu_population_dust --device-name "NVIDIA H200" \

@@ -5,9 +5,10 @@
 
 For each report on analytic mocks: the median |fractional error| (and the median signed error)
 of the r-band half-light radius in bins of r_half,true / FWHM_PSF (galae.evaluate's
-``r_half_by_resolution``, recomputed from the report's per_galaxy.npz and its data file's
-truth and PSFs, so reports written before that block existed are read too), the fraction of
-the galaxies in each bin, and the face-on A_V bias.  Writes ``results/<name>.json`` and the
+``r_half_by_resolution``, with the fraction of the truths within one posterior sigma; for
+reports written before that block existed, recomputed from the report's per_galaxy.npz and its
+data file's truth and PSFs, without the widths), the number of galaxies in each bin, and the
+face-on A_V bias.  Writes ``results/<name>.json`` and the
 figure (galae.plots.r_half_resolution_figure).  Seconds.
 """
 
@@ -27,7 +28,8 @@ from galae.evaluate import r_half_by_resolution
 
 
 def resolution_summary(report: Path) -> dict[str, Any]:
-    """``r_half_by_resolution`` of one report, from its per-galaxy errors and its data's truth."""
+    """``r_half_by_resolution`` of one report: its own block where it has one (with the
+    posterior widths' coverage), else from its per-galaxy errors and its data's truth."""
     m = json.loads((report / "metrics.json").read_text())
     n = int(m["n_galaxies"])
     g = per_galaxy(report)
@@ -37,7 +39,7 @@ def resolution_summary(report: Path) -> dict[str, Any]:
         bands = str(f.attrs["bands"]).split(",")  # "u,g,r,i,z"
     psf_r = psf[:, bands.index("r")] if psf.ndim == 2 else psf
     pred = true + g["params/r_half_arcsec_r/pred_minus_true"]
-    out = r_half_by_resolution(pred, true, psf_r)
+    out = m.get("r_half_by_resolution") or r_half_by_resolution(pred, true, psf_r)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.abs(pred / true - 1.0)
     out |= {

@@ -1035,6 +1035,7 @@ def test_evaluate_reads_posterior_mean_maps_and_checks_their_uncertainties(
     # the half-light radius by resolution: every galaxy in one bin, and its figure
     res_bins = m["r_half_by_resolution"]["bins"]
     assert sum(b["n"] for b in res_bins) == 8
+    assert all(0.0 <= b["fraction_within_1sigma"] <= 1.0 for b in res_bins if b["n"])
     assert (out / "r_half_resolution.png").stat().st_size > 10_000
     # the per-galaxy statistics behind the report reproduce it, and a comparison reads them
     from galae.evaluate import PER_GALAXY_FILE, compare_reports

@@ -458,7 +458,14 @@ def test_r_half_by_resolution_bins_by_size_over_seeing() -> None:
     # an empty bin has a count and no medians
     empty = r_half_by_resolution(pred[:1], true[:1], psf[:1], edges=(0.0, 0.1, 1.0))["bins"]
     assert empty[0] == {"lo": 0.0, "hi": 0.1, "n": 0}
+    # with the posterior widths: the fraction within one sigma and the median relative width
+    std = true * np.array([0.6, 0.05, 0.1, 0.1, 0.3, 0.1])  # the 2nd and 4th miss
+    b = r_half_by_resolution(pred, true, psf, std=std, edges=(0.0, 0.5, 1.5, np.inf))["bins"]
+    assert [e["fraction_within_1sigma"] for e in b] == [1.0, 0.5, 0.5]
+    assert b[2]["median_frac_std"] == pytest.approx(0.2)  # 0.1 and 0.3
     with pytest.raises(ValueError, match="one length"):
         r_half_by_resolution(pred, true[:3], psf)
+    with pytest.raises(ValueError, match="one length"):
+        r_half_by_resolution(pred, true, psf, std=std[:2])
     with pytest.raises(ValueError, match="increasing"):
         r_half_by_resolution(pred, true, psf, edges=(1.0, 0.5))

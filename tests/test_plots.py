@@ -542,6 +542,13 @@ def test_r_half_resolution_figure(tmp_path: Path) -> None:
     np.testing.assert_allclose(ax_sgn.get_lines()[1].get_ydata(), [0.3, np.nan, -0.01])
     assert [t.get_text() for t in ax_abs.get_xticklabels()] == ["0-0.5", "0.5-1", ">1"]
     _assert_png(tmp_path / "rh.png")
+    assert len(fig.get_axes()) == 2  # no widths, no coverage panel
+    # with the posterior widths' coverage: a third panel
+    wide = [dict(b, fraction_within_1sigma=0.7) if b["n"] else b for b in bins]
+    fig = plots.r_half_resolution_figure({"A": rep, "B": {"bins": wide}})
+    cov = fig.get_axes()[2]
+    np.testing.assert_allclose(cov.get_lines()[1].get_ydata(), [0.7, np.nan, 0.7])  # B
+    assert np.isnan(cov.get_lines()[0].get_ydata()).all()  # A has none
     with pytest.raises(ValueError, match="no r_half"):
         plots.r_half_resolution_figure({})
     with pytest.raises(ValueError, match="differ"):

@@ -189,27 +189,35 @@ def r_half_by_resolution(
     pred: np.ndarray,
     true: np.ndarray,
     psf_fwhm: np.ndarray,
+    std: np.ndarray | None = None,
     edges: Sequence[float] = RESOLUTION_BIN_EDGES,
 ) -> dict[str, Any]:
     """Half-light radius recovery in bins of resolution, x = r_half,true / FWHM_PSF.
 
     Args:
-        pred, true: (N,) predicted and true half-light radii (same unit, arcsec).
-        psf_fwhm: (N,) PSF FWHM of the same band, arcsec.
+        pred, true: (N,) predicted (posterior mean) and true half-light radii (same unit).
+        psf_fwhm: (N,) PSF FWHM of the same band, in that unit.
+        std: optional (N,) posterior standard deviations of the radius.
         edges: increasing bin edges of x (``inf`` allowed as the last).
 
     Returns:
         ``{"x": "r_half_true / psf_fwhm", "bins": [...]}``, one entry per bin with ``lo``,
         ``hi`` (None for an open bin), ``n`` and, where ``n > 0``, the median of
         |pred / true - 1| (``median_abs_frac_error``) and of pred / true - 1
-        (``median_frac_error``); galaxies with a non-finite ratio are left out.
+        (``median_frac_error``); with ``std``, also the fraction of the galaxies with
+        |pred - true| <= std (``fraction_within_1sigma``: 0.68 for an honest Gaussian
+        posterior) and the median std / true (``median_frac_std``).  Galaxies with a
+        non-finite ratio are left out.
     """
-    pred, true, psf_fwhm = (np.asarray(a, dtype=np.float64) for a in (pred, true, psf_fwhm))
-    if not pred.shape == true.shape == psf_fwhm.shape or pred.ndim != 1:
+    arrays = [pred, true, psf_fwhm] + ([] if std is None else [std])
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
         raise ValueError(
-            f"pred, true and psf_fwhm must be (N,) arrays of one length, got "
-            f"{pred.shape}, {true.shape}, {psf_fwhm.shape}"
+            "pred, true, psf_fwhm (and std) must be (N,) arrays of one length, got "
+            + ", ".join(str(a.shape) for a in arrays)
         )
+    pred, true, psf_fwhm = arrays[:3]
+    sd = arrays[3] if std is not None else None
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 2 or not np.all(np.diff(e) > 0):
         raise ValueError(f"edges must be increasing, got {tuple(edges)}")
@@ -228,6 +236,11 @@ def r_half_by_resolution(
         if sel.any():
             entry["median_abs_frac_error"] = float(np.median(np.abs(frac[sel])))
             entry["median_frac_error"] = float(np.median(frac[sel]))
+            if sd is not None:
+                entry["fraction_within_1sigma"] = float(
+                    np.mean(np.abs(pred[sel] - true[sel]) <= sd[sel])
+                )
+                entry["median_frac_std"] = float(np.median(sd[sel] / true[sel]))
         bins.append(entry)
     return {"x": "r_half_true / psf_fwhm", "bins": bins}
 
@@ -568,7 +581,10 @@ def evaluate(
 
     if "r_half_arcsec_r" in tp and "pred/r_half_arcsec_r" in cat:
         metrics["r_half_by_resolution"] = r_half_by_resolution(
-            cat["pred/r_half_arcsec_r"], tp["r_half_arcsec_r"], cat["psf_fwhm_r"]
+            cat["pred/r_half_arcsec_r"],
+            tp["r_half_arcsec_r"],
+            cat["psf_fwhm_r"],
+            std=cat["std/r_half_arcsec_r"],
         )
 
     if hide_redshift:

@@ -1392,17 +1392,23 @@ def r_half_resolution_figure(
     Args:
         reports: {label: ``metrics["r_half_by_resolution"]``} as written by
             :func:`galae.evaluate.r_half_by_resolution`: bins of x = r_half,true / FWHM_PSF,
-            each with ``lo``, ``hi`` (None: open), ``n`` and the medians of |pred/true - 1|
-            and pred/true - 1.
+            each with ``lo``, ``hi`` (None: open), ``n``, the medians of |pred/true - 1| and
+            pred/true - 1 and, where the posterior widths were given,
+            ``fraction_within_1sigma``.
         out: optional PNG path.
 
-    Left panel: median |fractional error| per bin (log scale); right: the median signed error.
+    Panels: the median |fractional error| per bin (log scale); the median signed error; and,
+    where any report has them, the fraction of the truths within one posterior sigma (the
+    dashed line at 0.68 is an honest Gaussian posterior's).
     """
     if not reports:
         raise ValueError("no r_half_by_resolution reports to plot")
     edges = [(b["lo"], b["hi"]) for b in next(iter(reports.values()))["bins"]]
-    fig = _new_figure(7.2, 2.8)
-    ax_abs, ax_sgn = fig.subplots(1, 2)
+    keys = ["median_abs_frac_error", "median_frac_error"]
+    if any("fraction_within_1sigma" in b for rep in reports.values() for b in rep["bins"]):
+        keys.append("fraction_within_1sigma")
+    fig = _new_figure(3.6 * len(keys), 2.8)
+    axes = fig.subplots(1, len(keys))
     for i, (label, rep) in enumerate(reports.items()):
         bins = rep["bins"]
         if [(b["lo"], b["hi"]) for b in bins] != edges:
@@ -1410,20 +1416,23 @@ def r_half_resolution_figure(
         if not any(b["n"] > 0 for b in bins):
             raise ValueError(f"{label}: every resolution bin is empty")
         x = np.arange(len(bins))
-        colour = f"C{i % 10}"
-        for ax, key in ((ax_abs, "median_abs_frac_error"), (ax_sgn, "median_frac_error")):
-            y = [b[key] if b["n"] > 0 else np.nan for b in bins]
-            ax.plot(x, y, "o-", color=colour, label=label)
+        for ax, key in zip(axes, keys, strict=True):
+            y = [b.get(key, np.nan) if b["n"] > 0 else np.nan for b in bins]
+            ax.plot(x, y, "o-", color=f"C{i % 10}", label=label)
     ticks = [f"{lo:g}-{hi:g}" if hi is not None else f">{lo:g}" for lo, hi in edges]
-    for ax in (ax_abs, ax_sgn):
+    for ax in axes:
         ax.set_xticks(np.arange(len(ticks)), ticks, fontsize=7)
         ax.set_xlabel(r"$r_{1/2,r}^{\rm true}$ / PSF FWHM")
         ax.grid(alpha=0.3)
-    ax_abs.set_yscale("log")
-    ax_abs.set_ylabel(r"median $|r_{1/2}^{\rm pred}/r_{1/2}^{\rm true} - 1|$")
-    ax_sgn.axhline(0.0, color="k", lw=0.6)
-    ax_sgn.set_ylabel(r"median $r_{1/2}^{\rm pred}/r_{1/2}^{\rm true} - 1$")
-    ax_abs.legend(fontsize=7)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel(r"median $|r_{1/2}^{\rm pred}/r_{1/2}^{\rm true} - 1|$")
+    axes[1].axhline(0.0, color="k", lw=0.6)
+    axes[1].set_ylabel(r"median $r_{1/2}^{\rm pred}/r_{1/2}^{\rm true} - 1$")
+    if len(keys) == 3:
+        axes[2].axhline(0.68, color="k", lw=0.8, ls="--")
+        axes[2].set_ylim(0.0, 1.0)
+        axes[2].set_ylabel(r"fraction with $|r_{1/2}^{\rm pred} - r_{1/2}^{\rm true}| \leq \sigma$")
+    axes[0].legend(fontsize=7)
     return _finish(fig, out)
 
 
