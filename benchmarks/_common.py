@@ -77,6 +77,17 @@ def per_galaxy(report: str | Path) -> dict[str, Any]:
         return {k: np.asarray(z[k], np.float64) for k in z.files if not k.startswith("_")}
 
 
+def name_value_pairs(items: list[str]) -> dict[str, str]:
+    """Command-line ``NAME=VALUE`` items as a dict (a SystemExit names a malformed one)."""
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not value:
+            raise SystemExit(f"expected NAME=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write ``results/<name>.json`` with the machine description added."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import name_value_pairs as _pairs
 from _common import write_result
 
 import galae
@@ -118,16 +119,6 @@ def grid(checkpoint: str, depths: list[float]) -> dict[str, Any]:
             "r_flux_model_over_data_median": float(ratio.median()),
             "chi2_per_pixel": [round(float(c), 2) for c in chi2],
         }
-    return out
-
-
-def _pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"expected LABEL=PATH, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k] = v
     return out
 
 

@@ -29,16 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, evaluate_summary
-
-
-def _pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if not value:
-            raise SystemExit(f"expected NAME=VALUE, got {item!r}")
-        out[name] = value
-    return out
+from _common import name_value_pairs as _pairs
 
 
 def run_summary(log_csv: Path, minutes: float | None) -> dict[str, Any]:

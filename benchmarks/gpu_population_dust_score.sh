@@ -6,9 +6,11 @@
 # (masked); then the chosen run refined (60 steps) on both validation sets.  The models are
 # read from $GPD (runs/gpd: <name>.pt, the pieces of the device call joined with cat; the logs
 # unpacked below it); then the chosen run's widths calibrated and scored again on both sets, the
-# half-light radius by resolution and the particle masses by dust quartile.  About 50 minutes
-# on 2 CPU cores.  Results:
-# results/gpu_population_dust.json.
+# half-light radius by resolution, the particle masses by dust quartile and the calibrated run on
+# issue 6's shifted sets against the U-Net's recorded figures.  About 65 minutes on 2 CPU
+# cores.  Results: results/gpu_population_dust.json, rhalf_resolution.json,
+# particle_mass_diagnostic_gpd_*.json, ae_vs_unet_gpu_population_dust.json;
+# docs/rhalf_resolution.png.
 set -e
 P=python
 GPD=${GPD:-runs/gpd}
@@ -71,3 +73,22 @@ $P benchmarks/gpu_finetune_summary.py --out-name gpu_population_dust --device-na
   ${CHOSEN}_calibrated=$GPD/ev_${CHOSEN}_cal/check ${CHOSEN}_calibrated_on_gasdust=$GPD/ev_${CHOSEN}_cal/gasdust \
   --particles packaged=$GPD/ev_packaged/particles mix3=$GPD/ev_mix3/particles \
   mix3b=$GPD/ev_mix3b/particles mix6b=$GPD/ev_mix6b/particles gas3b=$GPD/ev_gas3b/particles
+# the chosen run (calibrated) on issue 6's shifted particle sets, against the U-Net's recorded
+# figures; the packaged model made again on two sets checks that the sets are the same galaxies
+# (results/ae_vs_unet_gpu_population_dust.json)
+M="$P -m galae.mock --config configs/mock_particles.yaml --n 512"
+[ -e data/particles_seeing.h5 ] || $M --seed 203 --out data/particles_seeing.h5 seeing_r_median_arcsec=2.2
+[ -e data/particles_lowsn.h5 ] || $M --seed 204 --out data/particles_lowsn.h5 sky_sigma_scale=3.0
+[ -e data/particles_highz.h5 ] || $M --seed 205 --out data/particles_highz.h5 redshift_min=0.25 redshift_max=0.4
+[ -e data/particles_nou.h5 ] || $M --seed 206 --out data/particles_nou.h5 missing_band=u
+C=$GPD/ev_${CHOSEN}_cal
+[ -e $C/particles/metrics.json ] || $E --checkpoint $GPD/${CHOSEN}_cal.pt --data data/particles_test.h5 --mask-neighbours --out $C/particles
+for s in seeing lowsn highz nou; do
+  [ -e $C/particles_$s/metrics.json ] || $E --checkpoint $GPD/${CHOSEN}_cal.pt --data data/particles_$s.h5 --mask-neighbours --out $C/particles_$s
+done
+[ -e $GPD/ev_packaged/particles_seeing/metrics.json ] || $E --checkpoint src/galae/default_model/model.pt --data data/particles_seeing.h5 --mask-neighbours --out $GPD/ev_packaged/particles_seeing
+$P benchmarks/ae_vs_recorded_unet.py --reports test=$C/particles seeing=$C/particles_seeing \
+  lowsn=$C/particles_lowsn highz=$C/particles_highz nou=$C/particles_nou \
+  --check seeing=$GPD/ev_packaged/particles_seeing test=$GPD/ev_packaged/particles \
+  --name ae_vs_unet_gpu_population_dust \
+  --what "$CHOSEN (benchmarks/gpu_population_dust.sh, an H200; its amortized widths calibrated), amortized and masked, on issue 6's five particle sets, over the 6144-mock U-Net's recorded figures (results/ae_vs_unet.json); point ratios" >/dev/null
