@@ -3,8 +3,8 @@
 # "b" runs) on the CPU, against the packaged model (their start and control), each amortized:
 # on 400 validation mocks of the first population (data/analytic_check.h5), of the gas population
 # (data/analytic_check_gasdust.h5, the same seed) and on the 512 in-distribution particle mocks
-# (masked); then the chosen run refined (60 steps) on both validation sets.  The models are
-# read from $GPD (runs/gpd: <name>.pt, the pieces of the device call joined with cat; the logs
+# (masked); then the chosen run refined (60 steps) on both validation sets and the particles.
+# The models are read from $GPD (runs/gpd: <name>.pt, the pieces of the device call joined with cat; the logs
 # unpacked below it); then the chosen run's widths calibrated and scored again on both sets, the
 # half-light radius by resolution, the particle masses by dust quartile and the calibrated run on
 # issue 6's shifted sets against the U-Net's recorded figures.  About 65 minutes on 2 CPU
@@ -35,6 +35,8 @@ for m in packaged $CHOSEN; do
   [ -e $o/check_refined/metrics.json ] || $E --checkpoint $ck --data data/analytic_check.h5 --n 400 --refine-steps 60 --out $o/check_refined
   [ -e $o/gasdust_refined/metrics.json ] || $E --checkpoint $ck --data data/analytic_check_gasdust.h5 --n 400 --refine-steps 60 --out $o/gasdust_refined
 done
+# the chosen run refined on the particle mocks (the packaged model's: results/ae_vs_unet.json)
+[ -e $GPD/ev_$CHOSEN/particles_refined/metrics.json ] || $E --checkpoint $GPD/$CHOSEN.pt --data data/particles_test.h5 --mask-neighbours --refine-steps 60 --out $GPD/ev_$CHOSEN/particles_refined
 # the particle stellar masses by quartile of face-on A_V (results/particle_mass_diagnostic_gpd_*.json)
 for m in packaged $CHOSEN; do
   $P benchmarks/particle_mass_diagnostic.py $GPD/ev_$m/particles --data data/particles_test.h5 --name gpd_$m >/dev/null
@@ -72,7 +74,8 @@ $P benchmarks/gpu_finetune_summary.py --out-name gpu_population_dust --device-na
   ${CHOSEN}_on_gasdust_refined=$GPD/ev_$CHOSEN/gasdust_refined \
   ${CHOSEN}_calibrated=$GPD/ev_${CHOSEN}_cal/check ${CHOSEN}_calibrated_on_gasdust=$GPD/ev_${CHOSEN}_cal/gasdust \
   --particles packaged=$GPD/ev_packaged/particles mix3=$GPD/ev_mix3/particles \
-  mix3b=$GPD/ev_mix3b/particles mix6b=$GPD/ev_mix6b/particles gas3b=$GPD/ev_gas3b/particles
+  mix3b=$GPD/ev_mix3b/particles mix6b=$GPD/ev_mix6b/particles gas3b=$GPD/ev_gas3b/particles \
+  ${CHOSEN}_refined=$GPD/ev_$CHOSEN/particles_refined
 # the chosen run (calibrated) on issue 6's shifted particle sets, against the U-Net's recorded
 # figures; the packaged model made again on two sets checks that the sets are the same galaxies
 # (results/ae_vs_unet_gpu_population_dust.json)
