@@ -95,3 +95,20 @@ $P benchmarks/ae_vs_recorded_unet.py --reports test=$C/particles seeing=$C/parti
   --check seeing=$GPD/ev_packaged/particles_seeing test=$GPD/ev_packaged/particles \
   --name ae_vs_unet_gpu_population_dust \
   --what "$CHOSEN (benchmarks/gpu_population_dust.sh, an H200; its amortized widths calibrated), amortized and masked, on issue 6's five particle sets, over the 6144-mock U-Net's recorded figures (results/ae_vs_unet.json); point ratios" >/dev/null
+# with the U-Net trained again from configs/unet.yaml (35 minutes; its figures come out as the
+# recorded ones to the last digit), the same ratios with paired bootstrap intervals
+# (results/ae_vs_unet_gpu_population_dust_paired.json)
+if [ -n "${WITH_UNET:-}" ]; then
+  [ -f data/particles_train6k.h5 ] || $P -m galae.mock --config configs/mock_particles.yaml --n 6144 --seed 12 --workers 2 --out data/particles_train6k.h5
+  [ -f runs/unet/model.pt ] || $P -m galae.train --config configs/unet.yaml progress=false
+  R=runs/eval_gpd
+  mkdir -p $R
+  for s in test seeing lowsn highz nou; do
+    [ -e $GPD/unet_particles_$s/metrics.json ] || $E --checkpoint runs/unet/model.pt --data data/particles_$s.h5 --out $GPD/unet_particles_$s
+    src=$C/particles_$s; [ $s = test ] && src=$C/particles
+    ln -sfn "$(realpath $src)" $R/ae_masked_particles_$s
+    ln -sfn "$(realpath $GPD/unet_particles_$s)" $R/unet_particles_$s
+  done
+  ln -sfn "$(realpath $GPD/ev_$CHOSEN/particles_refined)" $R/ae_refined_masked_particles_test
+  $P benchmarks/ae_vs_unet.py $R "" ae_vs_unet_gpu_population_dust_paired >/dev/null
+fi
