@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from galae.checkpoint import load_checkpoint, modules_from_state
 from galae.data.hdf5 import inspect_h5, read_h5
 from galae.latent import REGISTRY
+from galae.physics.population import LEGACY_POPULATION_DUST
 from galae.prior import BroadPrior, PopulationPrior, with_broad
 from galae.refine import REFINED_WIDTH_CEILING, REFINED_WIDTH_CEILING_FALLBACK
 from galae.runtime import checked_device, checked_integer, cli_errors, tune_cpu_allocator
@@ -438,8 +439,9 @@ def calibrate_checkpoint(
         raise ValueError(f"{checkpoint} is not an autoencoder checkpoint")
     model, guide = modules_from_state(state, where=str(checkpoint))
     model, guide = model.to(dev).eval(), guide.to(dev).eval()
-    # the population the encoder was trained on: its dust law too
-    population_dust = str(state["config"].get("sleep_population_dust", "empirical"))
+    # the population the encoder was trained on: its dust law too (a checkpoint made before
+    # the choice existed was trained on the first one)
+    population_dust = str(state["config"].get("sleep_population_dust", LEGACY_POPULATION_DUST))
     simulator = simulation_prior(model, prior, broad_fraction, population_dust).to(dev)
     bands = tuple(model.renderer.bands)
     info = inspect_h5(data, expected_bands=bands)

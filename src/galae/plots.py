@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from galae.sampling import GalaeModel, Samples
 
 __all__ = [
-    "r_half_resolution_figure",
     "DEFAULT_STRETCH_NMGY",
     "DEFAULT_Q",
     "DPI",
@@ -67,6 +66,7 @@ __all__ = [
     "reconstruction_figure",
     "maps_comparison_figure",
     "radial_profiles_figure",
+    "r_half_resolution_figure",
     "comparison_figure",
     "radial_residuals_comparison_figure",
     "shift_ratios_figure",
