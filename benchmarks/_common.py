@@ -203,3 +203,41 @@ def choice_header(a: argparse.Namespace) -> dict[str, Any]:
         "n_galaxies": a.n,
         "refine_steps": a.steps,
     }
+
+
+def posterior_scores(post: Any, truth: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """Errors of a posterior's means against the truth, per name: median |error| and median
+    error, the fractions of truths within 1 and 2 posterior sigma, the median sigma; for
+    half-light radii also the median |fractional error|, for log M* the 1.4826 MAD scatter."""
+    out: dict[str, Any] = {"chi2_per_pixel_median": float(post.chi2_per_pixel.median())}
+    for name in names:
+        t = torch.as_tensor(truth[name]).double()
+        err = post.params[name].double().cpu() - t
+        s = post.std[name].double().cpu()
+        row = {
+            "median_abs_error": float(err.abs().median()),
+            "median_error": float(err.median()),
+            "within_1sigma": float(((err.abs() / s) < 1).double().mean()),
+            "within_2sigma": float(((err.abs() / s) < 2).double().mean()),
+            "median_std": float(s.median()),
+        }
+        if name.startswith("r_half"):
+            row["median_abs_frac_error"] = float((err / t).abs().median())
+        if name == "log10_mstar_msun":
+            row["scatter_1.4826mad"] = mad(err.numpy())
+        out[name] = row
+    return out
+
+
+def score_line(label: str, mode: str, r: dict[str, Any], names: tuple[str, ...]) -> str:
+    """One printed line of :func:`posterior_scores`: median |error| (fraction within 1 sigma)."""
+    return (
+        f"{label:>12} {mode:>18}: chi2 {r['chi2_per_pixel_median']:.2f}  "
+        + "  ".join(
+            f"{k} {r[k]['median_abs_error']:.3f} ({r[k]['within_1sigma']:.2f})"
+            for k in names
+            if not k.startswith("r_half")
+        )
+        + f"  r_half {r['r_half_arcsec_r']['median_abs_frac_error']:.3f}"
+        + f" ({r['r_half_arcsec_r']['within_1sigma']:.2f})"
+    )

@@ -53,6 +53,51 @@ def test_big_endian_arrays_as_fits_returns_them(model: GalaeModel, five: Samples
         assert torch.equal(native.params[name], swapped.params[name])
 
 
+def test_flipped_views_are_read(model: GalaeModel, five: Samples) -> None:
+    """A negatively strided view (np.flipud, img[..., ::-1, :]) reads as its values."""
+    images, sigma = five.images.numpy(), five.sigma.numpy()
+    flipped = model.encode(images[:, :, ::-1], sigma[:, :, ::-1], **_kw(five))
+    copied = model.encode(images[:, :, ::-1].copy(), sigma[:, :, ::-1].copy(), **_kw(five))
+    for name in ("log10_mstar_msun", "r_half_arcsec_r"):
+        assert torch.equal(flipped.params[name], copied.params[name])
+
+
+def test_masked_arrays_mask_their_masked_pixels(model: GalaeModel, five: Samples) -> None:
+    """np.ma masked pixels become NaN, so they are masked (with the usual warning), not read."""
+    images = five.images.numpy()
+    hidden = np.zeros(images.shape, bool)
+    hidden[:, :, :6, :] = True
+    garbage = np.where(hidden, 1e4, images)  # what lies under the mask must not matter
+    with pytest.warns(RuntimeWarning, match="NaN/inf pixels masked"):
+        post = model.encode(np.ma.MaskedArray(garbage, hidden), five.sigma, **_kw(five))
+    with pytest.warns(RuntimeWarning, match="NaN/inf pixels masked"):
+        ref = model.encode(np.where(hidden, np.nan, images), five.sigma, **_kw(five))
+    assert torch.equal(post.params["log10_mstar_msun"], ref.params["log10_mstar_msun"])
+    with pytest.raises(ValueError, match="mask: a masked bool array"):
+        model.encode(
+            images, five.sigma, mask=np.ma.MaskedArray(hidden[:, 0], hidden[:, 0]), **_kw(five)
+        )
+
+
+def test_quantities_convert_or_are_refused(model: GalaeModel, five: Samples) -> None:
+    """astropy Quantities: nanomaggies (or Jansky, AB) for images/sigma, arcsec for the PSF."""
+    import astropy.units as u
+
+    native = _encode(model, five)
+    kw = {**_kw(five), "psf_fwhm_arcsec": (five.psf_fwhm_arcsec.numpy() / 60.0) * u.arcmin}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = model.encode(
+            (five.images.numpy().astype(np.float64) * 3631e-9) * u.Jy,
+            five.sigma.numpy() * u.nanomaggy,
+            **kw,
+        )
+    for name in ("log10_mstar_msun", "r_half_arcsec_r"):
+        torch.testing.assert_close(post.params[name], native.params[name], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="psf_fwhm_arcsec: got a Quantity in kpc"):
+        model.encode(five.images, five.sigma, **{**_kw(five), "psf_fwhm_arcsec": 1.0 * u.kpc})
+
+
 def test_images_not_in_nanomaggies_are_refused(model: GalaeModel, five: Samples) -> None:
     images = five.images.clone()
     images[0, 2, 10, 10] = 3e38  # a float32 overflow, say
@@ -257,3 +302,24 @@ def test_observation_shape_must_be_integers() -> None:
     with pytest.raises(ValueError, match="integers >= 4"):
         Observation.create(0.1, 1.2, shape=(64.5, 64))  # was truncated to (64, 64)
     assert Observation.create(0.1, 1.2, shape=(np.int64(48), 40)).shape == (48, 40)
+
+
+def test_more_missing_bands_than_trained_are_named(model: GalaeModel, five: Samples) -> None:
+    """The encoder saw one band missing at a time; a galaxy missing two (grz data: no u, no
+    i) gets a warning naming it and the refinement that repairs it."""
+    assert model.trained_missing_bands == 1
+    images = five.images.clone()
+    images[1, 0] = float("nan")  # no u: trained for
+    images[3, [0, 3]] = float("nan")  # no u, no i: not trained for
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.encode(images, five.sigma, **_kw(five))
+    said = [str(w.message) for w in caught if "whole band" in str(w.message)]
+    assert len(said) == 1
+    assert "1 of 5 galaxies miss more than 1 whole band (rows 3; row 3 misses u,i)" in said[0]
+    assert "read stand-ins" in said[0] and "refine_steps=60" in said[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        one = {"psf_fwhm_arcsec": five.psf_fwhm_arcsec[3:4], "redshift": five.redshift[3:4]}
+        model.encode(images[3:4], five.sigma[3:4], refine_steps=3, n_mc_derived=2, **one)
+    assert not [w for w in caught if "whole band" in str(w.message)]

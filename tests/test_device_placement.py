@@ -126,6 +126,18 @@ def test_sample_and_encode_create_no_deviceless_tensors() -> None:
             refine_steps=1,
             mask_neighbours=True,
         )
+        grz = s.images.clone()
+        grz[:, [0, 3]] = float("nan")  # the encoder's stand-ins (galae.data.stand_in)
+        other = m.encode(
+            grz,
+            s.sigma,
+            psf_fwhm_arcsec=s.psf_fwhm_arcsec,
+            redshift=s.redshift,
+            pixel_scale_arcsec=0.262,  # regridded for the encoder (galae.render.regrid)
+            n_mc=8,
+            n_mc_derived=2,
+        )
+    assert torch.isfinite(other.params["log10_mstar_msun"]).all()
     assert torch.isfinite(refined.params["log10_mstar_msun"]).all()
     assert s0.images.shape == s.images.shape
     assert torch.isfinite(post.params["log10_mstar_msun"]).all()

@@ -19,6 +19,7 @@ from galae.data.fits import (
     mixture_fwhm_pix,
     render_mixture,
     sdss_psf_mixture,
+    split_hdu_selector,
 )
 from galae.data.hdf5 import GalaxyH5Dataset, read_h5
 
@@ -258,3 +259,42 @@ def test_cutouts_to_h5_round_trip(tmp_path: Path, cut: Cutout) -> None:
     assert "stamp-u-5.0073-0.0739.fits" in got["attrs"]["generator_config"]
     with pytest.raises(ValueError, match="crop them"):
         cutouts_to_h5(tmp_path / "bad.h5", [cut, crop_cutout(cut, (21, 21))])
+
+
+def test_hdu_selectors_read_multi_extension_cutouts(tmp_path: Path) -> None:
+    """A Legacy-Surveys-style file (g, its inverse variance, r, ...) read band by band with
+    CFITSIO's FILE[N] and FILE[EXTNAME], as from one file per band."""
+    rng = np.random.default_rng(0)
+    hdus = [fits.PrimaryHDU()]
+    for band in ("g", "r"):
+        img = rng.normal(1.0, 0.1, (9, 9)).astype(np.float32)
+        hdr = fits.Header({"BUNIT": "nanomaggy", "EXTNAME": f"IMAGE_{band.upper()}"})
+        hdus.append(fits.ImageHDU(img, hdr))
+        hdus.append(fits.ImageHDU(np.full((9, 9), 100.0, np.float32), name=f"IVAR_{band.upper()}"))
+        fits.PrimaryHDU(img, fits.Header({"BUNIT": "nanomaggy"})).writeto(tmp_path / f"{band}.fits")
+    fits.HDUList(hdus).writeto(tmp_path / "all.fits")
+    kw = {"bands": ("g", "r"), "pixel_scale_arcsec": 0.262, "psf_fwhm_arcsec": 1.3}
+    f = tmp_path / "all.fits"
+    by_index = load_fits_cutouts(
+        {"g": f"{f}[1]", "r": f"{f}[3]"}, {"g": f"{f}[2]", "r": f"{f}[4]"}, **kw
+    )
+    by_name = load_fits_cutouts(
+        {"g": f"{f}[IMAGE_G]", "r": f"{f}[image_r]"},
+        {"g": f"{f}[IVAR_G]", "r": f"{f}[IVAR_R]"},
+        **kw,
+    )
+    ivar = fits.PrimaryHDU(np.full((9, 9), 100.0, np.float32))
+    ivar.writeto(tmp_path / "iv.fits")
+    separate = load_fits_cutouts(
+        {b: tmp_path / f"{b}.fits" for b in ("g", "r")},
+        {b: tmp_path / "iv.fits" for b in "gr"},
+        **kw,
+    )
+    for c in (by_index, by_name):
+        assert np.array_equal(c.images, separate.images) and np.allclose(c.sigma, 0.1)
+    assert split_hdu_selector("a.fits[2]", 0) == (Path("a.fits"), 2)
+    assert split_hdu_selector("a.fits", 5) == (Path("a.fits"), 5)
+    with pytest.raises(ValueError, match="no HDU named 'IVAR_Z'.*EXTNAMEs: PRIMARY, IMAGE_G"):
+        load_fits_cutouts({"g": f"{f}[1]"}, {"g": f"{f}[IVAR_Z]"}, **{**kw, "bands": ("g",)})
+    with pytest.raises(ValueError, match=r"has 5 HDUs, asked for image HDU 9"):
+        load_fits_cutouts({"g": f"{f}[9]"}, {"g": f"{f}[2]"}, **{**kw, "bands": ("g",)})

@@ -672,8 +672,11 @@ def test_render_profile_accepts_numbers_and_keeps_graph():
     ("kwargs", "message"),
     [
         ({"profile": "sersik"}, "unknown profile 'sersik'; known profiles: 'sersic'"),
-        ({"profile": "exponential", "sersic_n": 1.0}, "fixed Sersic index"),
-        ({"profile": "devaucouleurs", "sersic_n": 4.0}, "fixed Sersic index"),
+        (
+            {"profile": "exponential", "sersic_n": 2.0},
+            "fixed Sersic index n = 1.0, got sersic_n = 2",
+        ),
+        ({"profile": "devaucouleurs", "sersic_n": 1.0}, "fixed Sersic index"),
         ({"sersic_n": 7.0}, "sersic_n must lie in"),
         ({"q": 0.0}, "q must lie in"),
         ({"q": 1.2}, "q must lie in"),
@@ -816,3 +819,37 @@ def test_tabulated_incomplete_gamma_gradients():
 
     inputs = (t64(1.3).requires_grad_(), t64(2.5).requires_grad_(), t64(0.6).requires_grad_())
     assert torch.autograd.gradcheck(f, inputs)
+
+
+@pytest.mark.parametrize(
+    ("profile", "n"), [("exponential", 1.0), ("devaucouleurs", 4.0), ("gaussian", 0.5)]
+)
+def test_fixed_index_profile_accepts_its_own_sersic_n(profile, n):
+    """Passing a fixed-index profile its own n changes nothing (the contract leaves it out)."""
+    kw = {"r_half_major_arcsec": 1.5, "q": 0.7, "pa_deg": 20.0, "shape": (24, 24)}
+    without = render_profile(profile, **kw)
+    with_n = render_profile(profile, sersic_n=np.float64(n), **kw)
+    assert torch.equal(without, with_n)
+    assert torch.allclose(with_n, render_profile("sersic", sersic_n=n, **kw))
+
+
+def test_render_profile_takes_astropy_quantities():
+    """Quantities convert to the unit the argument's name carries; a wrong one is refused."""
+    import astropy.units as u
+
+    kw = {"sersic_n": 2.0, "q": 0.6, "shape": (32, 32)}
+    plain = render_profile(
+        "sersic", r_half_major_arcsec=2.0, pa_deg=30.0, psf_fwhm_arcsec=1.2, **kw
+    )
+    quant = render_profile(
+        "sersic",
+        r_half_major_arcsec=(2.0 / 60.0) * u.arcmin,
+        pa_deg=(30.0 * u.deg).to(u.rad),
+        psf_fwhm_arcsec=1.2 * u.arcsec,
+        **kw,
+    )
+    assert torch.allclose(plain, quant, rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="r_half_major_arcsec: got a Quantity in kpc"):
+        render_profile("sersic", r_half_major_arcsec=2.0 * u.kpc, **kw)
+    with pytest.raises(ValueError, match="q: got a Quantity in arcsec; pass a plain number"):
+        render_profile("sersic", r_half_major_arcsec=2.0, q=0.5 * u.arcsec, sersic_n=1.0)

@@ -125,7 +125,12 @@ def _floats(values: Sequence[float] | None) -> float | list[float] | None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m galae.fit", description=__doc__.splitlines()[0])
-    ap.add_argument("images", nargs="+", metavar="BAND=FILE", help="one image file per band")
+    ap.add_argument(
+        "images",
+        nargs="+",
+        metavar="BAND=FILE",
+        help="one image file per band; FILE[N] or FILE[EXTNAME] picks an HDU of the file",
+    )
     ap.add_argument("--out", required=True, help="output FITS file")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--checkpoint", default=None, help="model (default: the packaged one)")

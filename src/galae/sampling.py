@@ -7,6 +7,7 @@ inside the package; ``galae.load(path)`` any checkpoint.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import warnings
@@ -476,6 +477,57 @@ def _mask_for(mask: Any, x: Tensor, single: bool, device: torch.device) -> Tenso
     return mm.expand_as(x)
 
 
+#: What the packaged model's amortized posterior does with u and i missing (grz data), on its
+#: own population, measured by ``python benchmarks/missing_bands.py``
+#: (benchmarks/results/missing_bands.json); quoted by :func:`_warn_missing_bands`.
+MISSING_BANDS_MEASURED: dict[bool, str] = {
+    True: "the packaged model on its own population without u and i: magnitudes 0.11-0.19 mag "
+    "off, log M* 0.097 dex with 60% of its 1-sigma intervals holding the truth (ugriz: "
+    "0.08-0.17 mag, 0.079 dex, 61%); without u and g: 0.20 dex, 34%",
+    False: "the packaged model on its own population without u and i: magnitudes 0.52-0.58 mag "
+    "off with 17-26% of their 1-sigma intervals holding the truth",
+}
+
+
+@dataclass(frozen=True)
+class _ViewOptions:
+    """How the encoder's view of a batch is made (:meth:`GalaeModel._encoder_view`)."""
+
+    stand_in: bool  # stand-ins for bands missing beyond those the encoder was trained without
+    regrid: bool  # another pixel scale put on the model's pixel grid
+
+
+def _warn_missing_bands(
+    gone: Tensor, refined: Tensor, bands: Sequence[str], trained: int, stand_in: bool
+) -> None:
+    """Warn about amortized posteriors of galaxies missing more whole bands than the encoder
+    was trained without (``gone``: (N, C) bool, a band with no unmasked pixel); ``stand_in``:
+    whether the encoder read stand-ins for them (:mod:`galae.data.stand_in`)."""
+    k = gone.sum(1).cpu()
+    over = (k > trained) & (k < gone.shape[1]) & ~refined.cpu()  # all gone: warned already
+    rows = torch.nonzero(over).flatten().tolist()
+    if not rows:
+        return
+    first = gone[rows[0]].cpu().tolist()
+    example = ",".join(b for b, g in zip(bands, first, strict=True) if g)
+    listed = ", ".join(str(i) for i in rows[:10]) + (", ..." if len(rows) > 10 else "")
+    read = (
+        "it read stand-ins for the others, interpolated from the neighbouring bands "
+        "(galae.data.stand_in), and its amortized posterior for them is less accurate and too "
+        "narrow"
+        if stand_in
+        else "without stand-ins (stand_in_bands=False) its amortized posterior for them is "
+        "biased and too narrow"
+    )
+    _warn_caller(
+        f"{len(rows)} of {gone.shape[0]} galaxies miss more than {trained} whole "
+        f"band{'' if trained == 1 else 's'} (rows {listed}; row {rows[0]} misses {example}): the "
+        f"encoder was trained with at most {trained} missing; {read} "
+        f"({MISSING_BANDS_MEASURED[stand_in]}; benchmarks/missing_bands.py); "
+        "encode(..., refine_steps=60) fits them through the renderer"
+    )
+
+
 def _rows_and_bands(bad: Tensor, bands: Sequence[str]) -> str:
     """Which galaxies (rows) and bands of an (N, C, H, W) flag array are flagged, in words."""
     rows = torch.nonzero(bad.flatten(1).any(-1)).flatten().tolist()
@@ -655,6 +707,14 @@ class GalaeModel:
     def to(self, device: str | torch.device) -> GalaeModel:
         return GalaeModel(self.model, self.guide, self.state, device)
 
+    @property
+    def trained_missing_bands(self) -> int:
+        """The most whole bands that a training stamp lacked: 1 when the checkpoint's config
+        drops bands (``sleep_missing_band_fraction`` > 0, one band at a time), else 0.
+        :meth:`encode` warns about galaxies that miss more."""
+        cfg = self.state.get("config") or {}
+        return 1 if float(cfg.get("sleep_missing_band_fraction") or 0.0) > 0 else 0
+
     def __repr__(self) -> str:
         return (
             f"GalaeModel(bands={self.bands}, pixel_scale_arcsec={self.pixel_scale_arcsec}, "
@@ -671,6 +731,7 @@ class GalaeModel:
         redshift: Any = None,
         pixel_scale_arcsec: float | None = None,
         mask: Any = None,
+        regrid_pixels: bool = False,
     ) -> Batch:
         """Validate user arrays and build a :class:`Batch` (numpy or torch; single image ok).
 
@@ -804,11 +865,11 @@ class GalaeModel:
                     f"table, got {float(z[torch.isfinite(z)].max()):g} (NaN = unknown)"
                 )
         scale = _pixel_scale(pixel_scale_arcsec, self.pixel_scale_arcsec)
-        if abs(scale / self.pixel_scale_arcsec - 1) > 0.01:
+        if not self._same_scale(scale) and not regrid_pixels:
             _warn_caller(
                 f"pixel scale {scale} differs from the training pixel scale "
                 f"{self.pixel_scale_arcsec}; the renderer handles it but the encoder was not "
-                "trained for it"
+                "trained for it (encode's regrid_pixels shows it the model's pixel grid)"
             )
         return Batch(x, s, m, p, z, scale, self.bands, torch.arange(n, device=self.device))
 
@@ -831,6 +892,8 @@ class GalaeModel:
         mask_neighbours: bool = False,
         refine_above_chi2: float | None = None,
         flips: bool = False,
+        stand_in_bands: bool = True,
+        regrid_pixels: bool = True,
     ) -> Posterior:
         """Amortized posterior for N images (see DESIGN.md's contract).
 
@@ -885,6 +948,19 @@ class GalaeModel:
         on the analytic ones); the average is mirror-equivariant and lowers that part of the
         error, for four times the encoder's cost (docs/results.md, issue 4).
 
+        A galaxy that misses more whole bands (every pixel masked or NaN) than the encoder was
+        trained without (:attr:`trained_missing_bands`) is shown to the encoder, with
+        ``stand_in_bands``, with stand-ins for the extra ones: its neighbouring bands' light
+        interpolated in log wavelength, at three times their noise (:mod:`galae.data.stand_in`); the
+        likelihood never sees them.  Without stand-ins the packaged model's amortized magnitudes
+        of grz data are 0.5 mag off; a warning names such galaxies either way
+        (``benchmarks/missing_bands.py``).
+
+        Stamps of another pixel scale than the model's (DECaLS 0.262", HSC 0.168") are shown to
+        the encoder, with ``regrid_pixels``, on the model's pixel grid, by flux-conserving area
+        weighting about the stamp's centre (:mod:`galae.render.regrid`); the likelihood stays on
+        the stamp's own pixels.
+
         ``n_mc`` must be at least 2, ``n_mc_derived`` 0 or at least 2 (a spread needs two
         draws); with ``n_mc_derived = 0`` no draws are rendered, so ``params`` holds the latents
         and redshift but not the derived observables, and ``maps_std`` is empty.  ``seed``
@@ -908,7 +984,11 @@ class GalaeModel:
                 raise ValueError(
                     "refine_above_chi2 chooses which galaxies to refine: it needs refine_steps > 0"
                 )
-        full = self.make_batch(images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
+        view = _ViewOptions(bool(stand_in_bands), bool(regrid_pixels))
+        full = self.make_batch(
+            images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask, regrid_pixels
+        )
+        bands_gone = full.mask.flatten(2).all(-1)  # (N, C): bands without an unmasked pixel
         if mask_neighbours:
             full = self._mask_neighbours(full)
         full, crop, shift = self._frame(full)
@@ -923,7 +1003,7 @@ class GalaeModel:
                 for sl in _chunks(idx.numel(), batch_size):
                     parts.append(idx[sl])
             pieces = [
-                self._encode_part(full, ix, n_mc, n_mc_derived, seed, steps, refine_lr, flips)
+                self._encode_part(full, ix, n_mc, n_mc_derived, seed, steps, refine_lr, flips, view)
                 for ix in parts
             ]
             return parts, pieces
@@ -944,6 +1024,9 @@ class GalaeModel:
                     full, crop, shift, known, parts + more, pieces + refined, steps
                 )
         _warn_poor_fits(post.chi2_per_pixel, post.refined)
+        _warn_missing_bands(
+            bands_gone, post.refined, self.bands, self.trained_missing_bands, view.stand_in
+        )
         return post
 
     def _assemble(
@@ -1058,9 +1141,54 @@ class GalaeModel:
         )
         return framed, crop, shift
 
-    def _encoder_view(self, b: Batch) -> Batch:
-        """The centre cut of a framed batch (:meth:`_frame`) that the encoder reads: the model's
-        stamp size, with the frame's centre."""
+    def _encoder_view(self, b: Batch, opts: _ViewOptions | None = None) -> Batch:
+        """What the encoder reads of a framed batch (:meth:`_frame`): the centre cut of the
+        model's stamp size, or with ``opts.regrid`` and another pixel scale the stamp on the
+        model's pixel grid (:mod:`galae.render.regrid`); with ``opts.stand_in``, stand-ins for
+        the bands a galaxy misses beyond :attr:`trained_missing_bands`
+        (:mod:`galae.data.stand_in`)."""
+        opts = opts or _ViewOptions(False, False)
+        if opts.regrid and not self._same_scale(b.pixel_scale_arcsec):
+            from galae.render.regrid import regrid
+
+            x, s, m = regrid(
+                b.images, b.sigma, b.mask, b.pixel_scale_arcsec, self.pixel_scale_arcsec, self.shape
+            )
+            view = replace(b, images=x, sigma=s, mask=m, pixel_scale_arcsec=self.pixel_scale_arcsec)
+        else:
+            view = self._centre_cut(b)
+        gone = view.mask.flatten(2).all(-1).sum(1)
+        if not opts.stand_in or not bool((gone > self.trained_missing_bands).any()):
+            return view
+        from galae.data import stand_in as standin
+
+        si = standin.stand_in_bands(
+            view.images,
+            view.sigma,
+            view.mask,
+            view.psf_fwhm_arcsec,
+            self.band_wavelengths_aa,
+            self.trained_missing_bands,
+            noise_factor=standin.STAND_IN_NOISE_FACTOR,  # read now: benchmarks vary it
+        )
+        return replace(
+            view, images=si.images, sigma=si.sigma, mask=si.mask, psf_fwhm_arcsec=si.psf_fwhm_arcsec
+        )
+
+    def _same_scale(self, scale: float) -> bool:
+        """Whether a pixel scale is the model's, to 1%."""
+        return abs(scale / self.pixel_scale_arcsec - 1) <= 0.01
+
+    @functools.cached_property
+    def band_wavelengths_aa(self) -> tuple[float, ...]:
+        """Effective wavelengths of the model's bands, Angstrom (speclite's filter curves)."""
+        from galae.physics.bands import load_filters
+
+        names = self.model.renderer.sps.filter_names
+        return tuple(float(w.value) for w in load_filters(",".join(names)).effective_wavelengths)
+
+    def _centre_cut(self, b: Batch) -> Batch:
+        """The centre cut of a framed batch of the model's stamp size (:meth:`_encoder_view`)."""
         h, w = b.images.shape[-2:]
         mh, mw = self.shape
         if (h, w) == (mh, mw):
@@ -1147,13 +1275,16 @@ class GalaeModel:
         refine_steps: int = 0,
         refine_lr: float = REFINE_LR,
         flips: bool = False,
+        view: _ViewOptions | None = None,
     ) -> dict[str, Any]:
         b = self._sub(full, ix)
         g = _generator(seed, self.device)
         mix = None
         if b.redshift_known:
             out = photo = (
-                self._flip_averaged(b) if flips else self.guide.encode(self._encoder_view(b))
+                self._flip_averaged(b, view)
+                if flips
+                else self.guide.encode(self._encoder_view(b, view))
             )
             if refine_steps > 0:
                 out = self._refine(out, b, refine_steps, refine_lr)
@@ -1163,7 +1294,7 @@ class GalaeModel:
             z_render = b.redshift
         else:
             # unknown redshift: q(z | x) q(u | x, z) on the photo-z nodes (PhotoZMixture)
-            photo, mix = self._photo_z_mixture(b, refine_steps, refine_lr, flips)
+            photo, mix = self._photo_z_mixture(b, refine_steps, refine_lr, flips, view)
             # every node and whole antithetic pairs: a multiple of 2K derived draws
             n_derived = 2 * mix.n_nodes * math.ceil(n_mc_derived / (2 * mix.n_nodes))
             n_derived = n_derived if n_mc_derived > 0 else 0
@@ -1207,14 +1338,19 @@ class GalaeModel:
             "mix": mix,
         }
 
-    def _flip_averaged(self, b: Batch) -> EncoderOutput:
+    def _flip_averaged(self, b: Batch, opts: _ViewOptions | None = None) -> EncoderOutput:
         """The encoder's output averaged over the mirrored stamps (:data:`FLIPS`,
         :func:`_flip_average`)."""
-        view = self._encoder_view(b)
+        view = self._encoder_view(b, opts)
         return _flip_average([self.guide.encode(_flipped(view, fx, fy)) for fx, fy in FLIPS], FLIPS)
 
     def _photo_z_mixture(
-        self, b: Batch, refine_steps: int = 0, refine_lr: float = REFINE_LR, flips: bool = False
+        self,
+        b: Batch,
+        refine_steps: int = 0,
+        refine_lr: float = REFINE_LR,
+        flips: bool = False,
+        opts: _ViewOptions | None = None,
     ) -> tuple[EncoderOutput, PhotoZMixture]:
         """The encoder's output for an unknown redshift (its photo-z head) and the joint
         posterior q(z | x) q(u | x, z) of these galaxies (:class:`PhotoZMixture`).  The CNN runs
@@ -1231,7 +1367,7 @@ class GalaeModel:
         enc = self.guide.encoder
         frames = FLIPS if flips else FLIPS[:1]
         trunks = []
-        view = self._encoder_view(b)
+        view = self._encoder_view(b, opts)
         for fx, fy in frames:
             bf = _flipped(view, fx, fy)
             trunks.append(enc.trunk(bf.images, bf.sigma, bf.mask, bf.psf_fwhm_arcsec, None))
@@ -1452,7 +1588,9 @@ class GalaeModel:
                 f"analogues: posterior must be a Posterior from encode, got "
                 f"{type(posterior).__name__}"
             )
-        b = self.make_batch(image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask)
+        b = self.make_batch(
+            image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask, regrid_pixels=True
+        )
         if b.size != 1:
             raise ValueError(f"analogues takes one image, got {b.size}")
         if posterior is not None:

@@ -60,6 +60,7 @@ __all__ = [
     "cutouts_to_h5",
     "crop_cutout",
     "fill_missing_bands",
+    "split_hdu_selector",
     "sdss_psf_mixture",
     "mixture_fwhm_pix",
     "render_mixture",
@@ -368,12 +369,35 @@ def _per_band(value: Any, bands: Sequence[str], name: str) -> list[Any]:
 # --------------------------------------------------------------------------------------
 
 
-def _read_hdu(path: Path, hdu: int, what: str) -> tuple[np.ndarray, fits.Header]:
-    """2-d float64 data and header of one HDU.
+_HDU_SELECTOR = re.compile(r"^(?P<path>.+)\[(?P<hdu>[^\[\]]+)\]$")
+
+
+def split_hdu_selector(spec: str | Path, hdu: int | str) -> tuple[Path, int | str]:
+    """A file name with an optional CFITSIO-style HDU selector -> (path, HDU).
+
+    ``"cutout.fits[3]"`` reads HDU 3 and ``"cutout.fits[IVAR]"`` the HDU of that EXTNAME, as
+    ds9 and fitsio write them, so the bands of a multi-extension cutout (a Legacy Surveys
+    cutout holds g, its inverse variance, r, ...) can each be named; a plain name keeps
+    ``hdu``.  A file whose own name ends in brackets is read as that file.
+    """
+    text = str(spec)
+    m = _HDU_SELECTOR.match(text)
+    if m is None or Path(text).exists():
+        return Path(text), hdu
+    sel = m.group("hdu").strip()
+    try:
+        return Path(m.group("path")), int(sel)
+    except ValueError:
+        return Path(m.group("path")), sel
+
+
+def _read_hdu(path: Path, hdu: int | str, what: str) -> tuple[np.ndarray, fits.Header]:
+    """2-d float64 data and header of one HDU (an index, or an EXTNAME).
 
     A missing file is a FileNotFoundError, an unreadable, truncated or corrupt one an OSError,
     a wrong HDU a ValueError; each names the file.
     """
+    path, hdu = split_hdu_selector(path, hdu)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     n_hdu = 0
@@ -382,8 +406,16 @@ def _read_hdu(path: Path, hdu: int, what: str) -> tuple[np.ndarray, fits.Header]
         try:
             with fits.open(path, memmap=False) as hdul:
                 n_hdu = len(hdul)
+                names = [h.name.upper() for h in hdul]
+                if isinstance(hdu, str):
+                    if hdu.upper() not in names:
+                        known = ", ".join(n for n in names if n) or "none"
+                        raise KeyError(f"{path}: no HDU named {hdu!r} (EXTNAMEs: {known})")
+                    hdu = names.index(hdu.upper())
                 if -n_hdu <= hdu < n_hdu:
                     data, header = hdul[hdu].data, hdul[hdu].header.copy()
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
         except (OSError, ValueError, TypeError, IndexError, EOFError) as err:
             truncated = any("truncat" in str(w.message).lower() for w in caught)
             why = "truncated FITS file" if truncated else "corrupt or not a FITS file"
@@ -391,7 +423,7 @@ def _read_hdu(path: Path, hdu: int, what: str) -> tuple[np.ndarray, fits.Header]
     for w in caught:  # e.g. astropy's notes on non-standard headers: said, naming the file
         if "truncat" not in str(w.message).lower():  # the HDU read is whole: nothing lost
             warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
-    if not -n_hdu <= hdu < n_hdu:
+    if not -n_hdu <= int(hdu) < n_hdu:
         raise ValueError(f"{path}: has {n_hdu} HDUs, asked for {what} HDU {hdu}")
     if data is None or data.ndim != 2:
         shape = None if data is None else data.shape
@@ -524,9 +556,11 @@ def load_fits_cutouts(
                                 hdu=0, ivar_hdu=1)
 
     Args:
-        paths_by_band: {band: image file}, in band order.
-        ivar_paths: {band: inverse-variance file}; the HDU read is ``ivar_hdu`` (default 0).
-            Without it, ``ivar_hdu`` of the image file is read.
+        paths_by_band: {band: image file}, in band order; ``"file.fits[3]"`` or
+            ``"file.fits[EXTNAME]"`` picks that HDU of the file instead of ``hdu``
+            (:func:`split_hdu_selector`), for bands that share one multi-extension file.
+        ivar_paths: {band: inverse-variance file}; the HDU read is ``ivar_hdu`` (default 0)
+            or the file's own selector. Without it, ``ivar_hdu`` of the image file is read.
         bands: the required band order (default u, g, r, i, z); None accepts any bands in the
             order of ``paths_by_band``.
         hdu: HDU index of the image in each file.

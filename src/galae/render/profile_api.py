@@ -127,19 +127,23 @@ def render_profile(
         device of the tensor arguments (CPU by default).
 
     Raises:
-        ValueError: unknown profile name (the known ones are listed), sersic_n given for a
-            fixed-index profile, n out of range, q outside (0, 1], non-positive radius,
-            pixel scale or FWHM, non-finite flux, bad shape or centre.
+        ValueError: unknown profile name (the known ones are listed), a sersic_n other than
+            a fixed-index profile's own (equal to it, it is accepted), n out of range, q
+            outside (0, 1], non-positive radius, pixel scale or FWHM, non-finite flux, bad
+            shape or centre.
     """
     if not isinstance(profile, str) or profile not in PROFILES:
         known = ", ".join(f"{name!r} ({spec.description})" for name, spec in PROFILES.items())
         raise ValueError(f"unknown profile {profile!r}; known profiles: {known}")
     spec = PROFILES[profile]
     if spec.fixed_sersic_n is not None and sersic_n is not None:
-        raise ValueError(
-            f"profile {profile!r} has a fixed Sersic index n = {spec.fixed_sersic_n}; "
-            "do not pass sersic_n (use profile='sersic' for a free index)"
-        )
+        given = _scalar(sersic_n, "sersic_n").detach()
+        if not bool(torch.isclose(given.double(), given.new_tensor(spec.fixed_sersic_n).double())):
+            raise ValueError(
+                f"profile {profile!r} has a fixed Sersic index n = {spec.fixed_sersic_n}, "
+                f"got sersic_n = {float(given):g}; leave sersic_n out (or use profile='sersic' "
+                "for a free index)"
+            )
     if spec.fixed_sersic_n is not None:
         sersic_n = spec.fixed_sersic_n
     elif sersic_n is None:

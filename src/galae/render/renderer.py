@@ -36,6 +36,7 @@ from galae.render.raster import (
     sersic_pixel_moments,
     smooth_moment_deviations,
 )
+from galae.render.regrid import overlap_matrix
 from galae.render.shading import BandLight, BulkPopulation, radial_table, shade, unit_light
 from galae.settings import DEFAULT_SETTINGS, RenderSettings
 
@@ -576,10 +577,12 @@ class GalaxyRenderer(nn.Module):
         maps on the observation's stamp (the same maps as :meth:`forward`'s, which the stamp's
         light is drawn from anyway).
 
-        Totals come from a second drawing of the light on a grid ``grow`` times coarser with the
-        same number of pixels and centre (so it covers ``grow`` times the field; the rasterizer
-        integrates exactly over the big pixels); light beyond that grid is added per component
-        from the analytic mass fraction outside it, at the component's mean mass-to-light ratio.
+        Totals are the light on the stamp plus the light beyond it, which comes from a second
+        drawing on a grid ``grow`` times coarser with the same number of pixels and centre (so
+        it covers ``grow`` times the field; the rasterizer integrates exactly over the big
+        pixels; the part of it inside the stamp is taken out by area); light beyond that grid
+        is added per component from the analytic mass fraction outside it, at the component's
+        mean mass-to-light ratio.
         Half-light radii come from the fine stamp when the half-light circle fits in it, else
         from the coarse grid.  Returns, per band ``<b>``: ``mag_<b>`` (total AB magnitude),
         ``r_half_arcsec_<b>`` (circle about the centre enclosing half the light),
@@ -606,6 +609,19 @@ class GalaxyRenderer(nn.Module):
         young = light_c.young_nmgy.sum((-1, -2)) * outside(
             10.0 ** params["log10_sfr_msun_per_yr"], maps_c.sfr_msun_per_yr
         )
+        # Inside the stamp, its own (finer) pixels: the light per unit mass (dust above all)
+        # is taken at each pixel's centre, which the coarse grid's big pixels get wrong for
+        # inclined disks (0.3 mag too bright in r for 5% of the analytic mocks; benchmarks/
+        # derived_resolution.py).  The coarse grid gives only the light beyond the stamp.
+        field = _field_weights(obs.shape, grow, light_c.bulge_nmgy)
+
+        def beyond_stamp(coarse_total: Tensor, coarse_light: Tensor, fine_light: Tensor) -> Tensor:
+            within = (coarse_light * field).sum((-1, -2))
+            return fine_light.sum((-1, -2)) + (coarse_total - within).clamp_min(0.0)
+
+        bulge = beyond_stamp(bulge, light_c.bulge_nmgy, light_f.bulge_nmgy)
+        disk = beyond_stamp(disk, light_c.disk_nmgy, light_f.disk_nmgy)
+        young = beyond_stamp(young, light_c.young_nmgy, light_f.young_nmgy)
         total = bulge + disk + young
         r_fine = half_light_radius_pix(
             light_f.total_nmgy, geom_f.center_x_pix, geom_f.center_y_pix, total=total
@@ -630,3 +646,12 @@ class GalaxyRenderer(nn.Module):
         )
         out["log10_sfr_msun_per_yr"] = params["log10_sfr_msun_per_yr"].clone()
         return out, maps_f
+
+
+def _field_weights(shape: tuple[int, int], grow: int, like: Tensor) -> Tensor:
+    """(H, W) fraction of each pixel of the ``grow`` times coarser grid (same pixel count and
+    centre) that lies inside the stamp's own field."""
+    h, w = shape
+    wy = overlap_matrix(1, h, h / grow, like.dtype, like.device)[0]
+    wx = overlap_matrix(1, w, w / grow, like.dtype, like.device)[0]
+    return wy[:, None] * wx[None, :]
