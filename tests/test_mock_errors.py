@@ -51,6 +51,8 @@ def assert_nothing_written(folder: Path) -> None:
         (["seeing_r_median_arcsec=0.3"], "seeing_r_median_arcsec must be >= 0.6"),
         (["seeing_r_median_arcsec=nan"], "seeing_r_median_arcsec must be finite"),
         (["generator=particles", "shape=[6,6]"], "ParticleMockConfig.shape"),
+        (["missing_band=u,y"], "missing_band 'y' is not one of"),
+        (["missing_band=u,g,r,i,z"], "missing_band 'u,g,r,i,z' leaves no band"),
     ],
 )
 def test_bad_config_is_refused_before_a_file_is_made(
@@ -165,3 +167,16 @@ def test_missing_data_message_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as err:
         ensure_data(target, None, None, 0)
     assert f"--out {target}`" in str(err.value) and "{p}" not in str(err.value)
+
+
+def test_several_missing_bands(tmp_path: Path) -> None:
+    """missing_band takes several bands, comma-separated (grz data: "u,i"): every pixel of each
+    is masked and zero."""
+    from galae.data.hdf5 import read_h5
+
+    d = read_h5(run(tmp_path / "grz.h5", "missing_band=u,i", n=3), with_maps=False)
+    gone = d["mask"].reshape(3, 5, -1).all(-1)
+    assert gone[:, 0].all() and gone[:, 3].all() and not gone[:, [1, 2, 4]].any()
+    assert (d["images"][:, [0, 3]] == 0).all()
+    assert MockConfig(missing_band=" u , i ").missing_bands == ("u", "i")
+    assert MockConfig().missing_bands == ()

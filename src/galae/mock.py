@@ -86,7 +86,8 @@ class MockConfig:
     # ---- shifted observing conditions (for robustness tests) ----
     seeing_r_median_arcsec: float = 1.32  # median r-band PSF FWHM (SDSS: 1.32")
     sky_sigma_scale: float = 1.0  # multiplies the sky noise (2.0 = four times the exposure lost)
-    missing_band: str | None = None  # a band whose pixels are all masked (e.g. "u")
+    # bands whose pixels are all masked: one ("u") or several, comma-separated ("u,i": grz data)
+    missing_band: str | None = None
     # ---- physics of the analytic generator ----
     disk_history: str = "tau"  # the disk's older stars (galae.physics.sfh.DISK_HISTORIES)
     # the young stars' extra dust, both generators (galae.physics.dust.BIRTH_CLOUDS)
@@ -94,6 +95,15 @@ class MockConfig:
     # the population's central face-on A_V (galae.physics.population.POPULATION_DUST): the
     # analytic generator's latent; the particle generator draws its dust from its gas anyway
     population_dust: str = "empirical"
+
+    @property
+    def missing_bands(self) -> tuple[str, ...]:
+        """``missing_band`` as a tuple of band names (empty when None)."""
+        value = self.missing_band
+        if value is None:
+            return ()
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(b).strip() for b in items if str(b).strip())
 
     def __post_init__(self) -> None:
         """Check every knob here, before a file is made (run_mock also checks the tables)."""
@@ -126,8 +136,11 @@ class MockConfig:
             raise ValueError(f"pixel_scale_arcsec must be > 0, got {self.pixel_scale_arcsec:g}")
         if not self.bands or len(set(self.bands)) != len(self.bands):
             raise ValueError(f"bands must be distinct band names, got {list(self.bands)}")
-        if self.missing_band is not None and self.missing_band not in self.bands:
-            raise ValueError(f"missing_band {self.missing_band!r} is not one of {self.bands}")
+        for band in self.missing_bands:
+            if band not in self.bands:
+                raise ValueError(f"missing_band {band!r} is not one of {self.bands}")
+        if len(set(self.missing_bands)) == len(self.bands):
+            raise ValueError(f"missing_band {self.missing_band!r} leaves no band")
         if not 0.0 < self.redshift_min < self.redshift_max:
             raise ValueError(
                 f"need 0 < redshift_min < redshift_max, got redshift_min={self.redshift_min:g} "
@@ -172,12 +185,11 @@ def _conditions(cfg: MockConfig, rng: np.random.Generator, count: int) -> Any:
 
 
 def _drop_band(cfg: MockConfig, batch: dict[str, Any]) -> dict[str, Any]:
-    """Mask every pixel of ``cfg.missing_band`` (the band is absent from the observation)."""
-    if cfg.missing_band is None:
-        return batch
-    i = list(cfg.bands).index(cfg.missing_band)
-    batch["mask"][:, i] = True
-    batch["images"][:, i] = 0.0
+    """Mask every pixel of ``cfg.missing_bands`` (the bands are absent from the observation)."""
+    for band in cfg.missing_bands:
+        i = list(cfg.bands).index(band)
+        batch["mask"][:, i] = True
+        batch["images"][:, i] = 0.0
     return batch
 
 
