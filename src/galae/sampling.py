@@ -1003,7 +1003,9 @@ class GalaeModel:
                 for sl in _chunks(idx.numel(), batch_size):
                     parts.append(idx[sl])
             pieces = [
-                self._encode_part(full, ix, n_mc, n_mc_derived, seed, steps, refine_lr, flips, view)
+                self._encode_part(
+                    full, ix, n_mc, n_mc_derived, seed, steps, refine_lr, flips, view=view
+                )
                 for ix in parts
             ]
             return parts, pieces
@@ -1141,13 +1143,12 @@ class GalaeModel:
         )
         return framed, crop, shift
 
-    def _encoder_view(self, b: Batch, opts: _ViewOptions | None = None) -> Batch:
+    def _encoder_view(self, b: Batch, opts: _ViewOptions) -> Batch:
         """What the encoder reads of a framed batch (:meth:`_frame`): the centre cut of the
         model's stamp size, or with ``opts.regrid`` and another pixel scale the stamp on the
         model's pixel grid (:mod:`galae.render.regrid`); with ``opts.stand_in``, stand-ins for
         the bands a galaxy misses beyond :attr:`trained_missing_bands`
         (:mod:`galae.data.stand_in`)."""
-        opts = opts or _ViewOptions(False, False)
         if opts.regrid and not self._same_scale(b.pixel_scale_arcsec):
             from galae.render.regrid import regrid
 
@@ -1275,7 +1276,8 @@ class GalaeModel:
         refine_steps: int = 0,
         refine_lr: float = REFINE_LR,
         flips: bool = False,
-        view: _ViewOptions | None = None,
+        *,
+        view: _ViewOptions,
     ) -> dict[str, Any]:
         b = self._sub(full, ix)
         g = _generator(seed, self.device)
@@ -1294,7 +1296,7 @@ class GalaeModel:
             z_render = b.redshift
         else:
             # unknown redshift: q(z | x) q(u | x, z) on the photo-z nodes (PhotoZMixture)
-            photo, mix = self._photo_z_mixture(b, refine_steps, refine_lr, flips, view)
+            photo, mix = self._photo_z_mixture(b, refine_steps, refine_lr, flips, opts=view)
             # every node and whole antithetic pairs: a multiple of 2K derived draws
             n_derived = 2 * mix.n_nodes * math.ceil(n_mc_derived / (2 * mix.n_nodes))
             n_derived = n_derived if n_mc_derived > 0 else 0
@@ -1338,7 +1340,7 @@ class GalaeModel:
             "mix": mix,
         }
 
-    def _flip_averaged(self, b: Batch, opts: _ViewOptions | None = None) -> EncoderOutput:
+    def _flip_averaged(self, b: Batch, opts: _ViewOptions) -> EncoderOutput:
         """The encoder's output averaged over the mirrored stamps (:data:`FLIPS`,
         :func:`_flip_average`)."""
         view = self._encoder_view(b, opts)
@@ -1350,7 +1352,8 @@ class GalaeModel:
         refine_steps: int = 0,
         refine_lr: float = REFINE_LR,
         flips: bool = False,
-        opts: _ViewOptions | None = None,
+        *,
+        opts: _ViewOptions,
     ) -> tuple[EncoderOutput, PhotoZMixture]:
         """The encoder's output for an unknown redshift (its photo-z head) and the joint
         posterior q(z | x) q(u | x, z) of these galaxies (:class:`PhotoZMixture`).  The CNN runs

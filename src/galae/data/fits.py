@@ -401,21 +401,19 @@ def _read_hdu(path: Path, hdu: int | str, what: str) -> tuple[np.ndarray, fits.H
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     n_hdu = 0
+    unknown_name: str | None = None  # the EXTNAMEs there, when an absent one was asked for
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with fits.open(path, memmap=False) as hdul:
                 n_hdu = len(hdul)
                 names = [h.name.upper() for h in hdul]
-                if isinstance(hdu, str):
-                    if hdu.upper() not in names:
-                        known = ", ".join(n for n in names if n) or "none"
-                        raise KeyError(f"{path}: no HDU named {hdu!r} (EXTNAMEs: {known})")
+                if isinstance(hdu, str) and hdu.upper() not in names:
+                    unknown_name = ", ".join(n for n in names if n) or "none"
+                elif isinstance(hdu, str):
                     hdu = names.index(hdu.upper())
-                if -n_hdu <= hdu < n_hdu:
+                if unknown_name is None and -n_hdu <= int(hdu) < n_hdu:
                     data, header = hdul[hdu].data, hdul[hdu].header.copy()
-        except KeyError as err:
-            raise ValueError(err.args[0]) from None
         except (OSError, ValueError, TypeError, IndexError, EOFError) as err:
             truncated = any("truncat" in str(w.message).lower() for w in caught)
             why = "truncated FITS file" if truncated else "corrupt or not a FITS file"
@@ -423,6 +421,8 @@ def _read_hdu(path: Path, hdu: int | str, what: str) -> tuple[np.ndarray, fits.H
     for w in caught:  # e.g. astropy's notes on non-standard headers: said, naming the file
         if "truncat" not in str(w.message).lower():  # the HDU read is whole: nothing lost
             warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
+    if unknown_name is not None:
+        raise ValueError(f"{path}: no HDU named {hdu!r} (EXTNAMEs: {unknown_name})")
     if not -n_hdu <= int(hdu) < n_hdu:
         raise ValueError(f"{path}: has {n_hdu} HDUs, asked for {what} HDU {hdu}")
     if data is None or data.ndim != 2:

@@ -159,8 +159,11 @@ def stand_in_bands(
     stood = torch.zeros_like(gone)
     for pattern in torch.unique(gone, dim=0):
         rows = torch.nonzero((gone == pattern).all(1)).flatten()
-        for b, lo, hi, t in stand_in_plan(pattern.tolist(), lg, keep_missing):
-            xi, si, mi = images[rows], sigma[rows], mask[rows]
+        plan = stand_in_plan(pattern.tolist(), lg, keep_missing)
+        if not plan:
+            continue
+        xi, si, mi = images[rows], sigma[rows], mask[rows]
+        for b, lo, hi, t in plan:
             ratio, both = _colour_ratio(xi, si, mi, lo, hi)
             r = ratio.view(-1, 1, 1)
             if 0.0 <= t <= 1.0:
