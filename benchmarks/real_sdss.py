@@ -1,7 +1,8 @@
 """A real SDSS galaxy fitted by a galae model: the README's "real SDSS galaxy" figures.
 
 The Stripe-82 ugriz stamp of ``tests/data/celeste_sdss`` (one epoch; see its ATTRIBUTION.md)
-is encoded with other sources masked, amortized and refined (60 steps), with the redshift
+is encoded with other sources masked and its PSF model as an image (``psf_image``), amortized
+and refined (60 steps), with the redshift
 unknown (photo-z) and fixed at an assumed 0.15 (no spectroscopic redshift is at hand).  Writes
 ``results/real_sdss[_<name>].json``: the photo-z, r magnitude, log M*, log SFR and r_half with
 their posterior standard deviations, and the fit's chi2 per pixel by band.
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     m = galae.load(a.checkpoint)
     images = cut.images[None]
     sigma = cut.sigma[None]
-    psf = cut.psf_fwhm_arcsec[None]
+    psf = cut.psf_image[None]  # the epoch's SDSS PSF model (3-Gaussian mixture) as an image
     fits: dict[str, Any] = {}
     for label, z in (("photo_z", None), (f"z_{ASSUMED_REDSHIFT}", [ASSUMED_REDSHIFT])):
         for steps in (0, a.refine_steps):
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
                 post = m.encode(
                     images,
                     sigma,
-                    psf_fwhm_arcsec=psf,
+                    psf_image=psf,
                     redshift=None if z is None else np.asarray(z, dtype=np.float32),
                     pixel_scale_arcsec=cut.pixel_scale_arcsec,
                     mask=cut.mask[None],

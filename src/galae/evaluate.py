@@ -449,10 +449,16 @@ def evaluate(
                 "ignore", message=f".*{POOR_FIT_MESSAGE}", category=RuntimeWarning
             )
             t_encode = time.perf_counter()
+            # a data set's PSF images, where it has them, are the PSF (encode's psf_image)
+            psf_kw = (
+                {"psf_image": d["psf_image"]}
+                if "psf_image" in d
+                else {"psf_fwhm_arcsec": d["psf_fwhm_arcsec"]}
+            )
             post = model.encode(
                 d["images"],
                 d["sigma"],
-                psf_fwhm_arcsec=d["psf_fwhm_arcsec"],
+                **psf_kw,
                 redshift=None if hide_redshift else d["redshift"],
                 pixel_scale_arcsec=d["pixel_scale_arcsec"],
                 mask=d["mask"],
@@ -465,7 +471,7 @@ def evaluate(
             )
         encode_seconds += time.perf_counter() - t_encode
         push("refined", post.refined.cpu().numpy())
-        psf = np.asarray(d["psf_fwhm_arcsec"], dtype=np.float64)
+        psf = post._batch.psf_fwhm_arcsec.double().cpu().numpy()  # a PSF image's equivalent
         push("psf_fwhm_r", psf[:, model.bands.index("r")] if psf.ndim == 2 else psf)
         msk = post.mask.cpu()  # the data's mask and, with mask_neighbours, other sources
         chi2 = post.chi2_per_pixel.cpu().numpy()  # over the unmasked pixels of msk

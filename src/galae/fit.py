@@ -10,12 +10,13 @@ reading their centre), encoded by the model (the packaged one by
 default) with other sources masked by segmentation, refined through the renderer, and written
 by :func:`galae.export.write_posterior_fits`: every map's posterior mean and standard deviation
 on the stamp's pixels with its WCS, the model image, the fit's mask and a table of every
-parameter's posterior mean, standard deviation and unit.  Without ``--redshift`` the redshift
-is inferred with the rest (the photo-z posterior).  A band left out (``u=`` not given, say) is
-masked: no data, as is a band whose pixels are all unusable (NaN, or inverse variance <= 0),
-with a note; a galaxy without any usable pixel is an error.  The bands' WCS must agree (one
-pixel grid), and stamps (after ``--crop``) must be at least 16 x 16 pixels.  A summary is
-printed.
+parameter's posterior mean, standard deviation and unit.  A PSF model in the headers (SDSS's
+3-Gaussian mixture) is convolved with as an image (``encode``'s ``psf_image``).  Without
+``--redshift`` the redshift is inferred with the rest (the photo-z posterior).  A band left
+out (``u=`` not given, say) is masked: no data, as is a band whose pixels are all unusable
+(NaN, or inverse variance <= 0), with a note; a galaxy without any usable pixel is an error.
+The bands' WCS must agree (one pixel grid), and stamps (after ``--crop``) must be at least
+16 x 16 pixels.  A summary is printed.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         type=float,
         nargs="+",
         default=None,
-        help="PSF FWHM in arcsec (one, or one per band); default from the headers",
+        help="PSF FWHM in arcsec (one, or one per band) of a Gaussian PSF; default from the "
+        "headers (their PSF model's image where they give one, as SDSS's 3-Gaussian mixture)",
     )
     ap.add_argument(
         "--pixel-scale",
@@ -236,10 +238,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _check_pixels(cut, tuple(paths))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
+        # the headers' PSF model, where they give one, is the PSF (its image); an explicit
+        # --psf-fwhm is a Gaussian of that FWHM
+        psf_kw = (
+            {"psf_image": cut.psf_image[None]}
+            if a.psf_fwhm is None and cut.psf_image is not None
+            else {"psf_fwhm_arcsec": cut.psf_fwhm_arcsec[None]}
+        )
         post = model.encode(
             cut.images[None],
             cut.sigma[None],
-            psf_fwhm_arcsec=cut.psf_fwhm_arcsec[None],
+            **psf_kw,
             redshift=None if a.redshift is None else np.array([a.redshift], np.float32),
             pixel_scale_arcsec=cut.pixel_scale_arcsec,
             mask=cut.mask[None],

@@ -20,7 +20,7 @@ from galae.encoder import EncoderOutput, GalaxyEncoder
 from galae.latent import REDSHIFT_FALLBACK_RANGE, REGISTRY, LatentRegistry
 from galae.likelihood import pixel_distribution
 from galae.render.observation import Observation
-from galae.render.psf import GaussianPSF
+from galae.render.psf import GaussianPSF, PixelPSF
 from galae.render.renderer import GalaxyRenderer, Rendering
 
 __all__ = ["Batch", "GalaxyModel", "GalaxyGuide", "redshift_transform"]
@@ -44,6 +44,11 @@ class Batch:
         index: (B,) long, position of each galaxy in its data set (plate subsample indices).
         truth_u: (B, D) unconstrained truth latents when the data set has them (only the
             optional supervised term reads them), else None.
+        psf_image: (B, C, h, w) point-source images at ``pixel_scale_arcsec``
+            (:class:`galae.render.psf.PixelPSF`'s convention) when the PSF is known as an
+            image: the renderer (the likelihood) uses them, and ``psf_fwhm_arcsec`` is what the
+            encoder is told (:func:`galae.render.psf.gaussian_equivalent_fwhm_arcsec`); None:
+            a Gaussian PSF of ``psf_fwhm_arcsec``.
     """
 
     images: Tensor
@@ -55,6 +60,7 @@ class Batch:
     bands: tuple[str, ...]
     index: Tensor
     truth_u: Tensor | None = None
+    psf_image: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -71,9 +77,12 @@ class Batch:
     def observation(self, redshift: Tensor | None = None) -> Observation:
         z = self.redshift if redshift is None else redshift
         h, w = self.images.shape[-2:]
-        return Observation(
-            z, GaussianPSF(self.psf_fwhm_arcsec), self.pixel_scale_arcsec, (h, w), self.bands
+        psf = (
+            GaussianPSF(self.psf_fwhm_arcsec)
+            if self.psf_image is None
+            else PixelPSF(self.psf_image, self.pixel_scale_arcsec)
         )
+        return Observation(z, psf, self.pixel_scale_arcsec, (h, w), self.bands)
 
     def with_mask(self, extra: Tensor) -> Batch:
         """The batch with the ``extra`` (B, C, H, W) pixels masked too, in the convention of
@@ -96,6 +105,7 @@ class Batch:
             redshift=self.redshift.to(device),
             index=self.index.to(device),
             truth_u=None if self.truth_u is None else self.truth_u.to(device),
+            psf_image=None if self.psf_image is None else self.psf_image.to(device),
         )
 
 

@@ -35,7 +35,7 @@ from galae.model import Batch, GalaxyGuide, GalaxyModel
 from galae.physics.maps import MAP_UNITS
 from galae.refine import REFINE_LR
 from galae.render.observation import Observation, as_tensor
-from galae.render.psf import GaussianPSF
+from galae.render.psf import GaussianPSF, PixelPSF, gaussian_equivalent_fwhm_arcsec
 from galae.runtime import checked_device
 from galae.runtime import checked_integer as _integer
 
@@ -346,7 +346,34 @@ def _flipped(b: Batch, flip_x: bool, flip_y: bool) -> Batch:
         images=b.images.flip(dims),
         sigma=b.sigma.flip(dims),
         mask=b.mask.flip(dims),
+        psf_image=None if b.psf_image is None else b.psf_image.flip(dims),
     )
+
+
+def _psf_images(psf_image: Any, n: int, c: int, device: torch.device) -> Tensor:
+    """User PSF images as (N, C, h, w) float32, each normalised to unit sum.
+
+    (N, C, h, w), (1, C, h, w) or (C, h, w) for every galaxy; the images of a point source at
+    the stamps' pixel scale, centred on their geometric centre (a survey's PSF image;
+    :class:`galae.render.psf.PixelPSF`).  Slightly negative pixels (a PSF model's ringing) are
+    kept; a NaN or inf pixel, or a band without positive total light, is an error.
+    """
+    img = as_tensor(psf_image, "psf_image", torch.float32, device)
+    if img.dim() == 3:
+        img = img.unsqueeze(0)
+    if img.dim() != 4 or img.shape[0] not in (1, n) or img.shape[1] != c:
+        raise ValueError(
+            f"psf_image must be (N, C, h, w) = ({n}, {c}, h, w) or (C, h, w) = ({c}, h, w), "
+            f"got {tuple(img.shape)}"
+        )
+    if min(img.shape[-2:]) < 3:
+        raise ValueError(f"psf_image must be at least 3 x 3 pixels, got {tuple(img.shape[-2:])}")
+    if not bool(torch.isfinite(img).all()):
+        raise ValueError("psf_image holds NaN or inf pixels")
+    total = img.sum((-2, -1), keepdim=True)
+    if bool((total <= 0).any()):
+        raise ValueError("psf_image must hold positive light in every band of every galaxy")
+    return (img / total).expand(n, -1, -1, -1).contiguous()
 
 
 def _unflip_locs(locs: Tensor, flips: Sequence[tuple[bool, bool]]) -> Tensor:
@@ -495,6 +522,35 @@ class _ViewOptions:
 
     stand_in: bool  # stand-ins for bands missing beyond those the encoder was trained without
     regrid: bool  # another pixel scale put on the model's pixel grid
+
+
+#: Radius (arcsec) about a stamp's centre that must hold an unmasked pixel in some band, or
+#: :func:`_warn_masked_centres` warns: the galaxy galae fits is the one at the centre.
+CENTRE_RADIUS_ARCSEC = 1.0
+
+
+def _warn_masked_centres(mask: Tensor, pixel_scale_arcsec: float) -> None:
+    """Warn about stamps whose centre (within :data:`CENTRE_RADIUS_ARCSEC`) is masked in every
+    band while other pixels are not: the galaxy at the centre is not in the data (a stamp at
+    the edge of a survey frame, a bad column), and its posterior rests on the pixels around it.
+    """
+    n, _, h, w = mask.shape
+    radius = max(1.0, CENTRE_RADIUS_ARCSEC / pixel_scale_arcsec)
+    y = torch.arange(h, device=mask.device, dtype=torch.float32) - 0.5 * (h - 1)
+    x = torch.arange(w, device=mask.device, dtype=torch.float32) - 0.5 * (w - 1)
+    centre = (y[:, None] ** 2 + x[None, :] ** 2) <= radius**2
+    seen = (~mask & centre).flatten(1).any(-1)  # (N,): an unmasked central pixel in some band
+    some = (~mask).flatten(1).any(-1)  # all masked: warned by make_batch
+    rows = torch.nonzero(some & ~seen).flatten().tolist()
+    if not rows:
+        return
+    listed = ", ".join(str(i) for i in rows[:10]) + (", ..." if len(rows) > 10 else "")
+    _warn_caller(
+        f"{len(rows)} of {n} stamps have every pixel within {CENTRE_RADIUS_ARCSEC:g} arcsec of "
+        f"their centre masked in every band (rows {listed}): galae fits the galaxy at the "
+        "centre, which is not in these data (a stamp at a frame's edge?); their posteriors rest "
+        "on the pixels around it"
+    )
 
 
 def _warn_missing_bands(
@@ -732,6 +788,7 @@ class GalaeModel:
         pixel_scale_arcsec: float | None = None,
         mask: Any = None,
         regrid_pixels: bool = False,
+        psf_image: Any = None,
     ) -> Batch:
         """Validate user arrays and build a :class:`Batch` (numpy or torch; single image ok).
 
@@ -741,6 +798,8 @@ class GalaeModel:
         (1, C, H, W) or (H, W) for every galaxy, or (C, H, W) with a single image.
         ``psf_fwhm_arcsec`` is (N, C), (1, C) or (C,) for every galaxy, or a scalar; with
         N = C > 1 a one-dimensional PSF of unequal values is ambiguous and refused.
+        ``psf_image`` (N, C, h, w), or (C, h, w) for every galaxy, replaces it: point-source
+        images at the stamps' pixel scale (:func:`_psf_images`).
         """
         x = as_tensor(images, "images", torch.float32, self.device)
         single = x.dim() == 3
@@ -810,7 +869,19 @@ class GalaeModel:
         x = torch.where(m, torch.zeros_like(x), x)
         s = torch.where(m, torch.ones_like(s), s)
 
-        if psf_fwhm_arcsec is None:
+        scale = _pixel_scale(pixel_scale_arcsec, self.pixel_scale_arcsec)
+        psf_img = None
+        if psf_image is not None:
+            if psf_fwhm_arcsec is not None:
+                raise ValueError(
+                    "give psf_fwhm_arcsec or psf_image, not both: with a PSF image the encoder "
+                    "is told the FWHM of the Gaussian of the image's half-light radius "
+                    "(galae.render.psf.gaussian_equivalent_fwhm_arcsec), and the likelihood "
+                    "uses the image"
+                )
+            psf_img = _psf_images(psf_image, n, c, self.device)
+            psf_fwhm_arcsec = gaussian_equivalent_fwhm_arcsec(psf_img, scale).float()
+        elif psf_fwhm_arcsec is None:
             try:
                 psf_fwhm_arcsec = median_psf_fwhm_arcsec(self.bands)
             except ValueError:
@@ -864,14 +935,15 @@ class GalaeModel:
                     f"redshift must be <= {z_max:g}, the range of this model's stellar-population "
                     f"table, got {float(z[torch.isfinite(z)].max()):g} (NaN = unknown)"
                 )
-        scale = _pixel_scale(pixel_scale_arcsec, self.pixel_scale_arcsec)
         if not self._same_scale(scale) and not regrid_pixels:
             _warn_caller(
                 f"pixel scale {scale} differs from the training pixel scale "
                 f"{self.pixel_scale_arcsec}; the renderer handles it but the encoder was not "
                 "trained for it (encode's regrid_pixels shows it the model's pixel grid)"
             )
-        return Batch(x, s, m, p, z, scale, self.bands, torch.arange(n, device=self.device))
+        return Batch(
+            x, s, m, p, z, scale, self.bands, torch.arange(n, device=self.device), psf_image=psf_img
+        )
 
     # ----------------------------------------------------------------------------- encode
     @torch.no_grad()
@@ -894,6 +966,7 @@ class GalaeModel:
         flips: bool = False,
         stand_in_bands: bool = True,
         regrid_pixels: bool = True,
+        psf_image: Any = None,
     ) -> Posterior:
         """Amortized posterior for N images (see DESIGN.md's contract).
 
@@ -906,6 +979,16 @@ class GalaeModel:
         Without ``psf_fwhm_arcsec`` the PSF is taken to be the median SDSS seeing in every band
         (:func:`galae.data.conditions.median_psf_fwhm_arcsec`), with a warning: the fitted sizes
         and the maps then carry the error of that guess.
+
+        ``psf_image`` (N, C, h, w) or (C, h, w), instead of ``psf_fwhm_arcsec``: the images of
+        a point source (a survey's PSF model at each galaxy, on the stamps' pixels, centred on
+        their geometric centre).  The likelihood then convolves with them (the refinement,
+        ``model_images`` and ``chi2_per_pixel``), and the encoder, trained on Gaussian PSFs, is
+        told the FWHM of the Gaussian with each image's half-light radius
+        (:func:`galae.render.psf.gaussian_equivalent_fwhm_arcsec`).  Seeing has power-law
+        wings; told only the FWHM of a Moffat PSF (beta 2.5-4.8), the packaged model's r-band
+        half-light radii come out 10-26% too large, refined or not, at an unchanged chi2
+        (``benchmarks/psf_shape.py``).
 
         With ``mask_neighbours`` other sources in the stamps (foreground stars, neighbouring
         galaxies) are found by segmentation (:func:`galae.data.segmentation.neighbour_mask`)
@@ -986,11 +1069,19 @@ class GalaeModel:
                 )
         view = _ViewOptions(bool(stand_in_bands), bool(regrid_pixels))
         full = self.make_batch(
-            images, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask, regrid_pixels
+            images,
+            sigma,
+            psf_fwhm_arcsec,
+            redshift,
+            pixel_scale_arcsec,
+            mask,
+            regrid_pixels,
+            psf_image,
         )
         bands_gone = full.mask.flatten(2).all(-1)  # (N, C): bands without an unmasked pixel
         if mask_neighbours:
             full = self._mask_neighbours(full)
+        _warn_masked_centres(full.mask, full.pixel_scale_arcsec)
         full, crop, shift = self._frame(full)
         known = torch.isfinite(full.redshift)
         everyone = torch.ones_like(known)
@@ -1158,6 +1249,9 @@ class GalaeModel:
             view = replace(b, images=x, sigma=s, mask=m, pixel_scale_arcsec=self.pixel_scale_arcsec)
         else:
             view = self._centre_cut(b)
+        # the encoder reads psf_fwhm_arcsec (a PSF image's Gaussian equivalent); an image at the
+        # stamp's pixel scale would not describe a regridded view
+        view = replace(view, psf_image=None)
         gone = view.mask.flatten(2).all(-1).sum(1)
         if not opts.stand_in or not bool((gone > self.trained_missing_bands).any()):
             return view
@@ -1223,6 +1317,7 @@ class GalaeModel:
             b.pixel_scale_arcsec,
             b.bands,
             torch.arange(ix.numel(), device=ix.device),
+            psf_image=None if b.psf_image is None else b.psf_image[ix],
         )
 
     def _refine(self, out: EncoderOutput, b: Batch, steps: int, lr: float) -> EncoderOutput:
@@ -1457,13 +1552,17 @@ class GalaeModel:
         generator: torch.Generator,
         shape: tuple[int, int] | None = None,
         with_derived: bool = True,
+        pixel_scale_arcsec: float | None = None,
+        psf_image: Tensor | None = None,
     ) -> Samples:
-        """Render unconstrained latents u (n, D) under the given conditions, with noise."""
+        """Render unconstrained latents u (n, D) under the given conditions, with noise, on
+        pixels of ``pixel_scale_arcsec`` (default the model's), through Gaussian PSFs of
+        ``psf_fwhm_arcsec`` or, when given, the point-source images ``psf_image`` (n, C, h, w)."""
         shape = self.shape if shape is None else shape
+        scale = self.pixel_scale_arcsec if pixel_scale_arcsec is None else pixel_scale_arcsec
         params = REGISTRY.from_unconstrained(u)
-        obs = Observation(
-            redshift, GaussianPSF(psf_fwhm_arcsec), self.pixel_scale_arcsec, shape, self.bands
-        )
+        psf = GaussianPSF(psf_fwhm_arcsec) if psf_image is None else PixelPSF(psf_image, scale)
+        obs = Observation(redshift, psf, scale, shape, self.bands)
         ren = self.model.renderer(params, obs, validate=False)
         noisy, sig = add_noise(
             ren.images,
@@ -1567,6 +1666,7 @@ class GalaeModel:
         refine_steps: int = 0,
         mask_neighbours: bool = False,
         posterior: Posterior | None = None,
+        psf_image: Any = None,
     ) -> Samples:
         """n galaxies drawn from the posterior of one observed image, rendered under its
         conditions (same PSF, redshift and per-band noise level) on a stamp of its size.
@@ -1575,7 +1675,9 @@ class GalaeModel:
         ``mask_neighbours``; with the redshift unknown the draws are joint in latents and
         redshift (:class:`PhotoZMixture`).  The noise level of each band is the median sigma
         of its unmasked pixels.  Without ``psf_fwhm_arcsec`` the median SDSS seeing is assumed,
-        with a warning, as in :meth:`encode`.
+        with a warning, as in :meth:`encode`; ``psf_image`` (C, h, w) instead of it is the PSF
+        as an image, as in :meth:`encode`, and the analogues are drawn through it.  They are
+        drawn on the image's pixels (its ``pixel_scale_arcsec``).
 
         ``posterior``: :meth:`encode`'s posterior of this same image (with the same arguments),
         when the caller has it already; the image is then not encoded again, and
@@ -1592,7 +1694,14 @@ class GalaeModel:
                 f"{type(posterior).__name__}"
             )
         b = self.make_batch(
-            image, sigma, psf_fwhm_arcsec, redshift, pixel_scale_arcsec, mask, regrid_pixels=True
+            image,
+            sigma,
+            psf_fwhm_arcsec,
+            redshift,
+            pixel_scale_arcsec,
+            mask,
+            regrid_pixels=True,
+            psf_image=psf_image,
         )
         if b.size != 1:
             raise ValueError(f"analogues takes one image, got {b.size}")
@@ -1632,6 +1741,14 @@ class GalaeModel:
                 )
                 if not torch.allclose(mine, theirs, equal_nan=True)
             ]
+            if (pb.psf_image is None) != (b.psf_image is None) or (
+                b.psf_image is not None
+                and (
+                    pb.psf_image.shape != b.psf_image.shape
+                    or not torch.allclose(pb.psf_image, b.psf_image)
+                )
+            ):
+                differ.append("psf_image")
             if differ:
                 raise ValueError(
                     f"analogues: the posterior was not encoded from this image (its "
@@ -1651,7 +1768,8 @@ class GalaeModel:
             else self.encode(
                 b.images,
                 b.sigma,
-                psf_fwhm_arcsec=b.psf_fwhm_arcsec,
+                psf_fwhm_arcsec=b.psf_fwhm_arcsec if b.psf_image is None else None,
+                psf_image=b.psf_image,
                 redshift=b.redshift,
                 pixel_scale_arcsec=b.pixel_scale_arcsec,
                 mask=b.mask,
@@ -1666,12 +1784,23 @@ class GalaeModel:
         g = _generator(seed, post._loc.device)
         u, z = post._joint_draws(n, g)  # (n, 1, D), (n, 1)
         psf = b.psf_fwhm_arcsec.expand(n, -1)
+        psf_img = None if b.psf_image is None else b.psf_image.expand(n, -1, -1, -1)
         shape = tuple(post._batch.images.shape[-2:])
         parts = []
         for sl in _chunks(n, batch_size):
             k = sl.stop - sl.start
             parts.append(
-                self.render_samples(u[sl, 0], z[sl, 0], psf[sl], sky.expand(k, -1), None, g, shape)
+                self.render_samples(
+                    u[sl, 0],
+                    z[sl, 0],
+                    psf[sl],
+                    sky.expand(k, -1),
+                    None,
+                    g,
+                    shape,
+                    pixel_scale_arcsec=b.pixel_scale_arcsec,
+                    psf_image=None if psf_img is None else psf_img[sl],
+                )
             )
         out = _cat_samples(parts)
         rows, cols = post._crop

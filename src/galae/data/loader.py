@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from galae.data.hdf5 import GalaxyH5Dataset
 from galae.latent import REGISTRY
 from galae.model import Batch
+from galae.render.psf import gaussian_equivalent_fwhm_arcsec
 
 __all__ = [
     "collate_batch",
@@ -53,9 +54,19 @@ class BatchCollator:
 def collate_batch(
     items: list[dict[str, Any]], bands: Sequence[str], pixel_scale_arcsec: float
 ) -> Batch:
-    if "psf_fwhm_arcsec" not in items[0]:
+    psf_image = None
+    if "psf_image" in items[0]:
+        # the likelihood convolves with the image; the encoder is told its Gaussian equivalent
+        psf_image = torch.stack([it["psf_image"] for it in items])
+        psf_image = psf_image / psf_image.sum((-2, -1), keepdim=True)
+        psf_fwhm = gaussian_equivalent_fwhm_arcsec(psf_image, pixel_scale_arcsec).to(
+            psf_image.dtype
+        )
+    elif "psf_fwhm_arcsec" in items[0]:
+        psf_fwhm = torch.stack([it["psf_fwhm_arcsec"] for it in items])
+    else:
         raise ValueError(
-            "the autoencoder needs psf_fwhm_arcsec per galaxy and band in the data set"
+            "the autoencoder needs psf_fwhm_arcsec or psf_image per galaxy and band in the data set"
         )
     truth_u = None
     params = items[0].get("params", {})
@@ -66,12 +77,13 @@ def collate_batch(
         images=torch.stack([it["image"] for it in items]),
         sigma=torch.stack([it["sigma"] for it in items]),
         mask=torch.stack([it["mask"] for it in items]),
-        psf_fwhm_arcsec=torch.stack([it["psf_fwhm_arcsec"] for it in items]),
+        psf_fwhm_arcsec=psf_fwhm,
         redshift=torch.stack([it["redshift"] for it in items]).reshape(-1),
         pixel_scale_arcsec=pixel_scale_arcsec,
         bands=tuple(bands),
         index=torch.stack([it["index"] for it in items]),
         truth_u=truth_u,
+        psf_image=psf_image,
     )
 
 
@@ -143,6 +155,8 @@ class CachedBatches:
             }
             if b.truth_u is not None:
                 fields["truth_u"] = b.truth_u
+            if b.psf_image is not None:
+                fields["psf_image"] = b.psf_image
             for k, v in fields.items():
                 parts.setdefault(k, []).append(v.to(self.device))
             bar.update(b.size)
@@ -185,6 +199,7 @@ class CachedBatches:
                 bands=self.bands,
                 index=t["index"],
                 truth_u=t.get("truth_u"),
+                psf_image=t.get("psf_image"),
             )
 
 

@@ -52,6 +52,8 @@ __all__ = [
     "convolve_central_moments",
     "make_psf",
     "moffat_alpha",
+    "point_source_image",
+    "gaussian_equivalent_fwhm_arcsec",
 ]
 
 # FWHM = 2 sqrt(2 ln 2) sigma for a Gaussian.
@@ -523,6 +525,101 @@ def _moment_otfs(
         ]
     )
     return base * factors
+
+
+def point_source_image(
+    psf: PSFModel,
+    pixel_scale_arcsec: float,
+    side: int,
+    settings: RenderSettings = DEFAULT_SETTINGS,
+) -> Tensor:
+    """The image of a unit point source at the centre pixel of a ``side`` x ``side`` stamp.
+
+    This is the pixel response K = PSF (x) pixel box sampled at pixel offsets, the convention
+    of a survey's PSF image and of :class:`PixelPSF`: a :class:`PixelPSF` of this image renders
+    what ``psf`` renders, to the truncation of its wings at the stamp's edge.
+
+    Args:
+        psf: a PSF model, (B, C) parameters.
+        pixel_scale_arcsec: pixel side, arcsec.
+        side: odd stamp side, pixels.
+
+    Returns:
+        (B, C, side, side), summing to 1 per (galaxy, band) within the truncation radius.
+    """
+    if side < 1 or side % 2 == 0:
+        raise ValueError(f"side must be an odd number of pixels, got {side}")
+    _check_pixel_scale(pixel_scale_arcsec)
+    grid = (side, side)
+    otf = _moment_otfs(psf, grid, pixel_scale_arcsec, settings)[:, :, 0]
+    kernel = torch.fft.irfft2(otf, s=grid)  # centred on index (0, 0), wrapped
+    return torch.roll(kernel, shifts=(side // 2, side // 2), dims=(-2, -1))
+
+
+def _half_light_radius_about_centre(image: Tensor) -> Tensor:
+    """(..., h, w) -> (...,) float64: the radius about the geometric centre that encloses half
+    of each image's light (:func:`galae.render.renderer.half_light_radius_pix`), pixels."""
+    from galae.render.renderer import half_light_radius_pix  # the renderer imports this module
+
+    h, w = image.shape[-2:]
+    flat = image.detach().double().reshape(-1, 1, h, w)
+    centre = torch.ones(flat.shape[0], dtype=torch.float64, device=flat.device)
+    radius = half_light_radius_pix(flat, 0.5 * (w - 1) * centre, 0.5 * (h - 1) * centre, 50)
+    return radius.reshape(image.shape[:-2])
+
+
+#: FWHMs (pixels) of the Gaussian references of :func:`gaussian_equivalent_fwhm_arcsec`
+_REFERENCE_FWHM_PIX = (0.5, 60.0, 512)
+
+
+def gaussian_equivalent_fwhm_arcsec(psf_image: Tensor, pixel_scale_arcsec: float) -> Tensor:
+    """FWHM of the Gaussian PSF whose point-source image has the half-light radius of each PSF
+    image (about its geometric centre, measured the same way on both), arcsec.
+
+    A PSF with power-law wings (a Moffat of beta 2.5-4.8, as ground-based seeing gives) holds
+    more of its light far out than the Gaussian of its FWHM: a galae encoder, trained on
+    Gaussian PSFs, told the FWHM of such a PSF reads the wings as the galaxy's light and its
+    half-light radii come out 10-26% too large; told this FWHM instead, 5-7%
+    (``benchmarks/psf_shape.py``).  For a Gaussian it is its own FWHM.
+
+    Args:
+        psf_image: (..., h, w) point-source images (the pixel response, centred on the
+            geometric centre, as :class:`PixelPSF` takes them).
+        pixel_scale_arcsec: pixel side of the images.
+
+    Returns:
+        (...,) float64 FWHM in arcsec.
+
+    Raises:
+        ValueError: a half-light radius outside what Gaussians of FWHM 0.5 pixels up to the
+            widest whose light the image holds (99%) give (an image too small for its PSF, or
+            not a PSF).
+    """
+    scale = _check_pixel_scale(pixel_scale_arcsec)
+    h, w = psf_image.shape[-2:]
+    lo, hi, count = _REFERENCE_FWHM_PIX
+    fwhm = torch.logspace(math.log10(lo), math.log10(hi), count, dtype=torch.float64)
+    sigma = (fwhm / FWHM_PER_SIGMA)[:, None]
+    ky = _gaussian_pixel_response(torch.arange(h, dtype=torch.float64) - 0.5 * (h - 1), sigma)[0]
+    kx = _gaussian_pixel_response(torch.arange(w, dtype=torch.float64) - 0.5 * (w - 1), sigma)[0]
+    reference = _half_light_radius_about_centre(
+        ky[:, :, None] * kx[:, None, :]
+    )  # rises with the FWHM
+    # only Gaussians that the image holds (99% of their light): a wider one's radius is the
+    # stamp's, not the PSF's
+    usable = ky.sum(-1) * kx.sum(-1) >= 0.99
+    reference, fwhm = reference[usable], fwhm[usable]
+    r50 = _half_light_radius_about_centre(psf_image.to(device="cpu"))
+    if bool((r50 < reference[0]).any()) or bool((r50 > reference[-1]).any()):
+        raise ValueError(
+            f"PSF image half-light radii {float(r50.min()):.3g}-{float(r50.max()):.3g} pixels lie "
+            f"outside what Gaussians of FWHM {lo:g}-{float(fwhm[-1]):.3g} pixels give on a "
+            f"{h}x{w} image: a larger PSF image is needed, or this is not a PSF image"
+        )
+    j = torch.searchsorted(reference, r50.reshape(-1)).clamp(1, reference.numel() - 1)
+    t = (r50.reshape(-1) - reference[j - 1]) / (reference[j] - reference[j - 1])
+    log_fwhm = torch.log(fwhm[j - 1]) + t * (torch.log(fwhm[j]) - torch.log(fwhm[j - 1]))
+    return (torch.exp(log_fwhm) * scale).reshape(r50.shape).to(psf_image.device)
 
 
 # Registry of PSF models by name (configs and make_psf use it).
