@@ -147,6 +147,29 @@ def test_encode_returns_every_name_with_the_contract_shapes(
     assert bool(((bt >= 0) & (bt <= 1)).all())
 
 
+def test_model_params_are_the_model_behind_model_images(trained: Trained, post: Posterior) -> None:
+    """model_params: the latents at the posterior mean latent, the redshift and the derived
+    observables of that one model, which model_images and model_maps render."""
+    m = trained.model
+    assert set(post.model_params) == set(post.params)
+    at_loc = REGISTRY.from_unconstrained(post._loc)
+    for name in REGISTRY.names:
+        torch.testing.assert_close(post.model_params[name], at_loc[name])
+    np.testing.assert_allclose(post.model_params["redshift"].numpy(), trained.data["redshift"])
+    obs = post._batch.observation()
+    torch.testing.assert_close(m.model.renderer(at_loc, obs).images, post.model_images)
+    derived = m.model.renderer.derived(at_loc, obs)
+    for name in ("mag_r", "r_half_arcsec_r", "log10_mstar_msun", "bulge_to_total_g"):
+        torch.testing.assert_close(post.model_params[name], derived[name])
+    # without rendered draws: the latents and the redshift only, as for params
+    d = trained.data
+    bare = trained.model.encode(
+        d["images"], d["sigma"], psf_fwhm_arcsec=d["psf_fwhm_arcsec"], redshift=d["redshift"],
+        n_mc_derived=0,
+    )  # fmt: skip
+    assert set(bare.model_params) == set(REGISTRY.names) | {"redshift"}
+
+
 def test_posterior_maps_are_per_pixel_moments_of_the_rendered_draws(trained: Trained) -> None:
     """post.maps and post.maps_std are the per-pixel mean and standard deviation of the maps of
     the n_mc_derived draws; model_maps are the maps of the model behind model_images (the

@@ -479,6 +479,8 @@ def evaluate(
         for k, v in post.params.items():
             push(f"pred/{k}", v.cpu().numpy())
             push(f"std/{k}", post.std[k].cpu().numpy())
+        for k, v in post.model_params.items():
+            push(f"best/{k}", v.cpu().numpy())
         draws = post.samples(n_posterior, seed=seed, derived=False)
         if hide_redshift:
             push("photo_z", post.params["redshift"].cpu().numpy())
@@ -563,14 +565,18 @@ def evaluate(
         "coverage_combinations": {},
         "maps": {},
     }
-    for name in sorted(set(tp) & {k.split("/", 1)[1] for k in cat if k.startswith("pred/")}):
-        pred, true = cat[f"pred/{name}"], tp[name]
-        entry = robust_stats(pred, true, _period(name))
-        if name in _RADIUS_PARAMS or name.startswith("r_half_arcsec_"):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                frac = np.abs(pred / true - 1.0)
-            entry["median_abs_frac_error"] = float(np.nanmedian(frac))
-        metrics["params"][name] = entry
+    # the posterior means (params) and the parameters of the model behind model_images
+    # (Posterior.model_params), against the truth
+    for section, prefix in (("params", "pred/"), ("model_params", "best/")):
+        names = sorted(set(tp) & {k.split("/", 1)[1] for k in cat if k.startswith(prefix)})
+        for name in names:
+            pred, true = cat[f"{prefix}{name}"], tp[name]
+            entry = robust_stats(pred, true, _period(name))
+            if name in _RADIUS_PARAMS or name.startswith("r_half_arcsec_"):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    frac = np.abs(pred / true - 1.0)
+                entry["median_abs_frac_error"] = float(np.nanmedian(frac))
+            metrics.setdefault(section, {})[name] = entry
     for name in REGISTRY.names:
         if f"in68/{name}" in cat:
             metrics["coverage"][name] = {
