@@ -87,6 +87,7 @@ def test_fits_holds_every_map_with_the_stamps_wcs_and_every_parameter(
             k = str(row["name"])
             assert row["mean"] == pytest.approx(float(post.params[k][0]), rel=1e-6)
             assert row["std"] == pytest.approx(float(post.std[k][0]), rel=1e-6, abs=1e-12)
+            assert row["best_fit"] == pytest.approx(float(post.model_params[k][0]), rel=1e-6)
             assert str(row["unit"]) == unit_of(k)
 
 
@@ -118,7 +119,9 @@ def test_fit_command_writes_the_galaxy(tmp_path: Path, capsys: pytest.CaptureFix
     fast = ["--refine-steps", "0", "--n-mc-derived", "4"]
     res = fit_main([*files, "--ivar-hdu", "1", "--redshift", "0.15", "--out", str(out), *fast])
     assert out.is_file() and res["out"] == str(out)
-    assert "log10_mstar_msun" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "log10_mstar_msun" in said and "best fit" in said
+    assert set(res["best_fit"]) == set(res["params"])
     with fits.open(out) as h:
         assert h[0].header["ZGIVEN"] is True and h[0].header["NEIGHMSK"] is True
         assert h[0].header["REDSHIFT"] == pytest.approx(0.15)

@@ -14,7 +14,9 @@
 * ``MASK_<BAND>`` per band: 1 where a pixel was left out of the fit (the input mask,
   non-finite pixels, and with ``mask_neighbours`` the other sources);
 * ``PARAMS``: a table of every posterior quantity (latents, derived observables, redshift)
-  with its posterior mean, standard deviation and unit (:func:`galae.latent.unit_of`).
+  with its posterior mean, standard deviation, best fit (``Posterior.model_params``: the model
+  of ``MODEL_*``; for a refined posterior the better point estimate) and unit
+  (:func:`galae.latent.unit_of`).
 
 The maps lie on the input stamp's pixel grid, so the stamp's WCS describes them unchanged.
 """
@@ -172,6 +174,16 @@ def posterior_hdus(
                 "D",
                 array=np.array(
                     [float(post.std[k][index]) if k in post.std else np.nan for k in names]
+                ),
+            ),
+            fits.Column(
+                "best_fit",
+                "D",
+                array=np.array(
+                    [
+                        float(post.model_params[k][index]) if k in post.model_params else np.nan
+                        for k in names
+                    ]
                 ),
             ),
             fits.Column("unit", "A24", array=np.array([unit_of(k) for k in names])),

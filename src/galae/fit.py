@@ -267,15 +267,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     summary = {
         k: (float(post.params[k][0]), float(post.std[k][0])) for k in SUMMARY if k in post.params
     }
+    best = {k: float(post.model_params[k][0]) for k in summary if k in post.model_params}
     kind = f"refined ({a.refine_steps} steps)" if a.refine_steps else "amortized"
     print(
         f"{Path(next(iter(paths.values()))).name} ...: {kind}, chi2 per pixel "
         f"{float(post.chi2_per_pixel[0]):.2f}"
     )
+    print(f"  {'':24s} {'mean':>10s}    {'std':<9s} {'best fit':>10s}")
     for k, (m, s) in summary.items():
-        print(f"  {k:24s} {m:10.4g} +- {s:.3g}")
+        print(f"  {k:24s} {m:10.4g} +- {s:<9.3g} {best.get(k, float('nan')):10.4g}")
     print(f"wrote {out}")
-    return {"out": str(out), "params": summary, "chi2_per_pixel": float(post.chi2_per_pixel[0])}
+    return {
+        "out": str(out),
+        "params": summary,
+        "best_fit": best,
+        "chi2_per_pixel": float(post.chi2_per_pixel[0]),
+    }
 
 
 if __name__ == "__main__":
