@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import machine, write_result
+from _common import write_result
 
 import galae
 from galae.latent import REGISTRY
@@ -90,8 +90,6 @@ def main() -> None:
             a.name,
             {
                 "benchmark": "derived_resolution",
-                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "machine": machine(),
                 "galae_source": galae.__file__,
                 "galaxies": f"{a.n} draws of the mock population (sample_population, seed "
                 f"{a.seed}), redshift uniform in 0.01-0.25; the derived observables are PSF-free",

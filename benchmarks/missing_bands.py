@@ -25,7 +25,7 @@ import warnings
 from typing import Any
 
 import torch
-from _common import machine, posterior_scores, score_line, write_result
+from _common import posterior_scores, score_line, write_result
 
 import galae
 from galae.data import stand_in
@@ -91,8 +91,6 @@ def choose(m: Any, a: argparse.Namespace) -> None:
         "missing_bands_choice",
         {
             "benchmark": "missing_bands --choose",
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "machine": machine(),
             "rule": "smallest mean over the sets of two or three missing bands of the median "
             "|error| of log M*, amortized, on validation draws (seed 8)",
             "galaxies": f"{a.n} drawn from the packaged model's population prior, seed 8",
@@ -135,8 +133,6 @@ def main() -> None:
         results[_label(gone)] = row
     payload = {
         "benchmark": "missing_bands",
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": machine(),
         "checkpoint": "packaged model (galae.load())",
         "trained_missing_bands": m.trained_missing_bands,
         "stand_in_noise_factor": stand_in.STAND_IN_NOISE_FACTOR,

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import machine, write_result
+from _common import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = (
@@ -71,9 +71,6 @@ def main() -> None:
         write_result(
             "model_params",
             {
-                "benchmark": "model_params",
-                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "machine": machine(),
                 "checkpoint": "packaged model (galae.load())",
                 "data": f"the first {a.n} of {a.data}",
                 "what": "median signed error (bias_median) and 1.4826 MAD scatter about it of the "

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from _common import machine, posterior_scores, score_line, write_result
+from _common import posterior_scores, score_line, write_result
 
 import galae
 from galae.data.hdf5 import read_h5
@@ -83,9 +83,6 @@ def main() -> None:
         write_result(
             "pixel_scales",
             {
-                "benchmark": "pixel_scales",
-                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "machine": machine(),
                 "checkpoint": "packaged model (galae.load())",
                 "galaxies": f"{a.n} analytic mocks (configs/mock_analytic.yaml, seed {a.seed}) at "
                 "each pixel scale, about 25 arcsec stamps, redshift given",

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import machine, posterior_scores, score_line, write_result
+from _common import posterior_scores, score_line, write_result
 
 import galae
 from galae.data.hdf5 import read_h5
@@ -95,9 +95,6 @@ def main() -> None:
         write_result(
             "psf_shape",
             {
-                "benchmark": "psf_shape",
-                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "machine": machine(),
                 "checkpoint": "packaged model (galae.load())",
                 "galaxies": f"the first {a.n} of {a.data} (true latents), re-rendered through "
                 f"each PSF at its FWHM, noise of the mocks' sigma (seed {a.seed}), redshift given",

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import machine, write_result
+from _common import write_result
 
 import galae
 from galae.data.fits import load_fits_cutouts
@@ -173,9 +173,6 @@ def main() -> None:
         write_result(
             "real_sdss_epochs",
             {
-                "benchmark": "real_sdss_epochs",
-                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "machine": machine(),
                 "checkpoint": "packaged model (galae.load())",
                 "galaxy": "SDSS Stripe 82, RA 5.00733 Dec 0.07394 (Celeste.jl stamps, 17 epochs; "
                 "../shared/real/celeste_sdss)",
