@@ -28,6 +28,7 @@ matrix products (same kernel as the FFT route), other PSFs through ``rfft2``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -572,6 +573,23 @@ def _half_light_radius_about_centre(image: Tensor) -> Tensor:
 _REFERENCE_FWHM_PIX = (0.5, 60.0, 512)
 
 
+@functools.lru_cache(maxsize=16)
+def _gaussian_reference(h: int, w: int) -> tuple[Tensor, Tensor]:
+    """(half-light radii (K,), FWHMs (K,)), pixels, float64, of the Gaussian point-source images
+    on an h x w image that it holds (99% of their light: a wider one's radius is the stamp's, not
+    the PSF's); the radii rise with the FWHM.  One table per image size (computing it is most
+    of :func:`gaussian_equivalent_fwhm_arcsec`'s cost); the tensors are shared, not to be
+    modified."""
+    lo, hi, count = _REFERENCE_FWHM_PIX
+    fwhm = torch.logspace(math.log10(lo), math.log10(hi), count, dtype=torch.float64)
+    sigma = (fwhm / FWHM_PER_SIGMA)[:, None]
+    ky = _gaussian_pixel_response(torch.arange(h, dtype=torch.float64) - 0.5 * (h - 1), sigma)[0]
+    kx = _gaussian_pixel_response(torch.arange(w, dtype=torch.float64) - 0.5 * (w - 1), sigma)[0]
+    reference = _half_light_radius_about_centre(ky[:, :, None] * kx[:, None, :])
+    usable = ky.sum(-1) * kx.sum(-1) >= 0.99
+    return reference[usable], fwhm[usable]
+
+
 def gaussian_equivalent_fwhm_arcsec(psf_image: Tensor, pixel_scale_arcsec: float) -> Tensor:
     """FWHM of the Gaussian PSF whose point-source image has the half-light radius of each PSF
     image (about its geometric centre, measured the same way on both), arcsec.
@@ -597,18 +615,8 @@ def gaussian_equivalent_fwhm_arcsec(psf_image: Tensor, pixel_scale_arcsec: float
     """
     scale = _check_pixel_scale(pixel_scale_arcsec)
     h, w = psf_image.shape[-2:]
-    lo, hi, count = _REFERENCE_FWHM_PIX
-    fwhm = torch.logspace(math.log10(lo), math.log10(hi), count, dtype=torch.float64)
-    sigma = (fwhm / FWHM_PER_SIGMA)[:, None]
-    ky = _gaussian_pixel_response(torch.arange(h, dtype=torch.float64) - 0.5 * (h - 1), sigma)[0]
-    kx = _gaussian_pixel_response(torch.arange(w, dtype=torch.float64) - 0.5 * (w - 1), sigma)[0]
-    reference = _half_light_radius_about_centre(
-        ky[:, :, None] * kx[:, None, :]
-    )  # rises with the FWHM
-    # only Gaussians that the image holds (99% of their light): a wider one's radius is the
-    # stamp's, not the PSF's
-    usable = ky.sum(-1) * kx.sum(-1) >= 0.99
-    reference, fwhm = reference[usable], fwhm[usable]
+    lo = _REFERENCE_FWHM_PIX[0]
+    reference, fwhm = _gaussian_reference(int(h), int(w))
     r50 = _half_light_radius_about_centre(psf_image.to(device="cpu"))
     if bool((r50 < reference[0]).any()) or bool((r50 > reference[-1]).any()):
         raise ValueError(
